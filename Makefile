@@ -1,0 +1,53 @@
+# The two commands of the README: `make demo` and `make test`. Both create and use .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_ENV := VOICERAG_DATA_DIR=.voicerag
+
+.PHONY: demo test lint fmt typecheck bench studio clean install system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(DEMO_ENV) $(BIN)/voicerag ingest data/knowledge_base
+	@echo
+	@echo '$$ voicerag ask "KH-300の保証期間は何年ですか？"'
+	@$(DEMO_ENV) $(BIN)/voicerag ask "KH-300の保証期間は何年ですか？"
+	@echo
+	@echo '$$ voicerag ask "How long can I return a product?"'
+	@$(DEMO_ENV) $(BIN)/voicerag ask "How long can I return a product?"
+	@echo
+	@echo "Next: talk to it with  $(BIN)/voicerag chat   (or: source $(BIN)/activate && voicerag chat)"
+
+test: $(STAMP) system-deps lint typecheck
+	$(BIN)/pytest -m "not evals" -q
+
+system-deps:
+	@./scripts/system-deps.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+studio: $(STAMP)
+	LANGGRAPH_CLI_NO_ANALYTICS=1 $(BIN)/langgraph dev --no-browser --host 127.0.0.1 --port 2024
+
+clean:
+	rm -rf $(VENV) .voicerag .langgraph_api .mypy_cache .ruff_cache .pytest_cache benchmarks/.data

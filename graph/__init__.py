@@ -1,0 +1,1 @@
+"""The LangGraph state machine: route, retrieve, grade, generate. Knows nothing of LiveKit."""

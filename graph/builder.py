@@ -1,0 +1,54 @@
+"""build_graph(services): the one compiled graph every front door runs.
+
+    START → route_query ─┬─ lookup ─────► retrieve → grade_context ─┬─► generate → END
+                         └─ small talk ─────────────────────────────┘
+
+The Studio / `langgraph dev` entry point (a module-level `graph`) is `voicerag/studio.py`: it
+needs settings, and the graph package does not read settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Checkpointer
+
+from graph.nodes.generate import make_generate
+from graph.nodes.grade import make_grade_context
+from graph.nodes.retrieve import make_retrieve
+from graph.nodes.route import example_vectors, make_route_query
+from graph.services import Services
+from graph.state import Context, State
+
+SPEAKING_NODE = "generate"  # the only node whose messages are meant for the user
+
+
+def after_route(state: State) -> str:
+    return "generate" if state.get("route", {}).get("kind") == "small_talk" else "retrieve"
+
+
+VoiceGraph = CompiledStateGraph[State, Context, State, State]
+
+
+def build_graph(services: Services, *, checkpointer: Checkpointer = None) -> VoiceGraph:
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node("route_query", make_route_query(services))
+    builder.add_node("retrieve", make_retrieve(services))
+    builder.add_node("grade_context", make_grade_context(services))
+    builder.add_node(SPEAKING_NODE, make_generate(services))
+    builder.add_edge(START, "route_query")
+    builder.add_conditional_edges("route_query", after_route, ["retrieve", SPEAKING_NODE])
+    builder.add_edge("retrieve", "grade_context")
+    builder.add_edge("grade_context", SPEAKING_NODE)
+    builder.add_edge(SPEAKING_NODE, END)
+    return builder.compile(checkpointer=checkpointer, name="voicerag")
+
+
+async def warm_up(services: Services) -> None:
+    """Load what the first turn would otherwise wait for: the keyword index, the model, the
+    router's example vectors."""
+    await services.knowledge_base.keyword_index()
+    await services.embeddings.aembed_query("warm up")
+    await asyncio.to_thread(example_vectors, services.embeddings)

@@ -1,0 +1,27 @@
+"""Small helpers shared by the nodes."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+NOSTREAM = ["nostream"]  # LangGraph's tag: this model's tokens are not emitted in messages mode
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since `started` (a time.perf_counter() value), rounded for logs."""
+    return round((time.perf_counter() - started) * 1000, 2)
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """The first JSON object in a model's reply (models wrap JSON in prose or fences); {} if none."""
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    if not match:
+        return {}
+    try:
+        value = json.loads(match.group())
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

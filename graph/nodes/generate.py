@@ -1,0 +1,159 @@
+"""generate: the only node that speaks.
+
+With a chat model, its tokens stream out (LangGraph `messages` mode picks them up), bounded by a
+first-token and a total timeout. Without one, or when it fails before saying anything, the
+answer is extractive: sentences read from the graded documents, introduced as such (degraded).
+With no usable document the answer says so; it never invents. Lookups that failed are named.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from graph.extractive import extract_answer
+from graph.nodes.common import elapsed_ms
+from graph.nodes.small_talk import small_talk_reply
+from graph.prompts import (
+    ANSWER_SYSTEM,
+    COULD_NOT_FETCH,
+    CUT_SHORT,
+    EXTRACTIVE_PREFIX,
+    NOT_FOUND,
+    SMALL_TALK_SYSTEM,
+    label,
+)
+from graph.services import GraphOptions, Services
+from graph.state import Context, DocumentHit, State
+from retrievers.language import Language
+
+log = logging.getLogger(__name__)
+
+HISTORY_TURNS = 6  # earlier messages given to the chat model for follow-ups
+
+
+@dataclass
+class StreamOutcome:
+    text: str
+    message_id: str | None
+    error: str | None
+
+
+async def stream_reply(model: BaseChatModel, messages: list[BaseMessage], options: GraphOptions) -> StreamOutcome:
+    """Stream a reply, stopping at the first-token or total timeout or at an error.
+
+    Tokens reach listeners through LangGraph's callbacks as they arrive; this returns what was
+    said, so the caller knows whether to fall back (nothing said) or to apologise (cut short).
+    """
+    text = ""
+    message_id: str | None = None
+    stream = model.astream(messages).__aiter__()
+    deadline = time.monotonic() + options.llm_timeout_s
+    try:
+        async with asyncio.timeout(options.llm_first_token_timeout_s):
+            first: AIMessageChunk = await anext(stream)
+        message_id, text = first.id, first.text
+        async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
+            async for chunk in stream:
+                text += chunk.text
+        return StreamOutcome(text, message_id, None)
+    except StopAsyncIteration:
+        return StreamOutcome(text, message_id, None)
+    except TimeoutError:
+        return StreamOutcome(text, message_id, "timeout")
+    except Exception as exc:  # a model error must end in a spoken answer, not an exception
+        log.warning("chat model failed: %s", exc)
+        return StreamOutcome(text, message_id, type(exc).__name__)
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
+def _history(state: State, limit: int) -> list[BaseMessage]:
+    """Earlier user and assistant messages (not the current question) for follow-ups."""
+    messages: list[BaseMessage] = [m for m in state.get("messages", []) if isinstance(m, HumanMessage | AIMessage)]
+    if messages and isinstance(messages[-1], HumanMessage):
+        messages = messages[:-1]
+    return messages[-limit:]
+
+
+def _context_block(docs: list[DocumentHit]) -> str:
+    return "\n\n".join(f"[{n}] {d['title']}\n{d['text']}" for n, d in enumerate(docs, start=1))
+
+
+def _could_not_fetch(problems: list[str], language: Language) -> str:
+    if not problems:
+        return ""
+    joiner = "、" if language == "ja" else ", "
+    what = joiner.join(label(p, language) for p in dict.fromkeys(problems))
+    return COULD_NOT_FETCH[language].format(what=what)
+
+
+def make_generate(services: Services) -> Any:
+    options = services.options
+
+    async def answer_from_model(
+        state: State, language: Language, system: str, question: str
+    ) -> tuple[list[AIMessage], str, bool] | None:
+        """The model's streamed answer as messages, or None when it said nothing."""
+        model = services.chat_model
+        if model is None:
+            return None
+        prompt = [SystemMessage(system), *_history(state, HISTORY_TURNS), HumanMessage(question)]
+        outcome = await stream_reply(model, prompt, options)
+        if not outcome.text.strip():
+            return None
+        said = AIMessage(outcome.text, id=outcome.message_id)
+        if outcome.error is None:
+            return [said], outcome.text, False
+        apology = CUT_SHORT[language]
+        return [said, AIMessage(apology)], outcome.text + apology, True
+
+    async def generate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Answer the question from the graded context, in the question's language."""
+        started = time.perf_counter()
+        language: Language = state.get("language", "en")
+        question = state.get("question", "")
+        route = state.get("route") or {"kind": "lookup"}
+        graded = state.get("graded", [])
+        company = options.company[language]
+        turn_started = state.get("started_at")
+        pre_generation = round((time.monotonic() - turn_started) * 1000, 2) if turn_started else None
+
+        prefix = _could_not_fetch(state.get("problems", []), language)
+        reply: tuple[list[AIMessage], str, bool] | None = None
+        if route["kind"] == "small_talk":
+            reply = await answer_from_model(
+                state, language, SMALL_TALK_SYSTEM[language].format(company=company), question
+            )
+            if reply is None:
+                reply_text = small_talk_reply(question, language, company)
+                reply = [AIMessage(reply_text)], reply_text, False
+        elif not graded:
+            text = prefix or NOT_FOUND[language]
+            reply = [AIMessage(text)], text, bool(prefix)
+        else:
+            system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded))
+            reply = await answer_from_model(state, language, system, question)
+            if reply is None:
+                text = prefix + EXTRACTIVE_PREFIX[language] + extract_answer(question, graded, language)
+                reply = [AIMessage(text)], text, True
+        messages, answer, degraded = reply
+        timings: dict[str, Any] = {"generate": elapsed_ms(started)}
+        if pre_generation is not None:
+            timings["pre_generation"] = pre_generation
+            timings["total"] = round((time.monotonic() - turn_started) * 1000, 2)  # type: ignore[operator]
+        return {
+            "messages": messages,
+            "answer": answer,
+            "degraded": degraded or bool(prefix),
+            "timings_ms": timings,
+        }
+
+    return generate

@@ -1,0 +1,76 @@
+"""grade_context: keep only the documents an answer may be built from.
+
+By default no LLM is called: a document is kept when its dense similarity to the question
+reaches a threshold calibrated per embedding model (see README, "Grading"), and it is not far
+behind the best document. An optional single batched LLM grade (`Context.grader = "llm"`)
+judges all candidates in one call; its tokens are never streamed and on any failure the score
+grade decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
+from graph.prompts import GRADER_PROMPT
+from graph.services import Services
+from graph.state import Context, DocumentHit, State
+
+log = logging.getLogger(__name__)
+
+MAX_CONTEXT_DOCUMENTS = 3
+FUSED_MARGIN = 2.0  # documents more than this many fused z-units behind the best are dropped
+GRADER_DOC_CHARS = 600
+
+
+def grade_by_score(docs: list[DocumentHit], min_dense: float) -> list[DocumentHit]:
+    """Documents similar enough to the question, and close enough to the best one."""
+    relevant = [d for d in docs if d["dense"] is not None and d["dense"] >= min_dense]
+    if not relevant:
+        return []
+    best = max(d["score"] for d in relevant)
+    return [d for d in relevant if d["score"] >= best - FUSED_MARGIN][:MAX_CONTEXT_DOCUMENTS]
+
+
+async def grade_by_llm(services: Services, question: str, docs: list[DocumentHit]) -> list[DocumentHit] | None:
+    """One call grades every candidate; None when the model is missing or fails."""
+    model = services.grader_model or services.chat_model
+    if model is None or not docs:
+        return None
+    listing = "\n\n".join(
+        f"[{number}] {doc['title']}\n{doc['text'][:GRADER_DOC_CHARS]}" for number, doc in enumerate(docs, start=1)
+    )
+    try:
+        async with asyncio.timeout(services.options.router_timeout_s * 2):
+            reply = await model.with_config(tags=NOSTREAM, run_name="grader").ainvoke(
+                GRADER_PROMPT.format(question=question, documents=listing)
+            )
+    except Exception as exc:  # the score grade decides instead
+        log.info("LLM grader failed, using scores: %s", exc)
+        return None
+    numbers = parse_json_object(reply.text).get("relevant")
+    if not isinstance(numbers, list):
+        return None
+    keep = {n for n in numbers if isinstance(n, int)}
+    return [doc for number, doc in enumerate(docs, start=1) if number in keep][:MAX_CONTEXT_DOCUMENTS]
+
+
+def make_grade_context(services: Services) -> Any:
+    async def grade_context(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Choose the documents the answer may use (possibly none: then the answer says so)."""
+        started = time.perf_counter()
+        ctx = runtime.context or Context()
+        docs = state.get("documents", [])
+        graded: list[DocumentHit] | None = None
+        if (ctx.grader or services.options.grader) == "llm":
+            graded = await grade_by_llm(services, state.get("search_query") or state.get("question", ""), docs)
+        if graded is None:
+            graded = grade_by_score(docs, services.options.min_dense)
+        return {"graded": graded, "timings_ms": {"grade": elapsed_ms(started)}}
+
+    return grade_context

@@ -1,0 +1,55 @@
+"""retrieve: hybrid search of the knowledge base for the turn's standalone question."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.nodes.common import elapsed_ms
+from graph.services import Services
+from graph.state import Context, DocumentHit, State
+from retrievers.knowledge_base import RetrievedDocument
+
+log = logging.getLogger(__name__)
+
+
+def as_hit(doc: RetrievedDocument) -> DocumentHit:
+    return DocumentHit(
+        doc_id=doc.doc_id,
+        title=doc.title,
+        score=doc.score,
+        text=doc.text,
+        dense=doc.dense,
+        keyword=doc.keyword,
+        category=doc.category,
+        lang=doc.lang,
+        source=doc.source,
+    )
+
+
+def make_retrieve(services: Services) -> Any:
+    async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Search the knowledge base; a failure is reported in `problems`, never raised."""
+        started = time.perf_counter()
+        ctx = runtime.context or Context()
+        route = state.get("route")
+        query = state.get("search_query") or state.get("question", "")
+        try:
+            found = await services.knowledge_base.search(
+                query,
+                top_k=ctx.top_k or services.options.top_k,
+                category=(route["category"] if route else None) or ctx.category,
+            )
+        except Exception as exc:  # the turn goes on and says what it could not fetch
+            log.warning("knowledge base search failed: %s", exc)
+            return {
+                "documents": [],
+                "problems": ["knowledge_base"],
+                "timings_ms": {"retrieve": elapsed_ms(started)},
+            }
+        return {"documents": [as_hit(doc) for doc in found], "timings_ms": {"retrieve": elapsed_ms(started)}}
+
+    return retrieve

@@ -1,0 +1,179 @@
+"""route_query: decide what a turn needs, by default without calling an LLM.
+
+Rules first (greetings, thanks, goodbyes in both languages, anchored to the whole utterance so
+"hi, what's the warranty?" is still a lookup), then embedding similarity to example utterances
+for short turns the rules do not know. The query vector computed here is cached by `Embeddings`,
+so retrieval does not embed the question again. An LLM router is an option (`Context.router`);
+its tokens are never streamed (tag `nostream`) and any failure falls back to the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from typing import Any
+
+import numpy as np
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.runtime import Runtime
+
+from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
+from graph.nodes.small_talk import small_talk_kind
+from graph.prompts import ROUTER_PROMPT
+from graph.services import Services
+from graph.state import Context, Route, State
+from retrievers.embeddings import Embeddings
+from retrievers.language import Language, detect_language
+
+# Example utterances for the embedding router (short turns only); lookups are the default.
+SMALL_TALK_EXAMPLES = [
+    "hello there",
+    "good evening",
+    "thanks a lot",
+    "that's all, thank you",
+    "bye for now",
+    "how are you",
+    "who are you",
+    "nice talking to you",
+    "ok great",
+    "you're helpful",
+    "こんにちは",
+    "ありがとうございました",
+    "またよろしくお願いします",
+    "お元気ですか",
+    "あなたは誰ですか",
+    "わかりました",
+    "助かります",
+    "さようなら",
+    "いい天気ですね",
+    "おつかれさまです",
+]
+LOOKUP_EXAMPLES = [
+    "how much does it cost",
+    "what is the warranty",
+    "when are you open",
+    "how do I return an item",
+    "my order has not arrived",
+    "how do I reset my headphones",
+    "what is the battery life",
+    "do you ship to Okinawa",
+    "what payment methods do you accept",
+    "is it in stock",
+    "値段はいくらですか",
+    "保証期間は",
+    "営業時間を教えて",
+    "返品したい",
+    "注文が届かない",
+    "リセット方法",
+    "電池はどのくらい持ちますか",
+    "送料は",
+    "支払い方法は",
+    "在庫はありますか",
+]
+EMBEDDING_ROUTE_MAX_CHARS = 40
+EMBEDDING_MARGIN = 0.04
+
+_FOLLOW_UP = re.compile(
+    r"^(and|also|what about|how about|then|so|what if|plus)\b|^(それ|じゃあ|では|あと|それで|ちなみに|で、|また)|"
+    r"(は|も|って)[？?]?$"
+)
+
+
+def last_human_text(messages: list[AnyMessage]) -> tuple[str, list[str]]:
+    """The last user message and the user messages before it (oldest first)."""
+    texts = [str(m.text) for m in messages if isinstance(m, HumanMessage) and m.text.strip()]
+    return (texts[-1], texts[:-1]) if texts else ("", [])
+
+
+def standalone_query(question: str, earlier: list[str]) -> str:
+    """The question made standalone: a short or elliptic follow-up carries the previous question."""
+    if not earlier:
+        return question
+    words = question.split()
+    short = len(question) <= 12 if detect_language(question) == "ja" else len(words) <= 4
+    if short or _FOLLOW_UP.search(question.strip().lower()):
+        return f"{earlier[-1]} {question}"
+    return question
+
+
+@functools.cache
+def example_vectors(embeddings: Embeddings) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors of the small-talk and lookup examples, computed once per model."""
+    return embeddings.model.queries(SMALL_TALK_EXAMPLES), embeddings.model.queries(LOOKUP_EXAMPLES)
+
+
+async def looks_like_small_talk(services: Services, question: str) -> bool:
+    """A short turn whose nearest example utterance is small talk, by a clear margin."""
+    if len(question) > EMBEDDING_ROUTE_MAX_CHARS:
+        return False
+    small, lookup = await asyncio.to_thread(example_vectors, services.embeddings)
+    vector = await services.embeddings.aembed_query(question)
+    return float((small @ vector).max()) >= float((lookup @ vector).max()) + EMBEDDING_MARGIN
+
+
+def make_route_query(services: Services) -> Any:
+    async def route_query(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Find the question, its language and standalone form; choose small talk or lookup."""
+        started = time.perf_counter()
+        turn_started = time.monotonic()
+        ctx = runtime.context or Context()
+        question, earlier = last_human_text(state.get("messages", []))
+        question = (state.get("question") or question).strip()
+        language: Language = ctx.language or detect_language(question)
+        search_query = standalone_query(question, earlier)
+        route: Route | None = None
+        if (ctx.router or services.options.router) == "llm":
+            route, search_query = await _llm_route(services, question, earlier, search_query)
+        if route is None:
+            route = await _rules_route(services, question)
+        if route["kind"] == "lookup" and ctx.category and not route["category"]:
+            route["category"] = ctx.category
+        return {
+            "question": question,
+            "language": language,
+            "search_query": search_query,
+            "route": route,
+            "started_at": state.get("started_at") or turn_started,
+            "timings_ms": {"route": elapsed_ms(started)},
+        }
+
+    return route_query
+
+
+async def _rules_route(services: Services, question: str) -> Route:
+    if not question:
+        return Route(kind="small_talk", sources=[], category=None, reason="rules: empty")
+    if small_talk_kind(question):
+        return Route(kind="small_talk", sources=[], category=None, reason="rules")
+    if await looks_like_small_talk(services, question):
+        return Route(kind="small_talk", sources=[], category=None, reason="embedding")
+    return Route(kind="lookup", sources=["knowledge_base"], category=None, reason="rules")
+
+
+async def _llm_route(
+    services: Services, question: str, earlier: list[str], search_query: str
+) -> tuple[Route | None, str]:
+    model = services.router_model or services.chat_model
+    if model is None:
+        return None, search_query
+    prompt = ROUTER_PROMPT.format(history="\n".join(earlier[-4:]) or "(none)", question=question)
+    try:
+        async with asyncio.timeout(services.options.router_timeout_s):
+            reply = await model.with_config(tags=NOSTREAM, run_name="router").ainvoke(prompt)
+        decision = parse_json_object(reply.text)
+        kind = decision.get("kind")
+        if kind not in ("lookup", "small_talk"):
+            return None, search_query
+        category = decision.get("category") if decision.get("category") in ("product", "support", "general") else None
+        rewritten = decision.get("query")
+        route = Route(
+            kind=kind,
+            sources=["knowledge_base"] if kind == "lookup" else [],
+            category=category,
+            reason="llm",
+        )
+        return route, rewritten if isinstance(rewritten, str) and rewritten.strip() else search_query
+    except Exception:  # a router failure must never stop the turn: the rules decide
+        return None, search_query

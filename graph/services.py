@@ -1,0 +1,44 @@
+"""What the graph needs from the outside world, gathered in one object.
+
+`voicerag.services.build_services(settings)` builds it from settings; tests build it by hand
+(with fake chat models). Every front door compiles the graph from one `Services`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from langchain_core.language_models import BaseChatModel
+
+from retrievers.embeddings import Embeddings
+from retrievers.knowledge_base import KnowledgeBaseManager
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """Defaults for every turn; `Context` may override the per-turn ones."""
+
+    top_k: int = 5
+    router: Literal["rules", "llm"] = "rules"
+    grader: Literal["score", "llm"] = "score"
+    min_dense: float = 0.80  # cosine a document needs to be used (depends on the embedding model)
+    deadline_ms: int = 1500
+    llm_timeout_s: float = 8.0
+    llm_first_token_timeout_s: float = 3.0
+    router_timeout_s: float = 1.0
+    company: dict[str, str] = field(default_factory=lambda: {"en": "Kumo Audio", "ja": "クモオーディオ"})
+
+
+@dataclass
+class Services:
+    knowledge_base: KnowledgeBaseManager
+    embeddings: Embeddings
+    options: GraphOptions = field(default_factory=GraphOptions)
+    chat_model: BaseChatModel | None = None  # answers; None means extractive answers
+    router_model: BaseChatModel | None = None  # the optional LLM router (defaults to chat_model)
+    grader_model: BaseChatModel | None = None  # the optional LLM grader (defaults to chat_model)
+
+    async def aclose(self) -> None:
+        await self.knowledge_base.close()
+        self.embeddings.close()

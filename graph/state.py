@@ -1,0 +1,74 @@
+"""What flows through the graph: `State` (one run) and `Context` (who is asking, and how).
+
+State values are plain JSON-friendly data so the same run can be shown in LangGraph Studio,
+printed by `voicerag ask --json` and traced in LangSmith.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, NotRequired, TypedDict
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+
+from retrievers.language import Language
+
+RouteKind = Literal["lookup", "small_talk"]
+
+
+class Route(TypedDict):
+    kind: RouteKind
+    sources: list[str]  # names of the sources to consult, e.g. ["knowledge_base"]
+    category: str | None  # knowledge-base category to search in, when the question names one
+    reason: str  # how the decision was made: "rules", "embedding", "llm", "llm-failed: ..."
+
+
+class DocumentHit(TypedDict):
+    doc_id: str
+    title: str
+    score: float
+    text: str
+    dense: float | None
+    keyword: float | None
+    category: str
+    lang: str
+    source: str
+
+
+def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Reducer: nodes add their own keys (e.g. timings) without overwriting each other's."""
+    return {**(left or {}), **(right or {})}
+
+
+class State(TypedDict):
+    """One run of the graph (one user turn)."""
+
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
+    question: NotRequired[str]  # this turn's question; taken from the last human message if absent
+    search_query: NotRequired[str]  # the question made standalone (follow-ups carry the previous one)
+    language: NotRequired[Language]
+    route: NotRequired[Route]
+    documents: NotRequired[list[DocumentHit]]  # what retrieval returned
+    graded: NotRequired[list[DocumentHit]]  # what the answer may use
+    problems: NotRequired[Annotated[list[str], lambda a, b: (a or []) + (b or [])]]  # what could not be fetched
+    answer: NotRequired[str]
+    degraded: NotRequired[bool]
+    started_at: NotRequired[float]  # time.monotonic() when the turn entered the graph
+    timings_ms: NotRequired[Annotated[dict[str, Any], merge_dicts]]
+
+
+@dataclass
+class Context:
+    """Per user and per turn: identity, language and options. Never stored in the state."""
+
+    user_id: str = "anonymous"
+    roles: list[str] = field(default_factory=list)
+    tenant: str | None = None
+    language: Language | None = None  # answer in this language instead of the question's
+    turn_id: str = ""
+    deadline_ms: int | None = None  # per-turn lookup budget; the settings' default when None
+    router: Literal["rules", "llm"] | None = None  # None: the configured default
+    grader: Literal["score", "llm"] | None = None
+    top_k: int | None = None
+    category: str | None = None  # restrict knowledge-base search to one category

@@ -1,0 +1,1 @@
+"""Everything that fetches knowledge. Knows nothing of LangGraph or LiveKit."""

@@ -1,0 +1,320 @@
+"""Documents: the model, loaders for .jsonl/.json/.md/.txt and folders, validation and chunking.
+
+Loading is all-or-nothing: `load_documents` reads and validates every input before anything is
+written, and raises `UserInputError` naming the file and line (or field) of the first problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from retrievers.errors import UserInputError
+from retrievers.language import Language, detect_language
+
+Category = Literal["product", "support", "general"]
+CATEGORIES: tuple[Category, ...] = ("product", "support", "general")
+SUPPORTED_SUFFIXES = (".jsonl", ".json", ".md", ".markdown", ".txt")
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MetadataValue = str | int | float | bool
+
+# Chunk metadata keys the knowledge base writes itself; documents may not set them.
+RESERVED_METADATA = frozenset(
+    {"doc_id", "title", "category", "lang", "source", "chunk_index", "chunk_count", "content_hash"}
+)
+_KNOWN_FIELDS = {"id", "title", "text", "content", "category", "lang", "metadata"}
+
+
+class Document(BaseModel):
+    """One document of the knowledge base, before chunking."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(min_length=1, max_length=512)
+    title: str = ""
+    text: str = Field(min_length=1)
+    category: Category = "general"
+    lang: Language
+    source: str = ""
+    metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _no_reserved_keys(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        clash = sorted(RESERVED_METADATA & value.keys())
+        if clash:
+            raise ValueError(f"uses reserved key(s) {', '.join(clash)}")
+        return value
+
+    @property
+    def content_hash(self) -> str:
+        """Hash of everything that is stored: an unchanged hash means nothing to write."""
+        payload = json.dumps(
+            [self.title, self.text, self.category, self.lang, self.source, sorted(self.metadata.items())],
+            ensure_ascii=False,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of a document as stored in the vector store."""
+
+    id: str
+    doc_id: str
+    index: int
+    text: str
+
+    @staticmethod
+    def make_id(doc_id: str, index: int) -> str:
+        return f"{doc_id}::{index}"
+
+
+def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
+    """Split a document into overlapping chunks at paragraph, sentence, then word boundaries."""
+    pieces = _splitter(size, overlap).split_text(doc.text) or [doc.text.strip()]
+    return [Chunk(Chunk.make_id(doc.id, i), doc.id, i, piece) for i, piece in enumerate(pieces)]
+
+
+def embedding_text(title: str, chunk_text: str) -> str:
+    """What is embedded and keyword-indexed for a chunk: the title carries the topic."""
+    return f"{title}\n{chunk_text}" if title else chunk_text
+
+
+_SPLITTERS: dict[tuple[int, int], RecursiveCharacterTextSplitter] = {}
+
+
+def _splitter(size: int, overlap: int) -> RecursiveCharacterTextSplitter:
+    key = (size, overlap)
+    if key not in _SPLITTERS:
+        _SPLITTERS[key] = RecursiveCharacterTextSplitter(
+            chunk_size=size,
+            chunk_overlap=overlap,
+            # Japanese sentences end in 。！？ with no space after them.
+            separators=["\n\n", "\n", "。", "．", "！", "？", ". ", "! ", "? ", "、", ", ", " ", ""],
+            keep_separator="end",
+            strip_whitespace=True,
+        )
+    return _SPLITTERS[key]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What `load_documents` found: the documents, and files it passed over inside folders."""
+
+    documents: list[Document]
+    files: list[Path]
+    skipped: list[Path]
+
+
+def load_documents(paths: Iterable[Path | str]) -> LoadReport:
+    """Read and validate every document under `paths` (files or folders, recursively).
+
+    Raises `UserInputError` naming the file and line or field at the first problem, including a
+    document id used twice anywhere in the inputs.
+    """
+    files, skipped = _expand(Path(p) for p in paths)
+    documents: list[Document] = []
+    first_seen: dict[str, str] = {}
+    for file, root in files:
+        for where, doc in _load_file(file, root):
+            if doc.id in first_seen:
+                raise UserInputError(f"{where}: duplicate id {doc.id!r} (first seen at {first_seen[doc.id]})")
+            first_seen[doc.id] = where
+            documents.append(doc)
+    return LoadReport(documents, [f for f, _ in files], skipped)
+
+
+def _expand(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    files: list[tuple[Path, Path]] = []
+    skipped: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise UserInputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                if not child.is_file() or any(part.startswith(".") for part in child.relative_to(path).parts):
+                    continue
+                if child.suffix.lower() in SUPPORTED_SUFFIXES:
+                    files.append((child, path))
+                else:
+                    skipped.append(child)
+        elif path.suffix.lower() in SUPPORTED_SUFFIXES:
+            files.append((path, path.parent))
+        else:
+            raise UserInputError(
+                f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+                f"expected one of {', '.join(SUPPORTED_SUFFIXES)}"
+            )
+    if not files:
+        raise UserInputError("no documents found: give .jsonl, .json, .md or .txt files or folders")
+    return files, skipped
+
+
+def _read_text(file: Path) -> str:
+    size = file.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise UserInputError(f"{file}: {size / 1e6:.0f} MB is over the {MAX_FILE_BYTES // 2**20} MiB limit")
+    data = file.read_bytes()
+    if b"\x00" in data:
+        raise UserInputError(f"{file}: binary file (contains NUL bytes), expected UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UserInputError(f"{file}:{line}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _load_file(file: Path, root: Path) -> Iterator[tuple[str, Document]]:
+    text = _read_text(file)
+    suffix = file.suffix.lower()
+    source = file.resolve().as_posix()  # the same file always has the same source, however named
+    if suffix == ".jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{file}:{number}"
+            record = _parse_json(line, where)
+            yield (
+                where,
+                _document_from_record(record, where, source, fallback_id=f"{_path_id(file, root)}-{number}"),
+            )
+    elif suffix == ".json":
+        data = _parse_json(text, str(file))
+        records = data.get("documents") if isinstance(data, dict) else data
+        if not isinstance(records, list):
+            raise UserInputError(f'{file}: expected a list of documents or {{"documents": [...]}}')
+        for index, record in enumerate(records):
+            where = f"{file}: documents[{index}]"
+            yield (
+                where,
+                _document_from_record(record, where, source, fallback_id=f"{_path_id(file, root)}-{index}"),
+            )
+    else:
+        yield str(file), _document_from_text_file(file, root, text, source)
+
+
+def _parse_json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        if ":" in where.rsplit("/", 1)[-1]:  # a .jsonl line already names its line
+            raise UserInputError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+        raise UserInputError(f"{where}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+
+
+def _document_from_record(record: Any, where: str, source: str, *, fallback_id: str) -> Document:
+    if not isinstance(record, dict):
+        raise UserInputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    text = record.get("text", record.get("content"))
+    if text is None:
+        raise UserInputError(f"{where}: field 'text' (or 'content') is missing")
+    if not isinstance(text, str):
+        raise UserInputError(f"{where}: field 'text' must be a string")
+    metadata: dict[str, Any] = {}
+    explicit = record.get("metadata", {})
+    if not isinstance(explicit, dict):
+        raise UserInputError(f"{where}: field 'metadata' must be an object")
+    metadata.update(explicit)
+    metadata.update({k: v for k, v in record.items() if k not in _KNOWN_FIELDS})
+    raw_id = record.get("id", fallback_id)
+    if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        raise UserInputError(f"{where}: field 'id' must be a string or an integer")
+    fields = {
+        "id": str(raw_id),
+        "title": record.get("title") or "",
+        "text": text,
+        "category": record.get("category") or "general",
+        "lang": record.get("lang") or detect_language(text),
+        "source": source,
+        "metadata": {k: _scalar(v) for k, v in metadata.items() if v is not None},
+    }
+    return _validated(fields, where)
+
+
+def _document_from_text_file(file: Path, root: Path, text: str, source: str) -> Document:
+    front, body = _split_front_matter(text)
+    title = front.pop("title", "") or _first_heading(body)
+    parent = file.parent.name
+    fields = {
+        "id": front.pop("id", "") or _path_id(file, root),
+        "title": title or file.stem.replace("_", " ").replace("-", " "),
+        "text": body,
+        "category": front.pop("category", "") or (parent if parent in CATEGORIES else "general"),
+        "lang": front.pop("lang", "") or detect_language(body),
+        "source": source,
+        "metadata": dict(front),
+    }
+    return _validated(fields, str(file))
+
+
+def _validated(fields: dict[str, Any], where: str) -> Document:
+    try:
+        return Document(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "document"
+        if error["type"] == "missing":
+            raise UserInputError(f"{where}: field '{field}' is missing") from None
+        raise UserInputError(f"{where}: field '{field}' {_short(error['msg'])}") from None
+
+
+def _short(message: str) -> str:
+    message = message.removeprefix("Value error, ")
+    return message[0].lower() + message[1:] if message else message
+
+
+def _scalar(value: Any) -> MetadataValue:
+    """Chroma stores scalar metadata: lists and objects are kept as JSON text."""
+    if isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _path_id(file: Path, root: Path) -> str:
+    try:
+        relative = file.relative_to(root)
+    except ValueError:
+        relative = Path(file.name)
+    return relative.with_suffix("").as_posix()
+
+
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(?:\n|\Z)", re.DOTALL)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
+
+
+def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
+    """`key: value` lines between `---` fences at the top of a Markdown or text file."""
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return {}, text
+    front: dict[str, str] = {}
+    for line in match.group(1).splitlines():
+        if ":" in line and not line.lstrip().startswith("#"):
+            key, value = line.split(":", 1)
+            front[key.strip()] = value.strip().strip("\"'")
+    return front, text[match.end() :]
+
+
+def _first_heading(text: str) -> str:
+    match = _HEADING.search(text)
+    return match.group(1).strip() if match else ""

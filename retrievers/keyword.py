@@ -1,0 +1,180 @@
+"""Keyword side of hybrid search: a BM25 index (bm25s) over the chunks of one collection.
+
+One tokenizer serves both languages, so a mixed knowledge base and mixed questions work:
+runs of Japanese script become character unigrams + bigrams (no dictionary needed, and on the
+shared eval sets they beat morphological tokens on recall@1), runs of Latin letters and digits
+become Snowball-stemmed words. The index is derived from Chroma, never edited in place: it is
+rebuilt when the collection changes (see `KnowledgeBaseManager`) and can be saved beside the data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import bm25s
+import numpy as np
+import Stemmer
+
+_CJK_RUN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3005\u30fc]+")
+_WORD = re.compile(r"[^\W_]+")
+_STEMMER = Stemmer.Stemmer("english")
+# Very common English function words carry no topic; BM25's idf would mostly ignore them, but
+# dropping them keeps short voice questions from matching on "the" and "is".
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "the",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+
+
+@lru_cache(maxsize=4096)
+def _stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))
+
+
+def tokenize(text: str) -> list[str]:
+    """Tokens for BM25: Japanese character unigrams + bigrams, stemmed English words."""
+    normal = unicodedata.normalize("NFKC", text).lower()
+    tokens: list[str] = []
+    position = 0
+    for match in _CJK_RUN.finditer(normal):
+        _latin_tokens(normal[position : match.start()], tokens)
+        run = match.group()
+        tokens.extend(run)
+        tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+        position = match.end()
+    _latin_tokens(normal[position:], tokens)
+    return tokens
+
+
+def _latin_tokens(text: str, out: list[str]) -> None:
+    for word in _WORD.findall(text):
+        if word not in _STOPWORDS:
+            out.append(_stem(word))
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordHit:
+    row: int
+    score: float
+
+
+class KeywordIndex:
+    """BM25 over chunk texts, with per-chunk metadata for exact filtering by mask."""
+
+    def __init__(self, chunk_ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]):
+        if not (len(chunk_ids) == len(texts) == len(metadatas)):
+            raise ValueError("chunk_ids, texts and metadatas must have the same length")
+        self.chunk_ids = list(chunk_ids)
+        self.metadatas = [dict(m) for m in metadatas]
+        self._row_of = {chunk_id: row for row, chunk_id in enumerate(self.chunk_ids)}
+        self._columns: dict[str, np.ndarray] = {}
+        self._bm25: bm25s.BM25 | None = None
+        if self.chunk_ids:
+            self._bm25 = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+            self._bm25.index([tokenize(t) for t in texts], show_progress=False)
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    def row(self, chunk_id: str) -> int | None:
+        return self._row_of.get(chunk_id)
+
+    def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
+        """BM25 score of every chunk (0 where the mask excludes it)."""
+        tokens = tokenize(query)
+        if self._bm25 is None or not tokens:
+            return np.zeros(len(self), dtype=np.float32)
+        scores = np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
+        return scores * mask if mask is not None else scores
+
+    def search(self, query: str, limit: int, mask: np.ndarray | None = None) -> list[KeywordHit]:
+        """The best `limit` chunks with a positive score, best first."""
+        scores = self.scores(query, mask)
+        if not len(scores):
+            return []
+        limit = min(limit, len(scores))
+        top = np.argpartition(-scores, limit - 1)[:limit]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [KeywordHit(int(row), float(scores[row])) for row in top if scores[row] > 0]
+
+    def mask(self, filters: Mapping[str, Any]) -> np.ndarray | None:
+        """A 0/1 mask of chunks whose metadata equals every filter (a list means any of)."""
+        if not filters:
+            return None
+        keep = np.ones(len(self), dtype=bool)
+        for key, wanted in filters.items():
+            column = self._column(key)
+            allowed = wanted if isinstance(wanted, list | tuple | set) else [wanted]
+            keep &= np.isin(column, np.asarray([str(v) for v in allowed], dtype=object))
+        return keep.astype(np.float32)
+
+    def _column(self, key: str) -> np.ndarray:
+        if key not in self._columns:
+            self._columns[key] = np.asarray([str(m.get(key, "")) for m in self.metadatas], dtype=object)
+        return self._columns[key]
+
+    # ---- persistence: the index is derived, so a saved copy is only a start-up shortcut ----
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if self._bm25 is not None:
+            self._bm25.save(str(folder / "bm25"))
+        with (folder / "chunks.json").open("w", encoding="utf-8") as file:
+            json.dump({"chunk_ids": self.chunk_ids, "metadatas": self.metadatas}, file, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, folder: Path) -> KeywordIndex:
+        with (folder / "chunks.json").open(encoding="utf-8") as file:
+            data = json.load(file)
+        index = cls([], [], [])
+        index.chunk_ids = data["chunk_ids"]
+        index.metadatas = data["metadatas"]
+        index._row_of = {chunk_id: row for row, chunk_id in enumerate(index.chunk_ids)}
+        if index.chunk_ids:
+            index._bm25 = bm25s.BM25.load(str(folder / "bm25"))
+        return index

@@ -1,0 +1,1 @@
+"""The `voicerag` command line: one module per command."""

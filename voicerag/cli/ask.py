@@ -1,0 +1,55 @@
+"""`voicerag ask "QUESTION" [--json] [--lang ja|en] [--user ID] [--roles R1,R2]`: one turn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from typing import Annotated
+
+import typer
+from langchain_core.messages import HumanMessage
+
+from graph.builder import build_graph
+from graph.state import Context
+from retrievers.errors import UserInputError
+from voicerag.cli.common import open_services, settings
+from voicerag.cli.turn import run_turn, turn_json
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in Japanese or English.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of streaming text.")] = False,
+    lang: Annotated[str | None, typer.Option("--lang", help="Answer in this language: ja or en.")] = None,
+    user: Annotated[str, typer.Option("--user", help="Caller identity passed to the graph.")] = "cli",
+    roles: Annotated[str, typer.Option("--roles", help="Comma-separated roles of the caller.")] = "",
+) -> None:
+    """Answer one question; the answer streams to stdout."""
+    if not question.strip():
+        raise UserInputError("QUESTION: is empty")
+    if lang not in (None, "ja", "en"):
+        raise UserInputError(f"--lang: expected ja or en, got {lang!r}")
+    context = Context(
+        user_id=user,
+        roles=[r.strip() for r in roles.split(",") if r.strip()],
+        language=lang,  # type: ignore[arg-type]
+        turn_id=uuid.uuid4().hex,
+    )
+    asyncio.run(_ask(question, context, as_json))
+
+
+async def _ask(question: str, context: Context, as_json: bool) -> None:
+    async with open_services(settings()) as services:
+        graph = build_graph(services)
+        on_text = None if as_json else _write
+        state = await run_turn(graph, [HumanMessage(question)], context, on_text)
+    if as_json:
+        print(json.dumps(turn_json(state), ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write("\n")
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

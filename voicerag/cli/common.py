@@ -1,0 +1,60 @@
+"""What every command shares: settings, services, output consoles, progress, async running."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from graph.services import Services
+from voicerag.services import build_services
+from voicerag.settings import Settings, load_settings
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def settings() -> Settings:
+    loaded = load_settings()
+    logging.basicConfig(level=loaded.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("chromadb", "httpx", "httpcore", "openai"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    return loaded
+
+
+@asynccontextmanager
+async def open_services(loaded: Settings) -> AsyncIterator[Services]:
+    """Services for one command, closed when it ends."""
+    services = build_services(loaded)
+    try:
+        yield services
+    finally:
+        await services.aclose()
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A (stage, done, total) callback drawing a bar on a terminal; silent when stderr is piped."""
+    if not (enabled and err.is_terminal):
+        yield lambda stage, done, total: None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+        yield update

@@ -1,0 +1,61 @@
+"""Entry point of the `voicerag` command: registers the commands and maps errors to exit codes.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input or usage. Errors are one line on stderr;
+`VOICERAG_DEBUG=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+
+from retrievers.errors import VoiceragError
+from voicerag.cli import ask, chat, evaluate, ingest, search
+
+app = typer.Typer(
+    name="voicerag",
+    help="A voice agent that answers from your knowledge base and live systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("ingest")(ingest.ingest)
+app.command("ask")(ask.ask)
+app.command("chat")(chat.chat)
+app.command("search")(search.search)
+app.command("eval")(evaluate.evaluate)
+
+
+def _debug() -> bool:
+    return os.environ.get("VOICERAG_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+def run() -> None:
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.UsageError as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except VoiceragError as exc:
+        if _debug():
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _debug():
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set VOICERAG_DEBUG=1 for details)", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,80 @@
+"""`voicerag search "QUERY" [--top-k N] [--category C] [--json]` and `--queries FILE --json`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from retrievers.documents import CATEGORIES
+from retrievers.errors import UserInputError
+from retrievers.knowledge_base import KnowledgeBaseManager
+from voicerag.cli.common import out, settings
+from voicerag.services import build_embeddings, build_knowledge_base
+
+
+def search(
+    query: Annotated[str | None, typer.Argument(help="What to search for.")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=100, help="Documents to return.")] = 5,
+    category: Annotated[str | None, typer.Option(help="Only documents of this category.")] = None,
+    queries: Annotated[Path | None, typer.Option("--queries", help="A file with one query a line.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query.")] = False,
+) -> None:
+    """Hybrid search of the knowledge base (no answer generated)."""
+    if (query is None) == (queries is None):
+        raise UserInputError("give either QUERY or --queries FILE")
+    if category is not None and category not in CATEGORIES:
+        raise UserInputError(f"--category: expected one of {', '.join(CATEGORIES)}, got {category!r}")
+    if queries is not None:
+        if not queries.is_file():
+            raise UserInputError(f"--queries: {queries} is not a file")
+        lines = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+    else:
+        lines = [query or ""]
+    if not all(lines):
+        raise UserInputError("QUERY: is empty")
+    asyncio.run(_search(lines, top_k, category, as_json or queries is not None))
+
+
+async def _search(lines: list[str], top_k: int, category: str | None, as_json: bool) -> None:
+    loaded = settings()
+    embeddings = build_embeddings(loaded)
+    kb = build_knowledge_base(loaded, embeddings)
+    try:
+        for line in lines:
+            result = await _one(kb, line, top_k, category)
+            if as_json:
+                print(json.dumps(result, ensure_ascii=False), flush=True)
+            else:
+                _print_table(result)
+    finally:
+        await kb.close()
+        embeddings.close()
+
+
+async def _one(kb: KnowledgeBaseManager, query: str, top_k: int, category: str | None) -> dict[str, Any]:
+    started = time.perf_counter()
+    hits = await kb.search(query, top_k=top_k, category=category)
+    return {
+        "query": query,
+        "results": [{"doc_id": h.doc_id, "title": h.title, "score": h.score} for h in hits],
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
+    }
+
+
+def _print_table(result: dict[str, Any]) -> None:
+    table = Table(title=f"{result['query']}  ({result['elapsed_ms']} ms)")
+    table.add_column("#", justify="right")
+    table.add_column("doc_id")
+    table.add_column("title")
+    table.add_column("score", justify="right")
+    for rank, hit in enumerate(result["results"], start=1):
+        table.add_row(str(rank), hit["doc_id"], hit["title"], f"{hit['score']:.3f}")
+    if not result["results"]:
+        table.caption = "no documents found"
+    out.print(table)

@@ -1,0 +1,57 @@
+"""Running one turn of the graph for the text front doors, and its JSON form (the CLI contract)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage
+
+from graph.builder import SPEAKING_NODE, VoiceGraph
+from graph.state import Context
+
+
+async def run_turn(
+    graph: VoiceGraph,
+    messages: list[AnyMessage],
+    context: Context,
+    on_text: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the graph on the conversation so far; `on_text` receives the answer as it streams.
+    Returns the final state."""
+    final: dict[str, Any] = {}
+    stream: AsyncIterator[Any] = graph.astream(
+        {"messages": messages}, context=context, stream_mode=["messages", "values"]
+    )
+    async for mode, payload in stream:
+        if mode == "values":
+            final = payload
+        elif on_text is not None:
+            message, metadata = payload
+            spoken = metadata.get("langgraph_node") == SPEAKING_NODE and isinstance(message, AIMessageChunk | AIMessage)
+            if spoken and message.text:
+                on_text(message.text)
+    return final
+
+
+def turn_json(state: dict[str, Any]) -> dict[str, Any]:
+    """The `voicerag ask --json` object, as DESIGN.md's CLI contract specifies."""
+    route = state.get("route") or {"kind": "lookup", "sources": []}
+    timings = dict(state.get("timings_ms") or {})
+    return {
+        "question": state.get("question", ""),
+        "answer": state.get("answer", ""),
+        "language": state.get("language", "en"),
+        "route": {"kind": route["kind"], "sources": list(route.get("sources", []))},
+        "documents": [
+            {"doc_id": d["doc_id"], "title": d["title"], "score": d["score"], "text": d["text"]}
+            for d in state.get("graded", [])
+        ],
+        "api_results": list(state.get("api_results", [])),
+        "degraded": bool(state.get("degraded", False)),
+        "timings_ms": {
+            key: timings.get(key, 0.0)
+            for key in ("route", "retrieve", "call_apis", "grade", "generate", "pre_generation", "total")
+        }
+        | {"sources": dict(timings.get("sources", {}))},
+    }

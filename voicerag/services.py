@@ -1,0 +1,78 @@
+"""build_services(settings): turn settings into the one `Services` object the graph runs on."""
+
+from __future__ import annotations
+
+from langchain_core.language_models import BaseChatModel
+
+from graph.services import GraphOptions, Services
+from retrievers.embeddings import DEFAULT_MIN_DENSE, Embeddings, VectorCache, load_model
+from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from voicerag.settings import Settings
+
+
+def build_embeddings(settings: Settings) -> Embeddings:
+    model = load_model(
+        settings.embeddings,
+        threads=settings.embeddings_threads,
+        openai_model=settings.openai_embedding_model,
+        api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        base_url=str(settings.openai_base_url) if settings.openai_base_url else None,
+    )
+    return Embeddings(model, VectorCache(settings.voicerag_data_dir / "embedding-cache.sqlite"))
+
+
+def build_knowledge_base(
+    settings: Settings, embeddings: Embeddings, collection: str | None = None
+) -> KnowledgeBaseManager:
+    client = make_chroma_client(settings.voicerag_data_dir, str(settings.chroma_url) if settings.chroma_url else None)
+    return KnowledgeBaseManager(
+        client,
+        collection or settings.collection,
+        embeddings,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        dense_weight=settings.fusion_dense_weight,
+        index_dir=settings.voicerag_data_dir / "keyword-index",
+    )
+
+
+def build_chat_model(settings: Settings) -> BaseChatModel | None:
+    """An OpenAI-compatible chat model, or None (extractive answers) when none is configured."""
+    if not settings.chat_model_configured:
+        return None
+    from langchain_openai import ChatOpenAI
+
+    return ChatOpenAI(
+        model=settings.llm_model,
+        api_key=settings.openai_api_key or "not-needed",  # type: ignore[arg-type]
+        base_url=str(settings.openai_base_url) if settings.openai_base_url else None,
+        streaming=True,
+        timeout=settings.llm_timeout_s,
+        max_retries=0,  # a voice turn cannot wait for retries: the graph falls back instead
+        temperature=0.2,
+    )
+
+
+def graph_options(settings: Settings, embedding_model: str) -> GraphOptions:
+    min_dense = settings.grade_min_dense
+    if min_dense is None:
+        min_dense = DEFAULT_MIN_DENSE.get(embedding_model.split(":")[0], 0.0)
+    return GraphOptions(
+        top_k=settings.top_k,
+        router=settings.router,
+        grader=settings.grader,
+        min_dense=min_dense,
+        deadline_ms=settings.turn_deadline_ms,
+        llm_timeout_s=settings.llm_timeout_s,
+        llm_first_token_timeout_s=settings.llm_first_token_timeout_s,
+    )
+
+
+def build_services(settings: Settings) -> Services:
+    embeddings = build_embeddings(settings)
+    return Services(
+        knowledge_base=build_knowledge_base(settings, embeddings),
+        embeddings=embeddings,
+        options=graph_options(settings, embeddings.name),
+        chat_model=build_chat_model(settings),
+    )

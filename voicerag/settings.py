@@ -1,0 +1,82 @@
+"""Every setting of voicerag, read from the environment and `.env`, validated at start-up.
+
+`.env.example` lists each variable with one line of explanation; keep the two in step.
+A wrong value stops start-up with one line naming the variable (see `load_settings`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retrievers.errors import UserInputError
+
+
+class Settings(BaseSettings):
+    """Configuration of one voicerag process. Field names are the environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # --- knowledge base -------------------------------------------------------------------
+    voicerag_data_dir: Path = Field(Path(".voicerag"), description="embedded Chroma, caches, indexes")
+    chroma_url: AnyHttpUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
+    collection: str = Field("voicerag", min_length=3, max_length=63, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    embeddings: Literal["e5", "use", "openai"] = "e5"
+    embeddings_threads: int = Field(2, ge=1, le=64)
+    openai_embedding_model: str = "text-embedding-3-small"
+    chunk_size: int = Field(1000, ge=100, le=20000)
+    chunk_overlap: int = Field(100, ge=0, le=5000)
+
+    # --- retrieval and grading ------------------------------------------------------------
+    top_k: int = Field(5, ge=1, le=50)
+    fusion_dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    grade_min_dense: float | None = Field(None, ge=-1.0, le=1.0, description="cosine a document needs")
+    router: Literal["rules", "llm"] = "rules"
+    grader: Literal["score", "llm"] = "score"
+
+    # --- chat model (any OpenAI-compatible server) -----------------------------------------
+    openai_api_key: SecretStr | None = None
+    openai_base_url: AnyHttpUrl | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_s: float = Field(8.0, gt=0, le=120)
+    llm_first_token_timeout_s: float = Field(3.0, gt=0, le=60)
+
+    # --- the turn -------------------------------------------------------------------------
+    turn_deadline_ms: int = Field(1500, ge=100, le=60000)
+
+    # --- operations -----------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    voicerag_debug: bool = False
+
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: object) -> int:
+        size = getattr(info, "data", {}).get("chunk_size", 1000)
+        if value >= size:
+            raise ValueError(f"must be smaller than CHUNK_SIZE ({size})")
+        return value
+
+    @cached_property
+    def chat_model_configured(self) -> bool:
+        """A chat model is used when a key or an OpenAI-compatible base URL is set."""
+        return self.openai_api_key is not None or self.openai_base_url is not None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings; turn a validation error into one line naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise UserInputError(f"{variable}: {first['msg']} (got {first.get('input')!r})") from None
