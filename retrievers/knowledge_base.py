@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shutil
 import time
 import uuid
@@ -43,6 +44,7 @@ CANDIDATE_POOL = 100  # top-N of each signal that fusion looks at
 MAX_OVERFETCH = 1000  # cap on the unfiltered dense fetch used to serve a filter
 WRITE_BATCH = 1000  # chunks per Chroma upsert (Chroma's own cap is ~5k)
 _PAGE = 5000  # chunks per page when reading the whole collection
+_COLLECTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +111,11 @@ class KnowledgeBaseManager:
         index_dir: Path | None = None,
         refresh_interval_s: float = 2.0,
     ) -> None:
+        if not _COLLECTION_NAME.fullmatch(collection_name):
+            raise UserInputError(
+                f"COLLECTION: {collection_name!r} must be 3-512 characters of letters, digits, '.', '_' or '-', "
+                "starting and ending with a letter or digit"
+            )
         self.client = client
         self.collection_name = collection_name
         self.embeddings = embeddings

@@ -1,0 +1,228 @@
+"""KnowledgeBaseManager against real Chroma: embedded, and a real `chroma run` server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from retrievers.documents import Chunk, Document
+from retrievers.embeddings import Embeddings
+from retrievers.errors import UserInputError
+from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+
+pytestmark = pytest.mark.integration
+
+LONG_TEXT = " ".join(
+    f"Paragraph {i} explains detail number {i} of the Kumo Stone speaker, including its battery and its colours."
+    for i in range(40)
+)
+
+
+def doc(doc_id: str, text: str, **fields: object) -> Document:
+    return Document(id=doc_id, title=str(fields.pop("title", doc_id)), text=text, lang="en", **fields)  # type: ignore[arg-type]
+
+
+SAMPLE = [
+    doc("warranty", "The Kumo Halo KH-300 headphones have a two year warranty.", category="product"),
+    doc("returns", "Products can be returned within 30 days of delivery for a full refund.", category="support"),
+    doc("hours", "The Shibuya store opens at 11:00 and closes at 20:00 every day.", category="general"),
+    Document(id="hours-ja", title="渋谷店の営業時間", text="渋谷店は毎日11時から20時まで営業しています。", lang="ja"),
+]
+
+
+def chunk_ids(kb: KnowledgeBaseManager) -> set[str]:
+    return set(kb.collection.get(include=[])["ids"])
+
+
+async def test_search_returns_each_document_once_with_its_best_chunk(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT, title="Kumo Stone")])
+    assert await kb.count_chunks() > len(SAMPLE) + 1  # the long document was split
+    hits = await kb.search("Kumo Stone speaker battery colours", top_k=5)
+    ids = [hit.doc_id for hit in hits]
+    assert ids[0] == "stone"
+    assert len(ids) == len(set(ids))
+    assert "Kumo Stone" in hits[0].text
+
+
+async def test_hybrid_search_finds_the_answer_in_both_languages(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents(SAMPLE)
+    assert (await kb.search("How long is the warranty on the KH-300?", top_k=1))[0].doc_id == "warranty"
+    assert (await kb.search("渋谷店は何時まで営業していますか", top_k=1))[0].doc_id == "hours-ja"
+    top = (await kb.search("return for a refund", top_k=1))[0]
+    assert top.doc_id == "returns" and top.dense is not None and top.keyword is not None
+
+
+async def test_reingesting_unchanged_documents_writes_nothing(kb: KnowledgeBaseManager) -> None:
+    first = await kb.index_documents(SAMPLE)
+    assert (first.added, first.chunks_written) == (len(SAMPLE), len(SAMPLE))
+    version = kb._read_version()
+    again = await kb.index_documents(SAMPLE)
+    assert (again.added, again.updated, again.unchanged, again.chunks_written) == (0, 0, len(SAMPLE), 0)
+    assert kb._read_version() == version  # no write happened, so no new version either
+
+
+async def test_changed_document_replaces_all_its_chunks_without_orphans(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents([doc("stone", LONG_TEXT)])
+    long_chunks = {c for c in chunk_ids(kb) if c.startswith("stone::")}
+    assert len(long_chunks) > 3
+    report = await kb.index_documents([doc("stone", "The Kumo Stone is now a short note.")])
+    assert report.updated == 1 and report.chunks_deleted == len(long_chunks) - 1
+    assert chunk_ids(kb) == {Chunk.make_id("stone", 0)}
+    hits = await kb.search("detail number 17", top_k=3)
+    assert all("detail number 17" not in hit.text for hit in hits)
+
+
+async def test_update_index_replaces_text_and_keeps_title_and_category(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents(SAMPLE)
+    assert await kb.update_index("returns", "Products can be returned within 60 days of delivery.")
+    hit = (await kb.search("how many days to return a product", top_k=1))[0]
+    assert hit.doc_id == "returns" and "60 days" in hit.text and hit.category == "support"
+    assert await kb.get_document("returns") == "Products can be returned within 60 days of delivery."
+    assert not await kb.update_index("no-such-document", "text")
+
+
+async def test_delete_removes_every_chunk_from_both_indexes(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT)])
+    assert await kb.delete("stone")
+    assert not any(c.startswith("stone::") for c in chunk_ids(kb))
+    assert await kb.count() == len(SAMPLE)
+    hits = await kb.search("Kumo Stone speaker detail", top_k=10)
+    assert "stone" not in {hit.doc_id for hit in hits}
+    assert not await kb.delete("stone")
+
+
+async def test_category_and_metadata_filters_are_exact(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents(SAMPLE)
+    hits = await kb.search("warranty returns store hours", top_k=10, category="support")
+    assert [hit.doc_id for hit in hits] == ["returns"]
+    ja_hits = await kb.search("営業時間", top_k=10, filters={"lang": "ja"})
+    assert {hit.doc_id for hit in ja_hits} == {"hours-ja"}
+    assert await kb.search("warranty", category="no-such-category") == []
+
+
+async def test_pruning_a_source_removes_documents_no_longer_in_it(kb: KnowledgeBaseManager) -> None:
+    source = "/data/faq.jsonl"
+    docs = [doc(f"faq-{i}", f"Answer number {i} about shipping.", source=source) for i in range(3)]
+    await kb.index_documents(docs, prune_sources=True)
+    report = await kb.index_documents(docs[:2], prune_sources=True)
+    assert (report.unchanged, report.removed) == (2, 1)
+    assert await kb.count() == 2 and not any(c.startswith("faq-2::") for c in chunk_ids(kb))
+
+
+async def test_keyword_index_follows_writes_made_by_another_process(
+    kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
+) -> None:
+    await kb.index_documents(SAMPLE)
+    kb.refresh_interval_s = 0.0
+    other_worker = KnowledgeBaseManager(make_chroma_client(tmp_path / "data", None), "test-kb", embeddings)
+    await other_worker.index_documents([doc("pickup", "Orders can be picked up at the Umeda store counter.")])
+    await kb.search("pickup", top_k=1)  # sees a new version: rebuilds in the background
+    for _ in range(50):
+        if kb._index_version == other_worker._index_version:
+            break
+        await asyncio.sleep(0.05)
+    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0].doc_id == "pickup"
+    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0].keyword is not None
+
+
+async def test_a_collection_built_with_another_model_is_refused(kb: KnowledgeBaseManager, tmp_path: Path) -> None:
+    await kb.index_documents(SAMPLE)
+
+    class OtherModel:
+        name = "other-model"
+
+    other = KnowledgeBaseManager(kb.client, "test-kb", Embeddings(OtherModel()))  # type: ignore[arg-type]
+    with pytest.raises(UserInputError, match="EMBEDDINGS"):
+        _ = other.collection
+
+
+async def test_saved_keyword_index_is_reused_by_a_new_process(
+    kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
+) -> None:
+    await kb.index_documents(SAMPLE)
+    saved = list((tmp_path / "keyword-index" / "test-kb").iterdir())
+    assert len(saved) == 1 and saved[0].name == kb._index_version
+    fresh = KnowledgeBaseManager(
+        make_chroma_client(tmp_path / "data", None), "test-kb", embeddings, index_dir=tmp_path / "keyword-index"
+    )
+    assert (await fresh.search("warranty KH-300", top_k=1))[0].doc_id == "warranty"
+
+
+# ---------------------------------------------------------------------------- a real Chroma server
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    if binary is None:
+        pytest.fail("the `chroma` server binary (from the chromadb wheel) is missing")
+    port = _free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    log = (path / "server.log").open("w")
+    process = subprocess.Popen(
+        [binary, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "false"},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"chroma run did not start: {(path / 'server.log').read_text()[-2000:]}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+async def server_kb(chroma_server: str, embeddings: Embeddings, request: pytest.FixtureRequest) -> AsyncIterator[KnowledgeBaseManager]:
+    name = f"server-{request.node.name[:40]}".replace("_", "-").strip("-")
+    manager = KnowledgeBaseManager(make_chroma_client(Path("unused"), chroma_server), name, embeddings)
+    yield manager
+    await manager.close()
+    with contextlib.suppress(Exception):
+        manager.client.delete_collection(name)
+
+
+async def test_chroma_server_ingest_search_update_delete(server_kb: KnowledgeBaseManager) -> None:
+    await server_kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT)])
+    assert (await server_kb.search("two year warranty headphones", top_k=1))[0].doc_id == "warranty"
+    again = await server_kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT)])
+    assert again.chunks_written == 0
+    await server_kb.index_documents([doc("stone", "Short now.")])
+    assert {c for c in chunk_ids(server_kb) if c.startswith("stone::")} == {"stone::0"}
+    assert await server_kb.delete("stone") and await server_kb.count() == len(SAMPLE)
+    assert [h.doc_id for h in await server_kb.search("refund", category="support")] == ["returns"]
+
+
+def test_chroma_url_that_is_down_is_a_clear_service_error(tmp_path: Path) -> None:
+    from retrievers.errors import ServiceError
+
+    with pytest.raises(ServiceError, match="CHROMA_URL"):
+        make_chroma_client(tmp_path, f"http://127.0.0.1:{_free_port()}")
