@@ -20,7 +20,9 @@ _MARKUP = re.compile(r"^[#>*\-\s|]+|[*_`|]+")
 
 
 def split_sentences(text: str) -> list[str]:
-    sentences = (_MARKUP.sub("", part).strip() for part in _SENTENCE_END.split(text))
+    """Sentences of a document, without Markdown headings and markup (they are not read out)."""
+    parts = (part.strip() for part in _SENTENCE_END.split(text))
+    sentences = (_MARKUP.sub("", part).strip() for part in parts if not part.startswith("#"))
     return [s for s in sentences if len(s) > 1]
 
 

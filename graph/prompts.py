@@ -53,7 +53,12 @@ NOT_FOUND: dict[Language, str] = {
     "ja": "申し訳ありません。その内容は手元の情報に見つからなかったため、確かなお答えができません。",
 }
 
+# Extractive answers say what they are: read from the documents, not composed.
 EXTRACTIVE_PREFIX: dict[Language, str] = {
+    "en": "Here is what our documents say: ",
+    "ja": "資料には次のように書かれています。",
+}
+FALLBACK_PREFIX: dict[Language, str] = {  # a chat model is configured but failed or was too slow
     "en": "I can't compose an answer right now, so here is what our documents say: ",
     "ja": "ただいま回答を組み立てられないため、資料の該当箇所をそのままお伝えします。",
 }

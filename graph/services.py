@@ -11,7 +11,7 @@ from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
-from retrievers.embeddings import Embeddings
+from retrievers.embeddings import Embeddings, default_min_relevance
 from retrievers.knowledge_base import KnowledgeBaseManager
 
 
@@ -22,7 +22,7 @@ class GraphOptions:
     top_k: int = 5
     router: Literal["rules", "llm"] = "rules"
     grader: Literal["score", "llm"] = "score"
-    min_dense: float = 0.80  # cosine a document needs to be used (depends on the embedding model)
+    min_relevance: float | None = None  # None: the embedding model's calibrated default
     deadline_ms: int = 1500
     llm_timeout_s: float = 8.0
     llm_first_token_timeout_s: float = 3.0
@@ -38,6 +38,12 @@ class Services:
     chat_model: BaseChatModel | None = None  # answers; None means extractive answers
     router_model: BaseChatModel | None = None  # the optional LLM router (defaults to chat_model)
     grader_model: BaseChatModel | None = None  # the optional LLM grader (defaults to chat_model)
+
+    @property
+    def min_relevance(self) -> float:
+        if self.options.min_relevance is not None:
+            return self.options.min_relevance
+        return default_min_relevance(self.embeddings.name)
 
     async def aclose(self) -> None:
         await self.knowledge_base.close()

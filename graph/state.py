@@ -31,6 +31,7 @@ class DocumentHit(TypedDict):
     text: str
     dense: float | None
     keyword: float | None
+    coverage: float
     category: str
     lang: str
     source: str

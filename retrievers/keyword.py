@@ -9,8 +9,11 @@ rebuilt when the collection changes (see `KnowledgeBaseManager`) and can be save
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -20,6 +23,8 @@ from typing import Any
 import bm25s
 import numpy as np
 import Stemmer
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG and logs every build
 
 _RUN = re.compile(r"[^\W_]+")  # letters, digits and Japanese script, split at space and punctuation
 _LATIN_WORD = re.compile(r"[a-z0-9]{2,}")
@@ -74,9 +79,13 @@ class KeywordIndex:
         self._row_of = {chunk_id: row for row, chunk_id in enumerate(self.chunk_ids)}
         self._columns: dict[str, np.ndarray] = {}
         self._bm25: bm25s.BM25 | None = None
+        self._document_frequency: Counter[str] = Counter()
         if self.chunk_ids:
+            tokenized = [tokenize(t) for t in texts]
+            for tokens in tokenized:
+                self._document_frequency.update(set(tokens))
             self._bm25 = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
-            self._bm25.index([tokenize(t) for t in texts], show_progress=False)
+            self._bm25.index(tokenized, show_progress=False)
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -102,6 +111,17 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [KeywordHit(int(row), float(scores[row])) for row in top if scores[row] > 0]
 
+    def coverage(self, query: str, text: str) -> float:
+        """Share of the query's tokens found in `text`, weighted by idf (0..1): how much of what
+        was asked the text talks about. Rare words count most; unknown words count fully."""
+        wanted = set(tokenize(query))
+        if not wanted:
+            return 0.0
+        present = set(tokenize(text))
+        total = max(len(self), 1)
+        weights = {t: math.log(1 + (total + 0.5) / (self._document_frequency.get(t, 0) + 0.5)) for t in wanted}
+        return sum(w for t, w in weights.items() if t in present) / sum(weights.values())
+
     def mask(self, filters: Mapping[str, Any]) -> np.ndarray | None:
         """A 0/1 mask of chunks whose metadata equals every filter (a list means any of)."""
         if not filters:
@@ -125,7 +145,11 @@ class KeywordIndex:
         if self._bm25 is not None:
             self._bm25.save(str(folder / "bm25"))
         with (folder / "chunks.json").open("w", encoding="utf-8") as file:
-            json.dump({"chunk_ids": self.chunk_ids, "metadatas": self.metadatas}, file, ensure_ascii=False)
+            json.dump(
+                {"chunk_ids": self.chunk_ids, "metadatas": self.metadatas, "df": self._document_frequency},
+                file,
+                ensure_ascii=False,
+            )
 
     @classmethod
     def load(cls, folder: Path) -> KeywordIndex:
@@ -135,6 +159,7 @@ class KeywordIndex:
         index.chunk_ids = data["chunk_ids"]
         index.metadatas = data["metadatas"]
         index._row_of = {chunk_id: row for row, chunk_id in enumerate(index.chunk_ids)}
+        index._document_frequency = Counter(data.get("df", {}))
         if index.chunk_ids:
             index._bm25 = bm25s.BM25.load(str(folder / "bm25"))
         return index

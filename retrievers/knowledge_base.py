@@ -57,6 +57,7 @@ class RetrievedDocument:
     score: float
     dense: float | None
     keyword: float | None
+    coverage: float = 0.0  # idf-weighted share of the query's words found in the title and chunk
     category: str = "general"
     lang: str = ""
     source: str = ""
@@ -451,6 +452,7 @@ class KnowledgeBaseManager:
                     score=round(score, 4),
                     dense=_maybe(dense_by_doc.get(doc_id)),
                     keyword=_maybe(keyword_by_doc.get(doc_id)),
+                    coverage=round(index.coverage(query, embedding_text(str(meta.get("title", "")), text)), 4),
                     category=str(meta.get("category", "general")),
                     lang=str(meta.get("lang", "")),
                     source=str(meta.get("source", "")),

@@ -17,8 +17,8 @@ os.environ.setdefault("LANGSMITH_TRACING", "false")
 os.environ.setdefault("LANGGRAPH_CLI_NO_ANALYTICS", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "false")
 
-from retrievers.embeddings import Embeddings, UseModel, VectorCache  # noqa: E402
-from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client  # noqa: E402
+from retrievers.embeddings import Embeddings, UseModel, VectorCache
+from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 
 from graph.services import GraphOptions, Services
-from retrievers.embeddings import DEFAULT_MIN_DENSE, Embeddings, VectorCache, load_model
+from retrievers.embeddings import Embeddings, VectorCache, load_model
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
 from voicerag.settings import Settings
 
@@ -53,15 +53,12 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     )
 
 
-def graph_options(settings: Settings, embedding_model: str) -> GraphOptions:
-    min_dense = settings.grade_min_dense
-    if min_dense is None:
-        min_dense = DEFAULT_MIN_DENSE.get(embedding_model.split(":")[0], 0.0)
+def graph_options(settings: Settings) -> GraphOptions:
     return GraphOptions(
         top_k=settings.top_k,
         router=settings.router,
         grader=settings.grader,
-        min_dense=min_dense,
+        min_relevance=settings.grade_min_relevance,
         deadline_ms=settings.turn_deadline_ms,
         llm_timeout_s=settings.llm_timeout_s,
         llm_first_token_timeout_s=settings.llm_first_token_timeout_s,
@@ -73,6 +70,6 @@ def build_services(settings: Settings) -> Services:
     return Services(
         knowledge_base=build_knowledge_base(settings, embeddings),
         embeddings=embeddings,
-        options=graph_options(settings, embeddings.name),
+        options=graph_options(settings),
         chat_model=build_chat_model(settings),
     )

@@ -26,6 +26,7 @@ from graph.prompts import (
     COULD_NOT_FETCH,
     CUT_SHORT,
     EXTRACTIVE_PREFIX,
+    FALLBACK_PREFIX,
     NOT_FOUND,
     SMALL_TALK_SYSTEM,
     label,
@@ -58,8 +59,9 @@ async def stream_reply(model: BaseChatModel, messages: list[BaseMessage], option
     deadline = time.monotonic() + options.llm_timeout_s
     try:
         async with asyncio.timeout(options.llm_first_token_timeout_s):
-            first: AIMessageChunk = await anext(stream)
-        message_id, text = first.id, first.text
+            while not text:  # servers send an empty role chunk first: that is not a token yet
+                chunk: AIMessageChunk = await anext(stream)
+                message_id, text = message_id or chunk.id, text + chunk.text
         async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
             async for chunk in stream:
                 text += chunk.text
@@ -142,7 +144,8 @@ def make_generate(services: Services) -> Any:
             system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded))
             reply = await answer_from_model(state, language, system, question)
             if reply is None:
-                text = prefix + EXTRACTIVE_PREFIX[language] + extract_answer(question, graded, language)
+                lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
+                text = prefix + lead[language] + extract_answer(question, graded, language)
                 reply = [AIMessage(text)], text, True
         messages, answer, degraded = reply
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}

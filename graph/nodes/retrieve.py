@@ -24,6 +24,7 @@ def as_hit(doc: RetrievedDocument) -> DocumentHit:
         text=doc.text,
         dense=doc.dense,
         keyword=doc.keyword,
+        coverage=doc.coverage,
         category=doc.category,
         lang=doc.lang,
         source=doc.source,

@@ -120,7 +120,8 @@ def make_route_query(services: Services) -> Any:
         turn_started = time.monotonic()
         ctx = runtime.context or Context()
         question, earlier = last_human_text(state.get("messages", []))
-        question = (state.get("question") or question).strip()
+        # The new message wins: in a checkpointed thread `question` is still the previous turn's.
+        question = (question or state.get("question") or "").strip()
         language: Language = ctx.language or detect_language(question)
         search_query = standalone_query(question, earlier)
         route: Route | None = None

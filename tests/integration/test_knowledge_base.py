@@ -201,7 +201,9 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def server_kb(chroma_server: str, embeddings: Embeddings, request: pytest.FixtureRequest) -> AsyncIterator[KnowledgeBaseManager]:
+async def server_kb(
+    chroma_server: str, embeddings: Embeddings, request: pytest.FixtureRequest
+) -> AsyncIterator[KnowledgeBaseManager]:
     name = f"server-{request.node.name[:40]}".replace("_", "-").strip("-")
     manager = KnowledgeBaseManager(make_chroma_client(Path("unused"), chroma_server), name, embeddings)
     yield manager
