@@ -1,54 +1,136 @@
-"""Extractive answers: the sentences of the graded documents that best match the question.
+"""Extractive answers: the passage of the graded documents that best matches the question.
 
 Used when no chat model is configured, or when it fails or is too slow (the degraded mode).
 Nothing is paraphrased, so nothing can be invented: the agent reads out what the documents say.
+
+Documents are cut into spoken units that keep their structure: a prose sentence, or a heading
+with the list below it ("Umeda store hours: Mon-Sat 10:00-20:00, ..."), because a heading alone
+answers nothing and a list item alone loses what it is about. Units are scored by how much of
+the question they cover, with a few question words mapped to what answers them ("how much" →
+prices), then the best one or two are read in document order.
 """
 
 from __future__ import annotations
 
-import math
 import re
+from dataclasses import dataclass
 
 from graph.state import DocumentHit
 from retrievers.keyword import tokenize
 from retrievers.language import Language
 
-MAX_SENTENCES = 2
+MAX_UNITS = 2
 MAX_CHARS = 320
-_SENTENCE_END = re.compile(r"(?<=[。！？!?])\s*|(?<=[.])\s+|\n+")
-_MARKUP = re.compile(r"^[#>*\-\s|]+|[*_`|]+")
+SECOND_UNIT_RATIO = 0.8  # a second unit is read only when nearly as good as the first
+
+_SENTENCE_END = re.compile(r"(?<=[。！？!?])\s*|(?<=[.])\s+")
+_BOLD_LINE = re.compile(r"^\*\*(.+?)\*\*:?$")
+_RUN_IN_LABEL = re.compile(r"^\*\*(.+?)\*\*:?\s+(\S.*)$")  # "**Phone.** 0120-960-123 ..."
+_HEADING = re.compile(r"^#{1,6}\s+(.+)$")
+_LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
+_INLINE_MARKUP = re.compile(r"\*\*|__|`|^\|\s*|\s*\|$")
+_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
+
+# What kind of words answer a kind of question; added to the question's tokens for scoring.
+_ANSWER_HINTS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"how much|price|cost|fee|いくら|値段|価格|料金|費用|送料"), "price ¥ yen 円 価格 料金 税込"),
+    (re.compile(r"how long|battery|バッテリー|電池|何時間|どのくらい"), "hour hours 時間 minut"),
+    (re.compile(r"when|what time|hours|open|close|何時|営業時間|いつ|定休日|休み"), "open close hour 時 営業 休業 定休日 曜日"),
+    (re.compile(r"warranty|guarantee|保証"), "warranti year 年間 保証期間"),
+    (re.compile(r"where|address|どこ|場所|住所"), "address locat 所在地 住所 駅"),
+]
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a document, without Markdown headings and markup (they are not read out)."""
-    parts = (part.strip() for part in _SENTENCE_END.split(text))
-    sentences = (_MARKUP.sub("", part).strip() for part in parts if not part.startswith("#"))
-    return [s for s in sentences if len(s) > 1]
+@dataclass(frozen=True, slots=True)
+class Unit:
+    text: str  # what is read out
+    scored: str  # what is matched against the question (includes the heading it sits under)
+    doc_rank: int
+    position: int
+
+
+def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
+    """Sentences, and headings joined with the list or lines under them. The title and heading
+    are matched with each unit (so "It costs ¥12,800" is about the product in the title)."""
+    text = _FRONT_MATTER.sub("", text)
+    units: list[Unit] = []
+    heading = ""
+    for block in re.split(r"\n\s*\n", text):
+        lines = [line.strip() for line in block.splitlines() if line.strip()]
+        if not lines:
+            continue
+        first = _heading_text(lines[0])
+        if first is not None:
+            heading, lines = first, lines[1:]
+            if not lines:
+                continue  # a heading on its own labels the next block
+        if len(lines) > 1 or _LIST_ITEM.match(lines[0]):
+            items = [_clean(_LIST_ITEM.sub("", line)) for line in lines]
+            joined = ("、" if tokenize(heading + items[0]) and _is_japanese(heading + items[0]) else ", ").join(items)
+            spoken = f"{heading}: {joined}" if heading else joined
+            units.append(Unit(spoken, f"{title} {spoken}", doc_rank, len(units)))
+            continue
+        label = _RUN_IN_LABEL.match(lines[0])
+        paragraph_heading, paragraph = (_clean(label.group(1)), label.group(2)) if label else (heading, lines[0])
+        for sentence in _SENTENCE_END.split(_clean(paragraph)):
+            if len(sentence.strip()) > 1:
+                units.append(Unit(sentence.strip(), f"{title} {paragraph_heading} {sentence}", doc_rank, len(units)))
+    return units
 
 
 def extract_answer(question: str, documents: list[DocumentHit], language: Language) -> str:
-    """Up to two sentences, best matching the question, from documents in the question's language
-    when there are any. Sentences keep their order in the document."""
+    """The one or two units that best answer the question, from documents in the question's
+    language when there are any, read in document order."""
     same_language = [d for d in documents if d["lang"] == language] or documents
     wanted = set(tokenize(question))
-    candidates: list[tuple[float, int, int, str]] = []
-    for doc_rank, doc in enumerate(same_language):
-        for position, sentence in enumerate(split_sentences(doc["text"])):
-            tokens = tokenize(sentence)
+    hints = set()
+    for pattern, words in _ANSWER_HINTS:
+        if pattern.search(question.lower()):
+            hints.update(tokenize(words))
+    scored: list[tuple[float, Unit]] = []
+    for rank, doc in enumerate(same_language):
+        for unit in spoken_units(doc["text"], rank, doc["title"]):
+            tokens = set(tokenize(unit.scored))
             if not tokens:
                 continue
-            overlap = len(wanted.intersection(tokens))
-            # Prefer the best documents and sentences that cover the question without rambling.
-            score = overlap / math.sqrt(len(tokens)) - 0.3 * doc_rank
-            candidates.append((score, doc_rank, position, sentence))
-    if not candidates:
+            coverage = len(wanted & tokens) / max(len(wanted), 1)
+            hinted = 0.5 if hints & tokens else 0.0
+            # Best documents first; among equals, the shorter unit says it more directly.
+            scored.append((coverage + hinted - 0.15 * rank - 0.0005 * len(unit.text), unit))
+    if not scored:
         return ""
-    chosen = sorted(candidates, key=lambda c: -c[0])[:MAX_SENTENCES]
-    chosen.sort(key=lambda c: (c[1], c[2]))
+    scored.sort(key=lambda item: -item[0])
+    best_score = scored[0][0]
+    chosen = [scored[0][1]]
+    chosen += [u for s, u in scored[1:MAX_UNITS] if s >= best_score * SECOND_UNIT_RATIO and s > 0]
+    chosen.sort(key=lambda u: (u.doc_rank, u.position))
+    joiner = "" if language == "ja" else " "
     answer = ""
-    for _, _, _, sentence in chosen:
-        joiner = "" if language == "ja" or not answer else " "
-        if answer and len(answer) + len(sentence) > MAX_CHARS:
+    for unit in chosen:
+        if answer and len(answer) + len(unit.text) > MAX_CHARS:
             break
-        answer += joiner + sentence
-    return answer[: MAX_CHARS * 2]
+        answer += (joiner if answer else "") + _sentence(unit.text, language)
+    return answer
+
+
+def _heading_text(line: str) -> str | None:
+    for pattern in (_HEADING, _BOLD_LINE):
+        match = pattern.match(line)
+        if match:
+            return _clean(match.group(1)).rstrip(":：")
+    return None
+
+
+def _clean(text: str) -> str:
+    return _INLINE_MARKUP.sub("", text).strip()
+
+
+def _is_japanese(text: str) -> bool:
+    return bool(re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text))
+
+
+def _sentence(text: str, language: Language) -> str:
+    """End a unit like a sentence, so the next one does not run into it when spoken."""
+    if text[-1] in "。！？.!?":
+        return text
+    return text + ("。" if language == "ja" else ".")

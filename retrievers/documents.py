@@ -6,6 +6,7 @@ written, and raises `UserInputError` naming the file and line (or field) of the 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -59,6 +60,10 @@ class Document(BaseModel):
         clash = sorted(RESERVED_METADATA & value.keys())
         if clash:
             raise ValueError(f"uses reserved key(s) {', '.join(clash)}")
+        # Chroma refuses these at write time, which would be too late for all-or-nothing.
+        refused = sorted(key for key in value if not key or key[0] in "#$" or key == "chroma:document")
+        if refused:
+            raise ValueError(f"key(s) {', '.join(map(repr, refused))} not allowed (empty, or start with # or $)")
         return value
 
     @property
@@ -151,6 +156,7 @@ def _expand(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]
         if not path.exists():
             raise UserInputError(f"{path}: no such file or folder")
         if path.is_dir():
+            found = len(files)
             for child in sorted(path.rglob("*")):
                 if not child.is_file() or any(part.startswith(".") for part in child.relative_to(path).parts):
                     continue
@@ -158,6 +164,8 @@ def _expand(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]
                     files.append((child, path))
                 else:
                     skipped.append(child)
+            if len(files) == found:
+                raise UserInputError(f"{path}: no .jsonl, .json, .md or .txt files in this folder")
         elif path.suffix.lower() in SUPPORTED_SUFFIXES:
             files.append((path, path.parent))
         else:
@@ -180,8 +188,9 @@ def _read_text(file: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UserInputError(f"{file}:{line}: not valid UTF-8 (byte {exc.start})") from None
+        start = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # past the BOM
+        line = data[:start].count(b"\n") + 1
+        raise UserInputError(f"{file}:{line}: not valid UTF-8 (byte {start})") from None
 
 
 def _load_file(file: Path, root: Path) -> Iterator[tuple[str, Document]]:
@@ -189,11 +198,13 @@ def _load_file(file: Path, root: Path) -> Iterator[tuple[str, Document]]:
     suffix = file.suffix.lower()
     source = file.resolve().as_posix()  # the same file always has the same source, however named
     if suffix == ".jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Only "\n" ends a record: splitlines() would also split at U+2028, U+2029 and U+0085,
+        # which JSON strings may hold unescaped (json.dumps(ensure_ascii=False) writes them).
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             where = f"{file}:{number}"
-            record = _parse_json(line, where)
+            record = _parse_json(line, where, names_line=True)
             yield (
                 where,
                 _document_from_record(record, where, source, fallback_id=f"{_path_id(file, root)}-{number}"),
@@ -213,11 +224,11 @@ def _load_file(file: Path, root: Path) -> Iterator[tuple[str, Document]]:
         yield str(file), _document_from_text_file(file, root, text, source)
 
 
-def _parse_json(text: str, where: str) -> Any:
+def _parse_json(text: str, where: str, *, names_line: bool = False) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        if ":" in where.rsplit("/", 1)[-1]:  # a .jsonl line already names its line
+        if names_line:  # a .jsonl line already names its line
             raise UserInputError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
         raise UserInputError(f"{where}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})") from None
 

@@ -11,7 +11,7 @@ import typer
 from retrievers.documents import Document, load_documents
 from voicerag.cli.common import err, out, progress_bar, settings
 from voicerag.services import build_embeddings, build_knowledge_base
-from voicerag.settings import Settings
+from voicerag.settings import Settings, load_settings
 
 
 def ingest(
@@ -21,16 +21,19 @@ def ingest(
 ) -> None:
     """Add or update documents in the knowledge base. Nothing is written if any input is bad."""
     loaded = settings()
+    if collection:
+        loaded = load_settings(collection=collection)  # validated: a bad name is a usage error (exit 2)
     report = load_documents(paths)  # raises UserInputError before anything is written
     if report.skipped:
-        err.print(f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {report.skipped[0]}")
+        err.print(
+            f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {report.skipped[0]}",
+            markup=False,  # a path may hold [brackets]
+        )
     if dry_run:
         out.print(
             f"{len(report.documents)} documents in {len(report.files)} file(s) are valid; nothing written (--dry-run)"
         )
         return
-    if collection:
-        loaded = loaded.model_copy(update={"collection": collection})
     asyncio.run(_ingest(loaded, report.documents))
 
 

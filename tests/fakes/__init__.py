@@ -1,0 +1,1 @@
+"""Test doubles that behave like the real services they replace (tests only)."""
