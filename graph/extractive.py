@@ -13,11 +13,12 @@ prices), then the best one or two are read in document order.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from graph.state import DocumentHit
 from retrievers.keyword import tokenize
-from retrievers.language import Language
+from retrievers.language import Language, detect_language
 
 MAX_UNITS = 2
 MAX_CHARS = 320
@@ -32,12 +33,13 @@ _INLINE_MARKUP = re.compile(r"\*\*|__|`|^\|\s*|\s*\|$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
 # What kind of words answer a kind of question; added to the question's tokens for scoring.
-_ANSWER_HINTS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"how much|price|cost|fee|いくら|値段|価格|料金|費用|送料"), "price ¥ yen 円 価格 料金 税込"),
-    (re.compile(r"how long|battery|バッテリー|電池|何時間|どのくらい"), "hour hours 時間 minut"),
-    (re.compile(r"when|what time|hours|open|close|何時|営業時間|いつ|定休日|休み"), "open close hour 時 営業 休業 定休日 曜日"),
-    (re.compile(r"warranty|guarantee|保証"), "warranti year 年間 保証期間"),
-    (re.compile(r"where|address|どこ|場所|住所"), "address locat 所在地 住所 駅"),
+_ANSWER_HINTS: list[tuple[re.Pattern[str], list[str]]] = [
+    (re.compile(r"how much|price|cost|fee|いくら|値段|価格|料金|費用|送料"), ["price", "cost", "fee", "yen", "円", "税込"]),
+    (re.compile(r"how long|battery|バッテリー|電池|何時間|どのくらい"), ["hours", "minutes", "時間", "分"]),
+    (re.compile(r"when|what time|hours|open|close|何時|営業時間|いつ|定休日|休み"), ["open", "closed", "monday", "saturday", "sunday", "00", "曜日", "休業", "営業", "時"]),
+    (re.compile(r"warranty|guarantee|保証"), ["warranty", "year", "年間"]),
+    (re.compile(r"where|address|どこ|場所|住所"), ["address", "located", "所在地", "駅"]),
+    (re.compile(r"期間|いつまで|何日|how many days"), ["日以内", "days", "日間"]),
 ]
 
 
@@ -66,8 +68,7 @@ def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
                 continue  # a heading on its own labels the next block
         if len(lines) > 1 or _LIST_ITEM.match(lines[0]):
             items = [_clean(_LIST_ITEM.sub("", line)) for line in lines]
-            joined = ("、" if tokenize(heading + items[0]) and _is_japanese(heading + items[0]) else ", ").join(items)
-            spoken = f"{heading}: {joined}" if heading else joined
+            spoken = _join_items(heading, items)
             units.append(Unit(spoken, f"{title} {spoken}", doc_rank, len(units)))
             continue
         label = _RUN_IN_LABEL.match(lines[0])
@@ -78,22 +79,26 @@ def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
     return units
 
 
-def extract_answer(question: str, documents: list[DocumentHit], language: Language) -> str:
+def extract_answer(
+    question: str, documents: list[DocumentHit], language: Language, weight: Callable[[str], float] = lambda _: 1.0
+) -> str:
     """The one or two units that best answer the question, from documents in the question's
-    language when there are any, read in document order."""
+    language when there are any, read in document order. `weight(token)` (the knowledge base's
+    idf) makes rare words count more than particles such as は and で."""
     same_language = [d for d in documents if d["lang"] == language] or documents
-    wanted = set(tokenize(question))
-    hints = set()
+    wanted = {token: weight(token) for token in set(tokenize(question))}
+    total = sum(wanted.values()) or 1.0
+    hints: set[str] = set()
     for pattern, words in _ANSWER_HINTS:
         if pattern.search(question.lower()):
-            hints.update(tokenize(words))
+            hints.update(token for word in words for token in tokenize(word) if len(token) > 1)
     scored: list[tuple[float, Unit]] = []
     for rank, doc in enumerate(same_language):
         for unit in spoken_units(doc["text"], rank, doc["title"]):
             tokens = set(tokenize(unit.scored))
             if not tokens:
                 continue
-            coverage = len(wanted & tokens) / max(len(wanted), 1)
+            coverage = sum(w for token, w in wanted.items() if token in tokens) / total
             hinted = 0.5 if hints & tokens else 0.0
             # Best documents first; among equals, the shorter unit says it more directly.
             scored.append((coverage + hinted - 0.15 * rank - 0.0005 * len(unit.text), unit))
@@ -125,8 +130,18 @@ def _clean(text: str) -> str:
     return _INLINE_MARKUP.sub("", text).strip()
 
 
-def _is_japanese(text: str) -> bool:
-    return bool(re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text))
+def _join_items(heading: str, items: list[str]) -> str:
+    """A heading and its list read as one unit: "Hours: Mon-Sat 10-20, Sun 10-19"."""
+    japanese = detect_language(heading + " ".join(items)) == "ja"
+    text = ""
+    for item in items:
+        if text:
+            ends_sentence = text[-1] in "。！？.!?"
+            text += ("" if japanese else " ") if ends_sentence else ("、" if japanese else ", ")
+        text += item
+    if not heading:
+        return text
+    return heading + ("：" if japanese else ": ") + text
 
 
 def _sentence(text: str, language: Language) -> str:

@@ -118,9 +118,13 @@ class KeywordIndex:
         if not wanted:
             return 0.0
         present = set(tokenize(text))
-        total = max(len(self), 1)
-        weights = {t: math.log(1 + (total + 0.5) / (self._document_frequency.get(t, 0) + 0.5)) for t in wanted}
+        weights = {token: self.idf(token) for token in wanted}
         return sum(w for t, w in weights.items() if t in present) / sum(weights.values())
+
+    def idf(self, token: str) -> float:
+        """BM25's inverse document frequency of a token (high for rare tokens, ~0 for particles)."""
+        total = max(len(self), 1)
+        return math.log(1 + (total + 0.5) / (self._document_frequency.get(token, 0) + 0.5))
 
     def mask(self, filters: Mapping[str, Any]) -> np.ndarray | None:
         """A 0/1 mask of chunks whose metadata equals every filter (a list means any of)."""

@@ -394,6 +394,10 @@ class KnowledgeBaseManager:
             self._after_write()
         return True
 
+    def term_weight(self, token: str) -> float:
+        """How informative a token is in this knowledge base (its idf); 1.0 before the index loads."""
+        return self._index.idf(token) if self._index is not None else 1.0
+
     async def count(self) -> int:
         """Number of documents (not chunks)."""
         index = await self.keyword_index()
@@ -436,14 +440,17 @@ class KnowledgeBaseManager:
         ranked = sorted(fused.items(), key=lambda item: -item[1])[:top_k]
         best_chunk = {d: c for d, (c, _) in keyword_by_doc.items()}
         best_chunk.update({d: c for d, (c, _) in dense_by_doc.items()})  # dense picks the passage
-        chunk_ids = [best_chunk[doc_id] for doc_id, _ in ranked]
-        stored = await asyncio.to_thread(self._chunks_by_id, chunk_ids)
+        # The answer gets the best chunk with its neighbours: a fact is often one chunk away from
+        # the words that matched (a product's battery life vs. its "in the box" list).
+        windows = {doc_id: _neighbours(best_chunk[doc_id]) for doc_id, _ in ranked}
+        stored = await asyncio.to_thread(self._chunks_by_id, [c for ids in windows.values() for c in ids])
         results = []
         for doc_id, score in ranked:
             chunk = stored.get(best_chunk[doc_id])
             if chunk is None:  # deleted since the keyword index was built
                 continue
-            text, meta = chunk
+            meta = chunk[1]
+            text = _join_overlapping([stored[c][0] for c in windows[doc_id] if c in stored], self.chunk_overlap)
             results.append(
                 RetrievedDocument(
                     doc_id=doc_id,
@@ -529,6 +536,24 @@ def _best_per_doc(hits: Iterable[tuple[str, float]]) -> dict[str, tuple[str, flo
         if doc_id not in best or score > best[doc_id][1]:
             best[doc_id] = (chunk_id, score)
     return best
+
+
+def _neighbours(chunk_id: str) -> list[str]:
+    """The chunk and the ones before and after it in its document (some may not exist)."""
+    doc_id, index = chunk_id.rsplit("::", 1)
+    position = int(index)
+    return [Chunk.make_id(doc_id, i) for i in range(max(position - 1, 0), position + 2)]
+
+
+def _join_overlapping(texts: list[str], overlap: int) -> str:
+    """Consecutive chunks joined back into one passage, without repeating their overlap."""
+    passage = texts[0] if texts else ""
+    for text in texts[1:]:
+        shared = next(
+            (n for n in range(min(overlap, len(passage), len(text)), 0, -1) if passage.endswith(text[:n])), 0
+        )
+        passage += ("" if shared else "\n") + text[shared:]
+    return passage
 
 
 def _maybe(hit: tuple[str, float] | None) -> float | None:

@@ -145,7 +145,7 @@ def make_generate(services: Services) -> Any:
             reply = await answer_from_model(state, language, system, question)
             if reply is None:
                 lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
-                text = prefix + lead[language] + extract_answer(question, graded, language)
+                text = prefix + lead[language] + extract_answer(question, graded, language, services.knowledge_base.term_weight)
                 reply = [AIMessage(text)], text, True
         messages, answer, degraded = reply
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}

@@ -35,7 +35,6 @@ SMALL_TALK_EXAMPLES = [
     "that's all, thank you",
     "bye for now",
     "how are you",
-    "who are you",
     "nice talking to you",
     "ok great",
     "you're helpful",
@@ -43,7 +42,7 @@ SMALL_TALK_EXAMPLES = [
     "ありがとうございました",
     "またよろしくお願いします",
     "お元気ですか",
-    "あなたは誰ですか",
+    "よい一日を",
     "わかりました",
     "助かります",
     "さようなら",
@@ -73,6 +72,7 @@ LOOKUP_EXAMPLES = [
     "在庫はありますか",
 ]
 EMBEDDING_ROUTE_MAX_CHARS = 40
+_QUESTION = re.compile(r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう|か$")
 EMBEDDING_MARGIN = 0.04
 
 _FOLLOW_UP = re.compile(
@@ -105,8 +105,10 @@ def example_vectors(embeddings: Embeddings) -> tuple[np.ndarray, np.ndarray]:
 
 
 async def looks_like_small_talk(services: Services, question: str) -> bool:
-    """A short turn whose nearest example utterance is small talk, by a clear margin."""
-    if len(question) > EMBEDDING_ROUTE_MAX_CHARS:
+    """A short turn, not a question, whose nearest example utterance is small talk by a clear
+    margin. Questions never go this way ("Who wrote Hamlet?" is near "how are you" for the
+    models, but deserves a truthful "I don't know"); the rules catch "how are you?" itself."""
+    if len(question) > EMBEDDING_ROUTE_MAX_CHARS or _QUESTION.search(question.lower()):
         return False
     small, lookup = await asyncio.to_thread(example_vectors, services.embeddings)
     vector = await services.embeddings.aembed_query(question)
