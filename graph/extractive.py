@@ -34,9 +34,15 @@ _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
 # What kind of words answer a kind of question; added to the question's tokens for scoring.
 _ANSWER_HINTS: list[tuple[re.Pattern[str], list[str]]] = [
-    (re.compile(r"how much|price|cost|fee|いくら|値段|価格|料金|費用|送料"), ["price", "cost", "fee", "yen", "円", "税込"]),
+    (
+        re.compile(r"how much|price|cost|fee|いくら|値段|価格|料金|費用|送料"),
+        ["price", "cost", "fee", "yen", "円", "税込"],
+    ),
     (re.compile(r"how long|battery|バッテリー|電池|何時間|どのくらい"), ["hours", "minutes", "時間", "分"]),
-    (re.compile(r"when|what time|hours|open|close|何時|営業時間|いつ|定休日|休み"), ["open", "closed", "monday", "saturday", "sunday", "00", "曜日", "休業", "営業", "時"]),
+    (
+        re.compile(r"when|what time|hours|open|close|何時|営業時間|いつ|定休日|休み"),
+        ["open", "closed", "monday", "saturday", "sunday", "00", "曜日", "休業", "営業", "時"],
+    ),
     (re.compile(r"warranty|guarantee|保証"), ["warranty", "year", "年間"]),
     (re.compile(r"where|address|どこ|場所|住所"), ["address", "located", "所在地", "駅"]),
     (re.compile(r"期間|いつまで|何日|how many days"), ["日以内", "days", "日間"]),

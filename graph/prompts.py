@@ -22,6 +22,11 @@ ANSWER_SYSTEM = {
     ),
 }
 
+UNAVAILABLE_NOTE = {
+    "en": "\n\nThese could not be reached for this question: {what}. Say so in a few words.",
+    "ja": "\n\n次の情報源には今回つながりませんでした: {what}。そのことを一言伝えてください。",
+}
+
 SMALL_TALK_SYSTEM = {
     "en": (
         "You are the friendly voice assistant of {company}. The user is making small talk. Reply in "

@@ -26,7 +26,7 @@ class GraphOptions:
     deadline_ms: int = 1500
     llm_timeout_s: float = 8.0
     llm_first_token_timeout_s: float = 3.0
-    router_timeout_s: float = 1.0
+    router_timeout_s: float = 1.5
     company: dict[str, str] = field(default_factory=lambda: {"en": "Kumo Audio", "ja": "クモオーディオ"})
 
 

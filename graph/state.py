@@ -37,9 +37,22 @@ class DocumentHit(TypedDict):
     source: str
 
 
-def merge_dicts(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    """Reducer: nodes add their own keys (e.g. timings) without overwriting each other's."""
+NEW_TURN = "__new_turn__"  # marker in an update: forget what earlier turns of the thread added
+
+
+def merge_timings(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
+    """Reducer: nodes add their own keys without overwriting each other's (parallel nodes write
+    in the same step); an update carrying NEW_TURN starts afresh (checkpointed threads keep state)."""
+    if right and right.get(NEW_TURN):
+        return {k: v for k, v in right.items() if k != NEW_TURN}
     return {**(left or {}), **(right or {})}
+
+
+def add_problems(left: list[str] | None, right: list[str] | None) -> list[str]:
+    """Reducer: problems of one turn accumulate; NEW_TURN as the first item starts afresh."""
+    if right and right[0] == NEW_TURN:
+        return list(right[1:])
+    return [*(left or []), *(right or [])]
 
 
 class State(TypedDict):
@@ -52,11 +65,11 @@ class State(TypedDict):
     route: NotRequired[Route]
     documents: NotRequired[list[DocumentHit]]  # what retrieval returned
     graded: NotRequired[list[DocumentHit]]  # what the answer may use
-    problems: NotRequired[Annotated[list[str], lambda a, b: (a or []) + (b or [])]]  # what could not be fetched
+    problems: NotRequired[Annotated[list[str], add_problems]]  # sources that could not be fetched
     answer: NotRequired[str]
     degraded: NotRequired[bool]
     started_at: NotRequired[float]  # time.monotonic() when the turn entered the graph
-    timings_ms: NotRequired[Annotated[dict[str, Any], merge_dicts]]
+    timings_ms: NotRequired[Annotated[dict[str, Any], merge_timings]]
 
 
 @dataclass

@@ -13,12 +13,14 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_text_splitters import RecursiveCharacterTextSplitter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from retrievers.errors import UserInputError
+
+if TYPE_CHECKING:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
 from retrievers.language import Language, detect_language
 
 Category = Literal["product", "support", "general"]
@@ -105,6 +107,8 @@ _SPLITTERS: dict[tuple[int, int], RecursiveCharacterTextSplitter] = {}
 
 
 def _splitter(size: int, overlap: int) -> RecursiveCharacterTextSplitter:
+    from langchain_text_splitters import RecursiveCharacterTextSplitter  # heavy import, needed to write only
+
     key = (size, overlap)
     if key not in _SPLITTERS:
         _SPLITTERS[key] = RecursiveCharacterTextSplitter(

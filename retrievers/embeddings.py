@@ -117,6 +117,7 @@ class VectorCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a re-embedding
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         self._lock = threading.Lock()
 
@@ -135,11 +136,15 @@ class VectorCache:
         return found
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:
+        rows = [(key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in items.items()]
         with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)",
-                [(key, np.asarray(vec, dtype=np.float32).tobytes()) for key, vec in items.items()],
-            )
+            self._db.execute("BEGIN")  # one transaction per batch, not one per vector
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)", rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -164,9 +169,13 @@ class Embeddings:
         """Vectors for `texts`, in order; cached ones are not recomputed. `progress(n)` after each batch."""
         keys = [VectorCache.key(self.name, text) for text in texts]
         known = self._cache.get_many(keys) if self._cache else {}
-        missing = [i for i, key in enumerate(keys) if key not in known]
+        first_of: dict[str, int] = {}  # identical texts are embedded once
+        for i, key in enumerate(keys):
+            if key not in known:
+                first_of.setdefault(key, i)
+        missing = list(first_of.values())
         if progress and len(missing) < len(texts):
-            progress(len(texts) - len(missing))
+            progress(len(texts) - len(missing))  # cached and repeated texts count as done
         for start in range(0, len(missing), BATCH_SIZE):
             batch = missing[start : start + BATCH_SIZE]
             with self._lock:

@@ -31,6 +31,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
+from chromadb.errors import NotFoundError
 
 from retrievers.documents import RESERVED_METADATA, Chunk, Document, chunk_document, embedding_text
 from retrievers.embeddings import Embeddings
@@ -159,7 +160,12 @@ class KnowledgeBaseManager:
         return collection
 
     def _read_version(self) -> str:
-        collection = self.client.get_collection(self.collection_name, embedding_function=None)
+        """The collection's current version, read fresh (another process may have written)."""
+        try:
+            collection = self.client.get_collection(self.collection_name, embedding_function=None)
+        except NotFoundError:  # nothing ingested yet (or deleted): an empty knowledge base
+            self._collection = None
+            collection = self.collection
         return str((collection.metadata or {}).get("kb_version", "empty"))
 
     def _stamp_new_version(self) -> str:
@@ -437,7 +443,11 @@ class KnowledgeBaseManager:
             {d: s for d, (_, s) in keyword_by_doc.items()},
             dense_weight=self.dense_weight,
         )
-        ranked = sorted(fused.items(), key=lambda item: -item[1])[:top_k]
+        # Ties (two candidates standardise to +1/-1 and can sum to 0) break on dense, then id.
+        ranked = sorted(
+            fused.items(),
+            key=lambda item: (-item[1], -dense_by_doc.get(item[0], ("", -2.0))[1], item[0]),
+        )[:top_k]
         best_chunk = {d: c for d, (c, _) in keyword_by_doc.items()}
         best_chunk.update({d: c for d, (c, _) in dense_by_doc.items()})  # dense picks the passage
         # The answer gets the best chunk with its neighbours: a fact is often one chunk away from
@@ -549,9 +559,7 @@ def _join_overlapping(texts: list[str], overlap: int) -> str:
     """Consecutive chunks joined back into one passage, without repeating their overlap."""
     passage = texts[0] if texts else ""
     for text in texts[1:]:
-        shared = next(
-            (n for n in range(min(overlap, len(passage), len(text)), 0, -1) if passage.endswith(text[:n])), 0
-        )
+        shared = next((n for n in range(min(overlap, len(passage), len(text)), 0, -1) if passage.endswith(text[:n])), 0)
         passage += ("" if shared else "\n") + text[shared:]
     return passage
 

@@ -62,6 +62,7 @@ def graph_options(settings: Settings) -> GraphOptions:
         deadline_ms=settings.turn_deadline_ms,
         llm_timeout_s=settings.llm_timeout_s,
         llm_first_token_timeout_s=settings.llm_first_token_timeout_s,
+        router_timeout_s=settings.llm_router_timeout_s,
     )
 
 

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     # --- knowledge base -------------------------------------------------------------------
     voicerag_data_dir: Path = Field(Path(".voicerag"), description="embedded Chroma, caches, indexes")
     chroma_url: AnyHttpUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
-    collection: str = Field("voicerag", min_length=3, max_length=63, pattern=r"^[A-Za-z0-9][\w.-]*$")
+    collection: str = Field("voicerag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")  # Chroma's rule
     embeddings: Literal["e5", "use", "openai"] = "e5"
     embeddings_threads: int = Field(2, ge=1, le=64)
     openai_embedding_model: str = "text-embedding-3-small"
@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(8.0, gt=0, le=120)
     llm_first_token_timeout_s: float = Field(3.0, gt=0, le=60)
+    llm_router_timeout_s: float = Field(1.5, gt=0, le=60, description="LLM router budget (grader: twice)")
 
     # --- the turn -------------------------------------------------------------------------
     turn_deadline_ms: int = Field(1500, ge=100, le=60000)

@@ -29,6 +29,7 @@ from graph.prompts import (
     FALLBACK_PREFIX,
     NOT_FOUND,
     SMALL_TALK_SYSTEM,
+    UNAVAILABLE_NOTE,
     label,
 )
 from graph.services import GraphOptions, Services
@@ -89,12 +90,13 @@ def _context_block(docs: list[DocumentHit]) -> str:
     return "\n\n".join(f"[{n}] {d['title']}\n{d['text']}" for n, d in enumerate(docs, start=1))
 
 
-def _could_not_fetch(problems: list[str], language: Language) -> str:
-    if not problems:
-        return ""
+def _source_names(problems: list[str], language: Language) -> str:
     joiner = "、" if language == "ja" else ", "
-    what = joiner.join(label(p, language) for p in dict.fromkeys(problems))
-    return COULD_NOT_FETCH[language].format(what=what)
+    return joiner.join(label(p, language) for p in dict.fromkeys(problems))
+
+
+def _could_not_fetch(problems: list[str], language: Language) -> str:
+    return COULD_NOT_FETCH[language].format(what=_source_names(problems, language)) if problems else ""
 
 
 def make_generate(services: Services) -> Any:
@@ -136,16 +138,19 @@ def make_generate(services: Services) -> Any:
             )
             if reply is None:
                 reply_text = small_talk_reply(question, language, company)
-                reply = [AIMessage(reply_text)], reply_text, False
+                reply = [AIMessage(reply_text)], reply_text, services.chat_model is not None  # model failed
         elif not graded:
             text = prefix or NOT_FOUND[language]
             reply = [AIMessage(text)], text, bool(prefix)
         else:
             system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded))
+            if prefix:  # the model must say what could not be fetched, as the fixed sentences do
+                system += UNAVAILABLE_NOTE[language].format(what=_source_names(state.get("problems", []), language))
             reply = await answer_from_model(state, language, system, question)
             if reply is None:
                 lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
-                text = prefix + lead[language] + extract_answer(question, graded, language, services.knowledge_base.term_weight)
+                passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
+                text = prefix + lead[language] + passage
                 reply = [AIMessage(text)], text, True
         messages, answer, degraded = reply
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}

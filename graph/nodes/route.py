@@ -23,7 +23,7 @@ from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
 from graph.nodes.small_talk import small_talk_kind
 from graph.prompts import ROUTER_PROMPT
 from graph.services import Services
-from graph.state import Context, Route, State
+from graph.state import NEW_TURN, Context, Route, State
 from retrievers.embeddings import Embeddings
 from retrievers.language import Language, detect_language
 
@@ -72,7 +72,9 @@ LOOKUP_EXAMPLES = [
     "在庫はありますか",
 ]
 EMBEDDING_ROUTE_MAX_CHARS = 40
-_QUESTION = re.compile(r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう|か$")
+_QUESTION = re.compile(
+    r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう|か$"
+)
 EMBEDDING_MARGIN = 0.04
 
 _FOLLOW_UP = re.compile(
@@ -138,8 +140,13 @@ def make_route_query(services: Services) -> Any:
             "language": language,
             "search_query": search_query,
             "route": route,
-            "started_at": state.get("started_at") or turn_started,
-            "timings_ms": {"route": elapsed_ms(started)},
+            # A checkpointed thread keeps the last turn's values: this turn starts from nothing.
+            "documents": [],
+            "graded": [],
+            "problems": [NEW_TURN],
+            "degraded": False,
+            "started_at": turn_started,
+            "timings_ms": {NEW_TURN: True, "route": elapsed_ms(started)},
         }
 
     return route_query

@@ -233,7 +233,7 @@ async def test_small_talk_is_answered_by_the_model_without_a_lookup(
     assert turn.state["route"]["kind"] == "small_talk"
     assert turn.answer == "Hi there! Ask me anything about Kumo Audio."
     assert "".join(turn.pieces) == turn.answer
-    assert "documents" not in turn.state  # retrieval was skipped
+    assert turn.state["documents"] == [] and "retrieve" not in turn.state["timings_ms"]  # no lookup
     request = server.chat_requests[0]
     assert request.system_prompt == SMALL_TALK_SYSTEM["en"].format(company="Kumo Audio")
     assert request.last_user_message == "Hello!"

@@ -387,11 +387,6 @@ def test_bad_collection_name_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "chroma").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="typer 0.29 raises its vendored typer._click exceptions, which main.run() does not catch "
-    "as click.exceptions.UsageError: usage errors exit 1",
-)
 def test_missing_paths_is_a_usage_error_with_exit_2(tmp_path: Path) -> None:
     done = voicerag(tmp_path, tmp_path / "data", "ingest")
     assert done.returncode == 2

@@ -30,7 +30,9 @@ QUESTIONS = [json.loads(line) for line in (ROOT / "tests/data/sample_kb_question
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module", params=["use", "e5"])
-async def sample_graph(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[VoiceGraph]:
+async def sample_graph(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[VoiceGraph]:
     data_dir = tmp_path_factory.mktemp(f"sample-{request.param}")
     services: Services = build_services(load_settings(voicerag_data_dir=data_dir, embeddings=request.param))
     await services.knowledge_base.index_documents(load_documents([ROOT / "data/knowledge_base"]).documents)

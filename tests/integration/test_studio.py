@@ -369,12 +369,6 @@ async def test_second_question_on_the_same_thread_gets_its_own_answer(server: Se
     assert [m["type"] for m in state["messages"]] == ["human", "ai", "human", "ai"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="graph bug: per-turn keys survive in a checkpointed thread: route_query keeps the first "
-    "turn's `started_at` (timings_ms.total grows turn after turn), and `timings_ms`, `graded` and "
-    "`problems` (an appending reducer) carry the previous turns' values",
-)
 async def test_each_turn_on_a_thread_starts_its_own_clock(server: Server) -> None:
     client = get_client(url=server.url)
     thread_id = await new_thread(server)

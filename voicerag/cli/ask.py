@@ -6,16 +6,15 @@ import asyncio
 import json
 import sys
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from langchain_core.messages import HumanMessage
 
-from graph.builder import build_graph
-from graph.state import Context
 from retrievers.errors import UserInputError
 from voicerag.cli.common import open_services, settings
-from voicerag.cli.turn import run_turn, turn_json
+
+if TYPE_CHECKING:
+    from graph.state import Context
 
 
 def ask(
@@ -30,6 +29,8 @@ def ask(
         raise UserInputError("QUESTION: is empty")
     if lang not in (None, "ja", "en"):
         raise UserInputError(f"--lang: expected ja or en, got {lang!r}")
+    from graph.state import Context
+
     context = Context(
         user_id=user,
         roles=[r.strip() for r in roles.split(",") if r.strip()],
@@ -40,8 +41,14 @@ def ask(
 
 
 async def _ask(question: str, context: Context, as_json: bool) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from graph.builder import build_graph, warm_up
+    from voicerag.cli.turn import run_turn, turn_json
+
     async with open_services(settings()) as services:
         graph = build_graph(services)
+        await warm_up(services)  # model and index loading are not part of the turn's timings
         on_text = None if as_json else _write
         state = await run_turn(graph, [HumanMessage(question)], context, on_text)
     if as_json:

@@ -8,12 +8,8 @@ import uuid
 from typing import Annotated
 
 import typer
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
-from graph.builder import build_graph, warm_up
-from graph.state import Context
 from voicerag.cli.common import err, open_services, settings
-from voicerag.cli.turn import run_turn
 
 HISTORY_MESSAGES = 12  # what the graph sees of the conversation (follow-ups need the last turns)
 
@@ -27,6 +23,12 @@ def chat(
 
 
 async def _chat(user: str, lang: str | None) -> None:
+    from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+
+    from graph.builder import build_graph, warm_up
+    from graph.state import Context
+    from voicerag.cli.turn import run_turn
+
     async with open_services(settings()) as services:
         graph = build_graph(services)
         await warm_up(services)

@@ -6,13 +6,15 @@ import logging
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from graph.services import Services
-from voicerag.services import build_services
 from voicerag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from graph.services import Services
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -29,6 +31,8 @@ def settings() -> Settings:
 @asynccontextmanager
 async def open_services(loaded: Settings) -> AsyncIterator[Services]:
     """Services for one command, closed when it ends."""
+    from voicerag.services import build_services  # heavy: only for commands that run the graph
+
     services = build_services(loaded)
     try:
         yield services

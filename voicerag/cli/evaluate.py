@@ -12,11 +12,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from retrievers.documents import load_documents
 from retrievers.errors import UserInputError
-from retrievers.evaluation import load_queries, percentiles, score_rankings
 from voicerag.cli.common import err, out, progress_bar, settings
-from voicerag.services import build_embeddings, build_knowledge_base
 from voicerag.settings import Settings
 
 
@@ -27,6 +24,9 @@ def evaluate(
 ) -> None:
     """Ingest the set's corpus into a collection of its own (reused when unchanged), run its
     queries and print recall@1/5/10, MRR@10, nDCG@10 and query latency."""
+    from retrievers.documents import load_documents
+    from retrievers.evaluation import load_queries
+
     if not dataset_dir.is_dir():
         raise UserInputError(f"DATASET_DIR: {dataset_dir} is not a folder")
     loaded = settings()
@@ -57,6 +57,9 @@ def collection_for(dataset_dir: Path, model_name: str) -> str:
 async def _evaluate(
     loaded: Settings, dataset_dir: Path, documents: list[Any], queries: list[Any], top_k: int
 ) -> dict[str, Any]:
+    from retrievers.evaluation import percentiles, score_rankings
+    from voicerag.services import build_embeddings, build_knowledge_base
+
     embeddings = build_embeddings(loaded)
     kb = build_knowledge_base(loaded, embeddings, collection_for(dataset_dir, embeddings.name))
     try:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from retrievers.documents import Document, load_documents
 from voicerag.cli.common import err, out, progress_bar, settings
-from voicerag.services import build_embeddings, build_knowledge_base
 from voicerag.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from retrievers.documents import Document
 
 
 def ingest(
@@ -23,6 +24,8 @@ def ingest(
     loaded = settings()
     if collection:
         loaded = load_settings(collection=collection)  # validated: a bad name is a usage error (exit 2)
+    from retrievers.documents import load_documents
+
     report = load_documents(paths)  # raises UserInputError before anything is written
     if report.skipped:
         err.print(
@@ -38,6 +41,8 @@ def ingest(
 
 
 async def _ingest(loaded: Settings, documents: list[Document]) -> None:
+    from voicerag.services import build_embeddings, build_knowledge_base
+
     embeddings = build_embeddings(loaded)
     kb = build_knowledge_base(loaded, embeddings)
     try:

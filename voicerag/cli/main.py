@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 
 from retrievers.errors import VoiceragError
@@ -35,13 +34,7 @@ def _debug() -> bool:
 
 def run() -> None:
     try:
-        code = app(standalone_mode=False)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
+        app()  # standalone mode: typer reports usage errors itself (exit 2) and exits
     except KeyboardInterrupt:
         sys.exit(130)
     except VoiceragError as exc:
@@ -54,7 +47,6 @@ def run() -> None:
             raise
         print(f"error: {type(exc).__name__}: {exc} (set VOICERAG_DEBUG=1 for details)", file=sys.stderr)
         sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -6,16 +6,17 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from retrievers.documents import CATEGORIES
 from retrievers.errors import UserInputError
-from retrievers.knowledge_base import KnowledgeBaseManager
 from voicerag.cli.common import out, settings
-from voicerag.services import build_embeddings, build_knowledge_base
+
+if TYPE_CHECKING:
+    from retrievers.knowledge_base import KnowledgeBaseManager
 
 
 def search(
@@ -42,6 +43,8 @@ def search(
 
 
 async def _search(lines: list[str], top_k: int, category: str | None, as_json: bool) -> None:
+    from voicerag.services import build_embeddings, build_knowledge_base
+
     loaded = settings()
     embeddings = build_embeddings(loaded)
     kb = build_knowledge_base(loaded, embeddings)
