@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import chromadb
@@ -38,6 +38,9 @@ from retrievers.embeddings import Embeddings
 from retrievers.errors import ServiceError, UserInputError
 from retrievers.fusion import fuse_scores
 from retrievers.keyword import KeywordIndex
+
+if TYPE_CHECKING:
+    from retrievers.langchain_retriever import KnowledgeBaseRetriever
 
 log = logging.getLogger(__name__)
 
@@ -403,6 +406,12 @@ class KnowledgeBaseManager:
     def term_weight(self, token: str) -> float:
         """How informative a token is in this knowledge base (its idf); 1.0 before the index loads."""
         return self._index.idf(token) if self._index is not None else 1.0
+
+    def as_retriever(self, top_k: int = 5, category: str | None = None) -> KnowledgeBaseRetriever:
+        """This knowledge base as a LangChain retriever (for notebooks and LangChain chains)."""
+        from retrievers.langchain_retriever import KnowledgeBaseRetriever
+
+        return KnowledgeBaseRetriever(knowledge_base=self, top_k=top_k, category=category)
 
     async def count(self) -> int:
         """Number of documents (not chunks)."""

@@ -228,3 +228,13 @@ def test_chroma_url_that_is_down_is_a_clear_service_error(tmp_path: Path) -> Non
 
     with pytest.raises(ServiceError, match="CHROMA_URL"):
         make_chroma_client(tmp_path, f"http://127.0.0.1:{_free_port()}")
+
+
+async def test_langchain_retriever_returns_documents_with_scores(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents(SAMPLE)
+    retriever = kb.as_retriever(top_k=2, category="product")
+    found = await retriever.ainvoke("two year warranty headphones")
+    assert [d.metadata["doc_id"] for d in found] == ["warranty"]
+    assert found[0].page_content.startswith("The Kumo Halo") and found[0].metadata["score"] is not None
+    in_thread = await asyncio.to_thread(retriever.invoke, "two year warranty headphones")
+    assert [d.id for d in in_thread] == ["warranty"]

@@ -53,7 +53,7 @@ def test_env_file_is_read_and_the_environment_wins(monkeypatch: pytest.MonkeyPat
 def test_overlap_must_be_smaller_than_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHUNK_SIZE", "200")
     monkeypatch.setenv("CHUNK_OVERLAP", "300")
-    with pytest.raises(UserInputError, match="^CHUNK_OVERLAP:"):
+    with pytest.raises(UserInputError, match=r"^CHUNK_OVERLAP:"):
         load_settings()
 
 

@@ -1,0 +1,64 @@
+"""LangChain interop: the knowledge base as a `BaseRetriever`, for notebooks and LangChain users.
+
+The graph calls `KnowledgeBaseManager.search` directly; this adapter exists so the same hybrid
+search can be dropped into any LangChain chain (`retriever.invoke("...")`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LangChainDocument
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from retrievers.knowledge_base import KnowledgeBaseManager, RetrievedDocument
+
+
+class KnowledgeBaseRetriever(BaseRetriever):
+    """Hybrid search of a `KnowledgeBaseManager`, one LangChain document per knowledge-base document."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    knowledge_base: KnowledgeBaseManager
+    top_k: int = 5
+    category: str | None = None
+    filters: dict[str, Any] | None = None
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[LangChainDocument]:
+        hits = await self.knowledge_base.search(query, top_k=self.top_k, category=self.category, filters=self.filters)
+        return [as_langchain_document(hit) for hit in hits]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[LangChainDocument]:
+        # Notebooks already run an event loop, where asyncio.run() is refused: use a thread's own loop.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            hits = pool.submit(
+                asyncio.run,
+                self.knowledge_base.search(query, top_k=self.top_k, category=self.category, filters=self.filters),
+            ).result()
+        return [as_langchain_document(hit) for hit in hits]
+
+
+def as_langchain_document(hit: RetrievedDocument) -> LangChainDocument:
+    return LangChainDocument(
+        id=hit.doc_id,
+        page_content=hit.text,
+        metadata={
+            **hit.metadata,
+            "doc_id": hit.doc_id,
+            "title": hit.title,
+            "category": hit.category,
+            "lang": hit.lang,
+            "source": hit.source,
+            "score": hit.score,
+            "dense": hit.dense,
+            "keyword": hit.keyword,
+        },
+    )
