@@ -69,6 +69,15 @@ class RetrievedDocument:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Per signal: document id → (best chunk id, score), over the top chunks of that signal."""
+
+    dense: dict[str, tuple[str, float]]
+    keyword: dict[str, tuple[str, float]]
+    index: KeywordIndex
+
+
 @dataclass(slots=True)
 class IngestReport:
     added: int = 0
@@ -433,20 +442,10 @@ class KnowledgeBaseManager:
         query_vector: np.ndarray | None = None,
     ) -> list[RetrievedDocument]:
         """The `top_k` best documents for `query` (one entry per document, its best chunk)."""
-        conditions = dict(filters or {})
-        if category:
-            conditions["category"] = category
-        index = await self.keyword_index()
-        if not len(index) or not query.strip():
+        found = await self.candidates(query, category, filters, query_vector=query_vector)
+        if found is None:
             return []
-        vector = query_vector if query_vector is not None else await self.embeddings.aembed_query(query)
-        mask = index.mask(conditions)
-        dense_hits, keyword_hits = await asyncio.gather(
-            asyncio.to_thread(self._dense_search, vector, index, mask),
-            asyncio.to_thread(index.search, query, CANDIDATE_POOL, mask),
-        )
-        keyword_by_doc = _best_per_doc((index.chunk_ids[h.row], h.score) for h in keyword_hits)
-        dense_by_doc = _best_per_doc(dense_hits)
+        dense_by_doc, keyword_by_doc, index = found.dense, found.keyword, found.index
         fused = fuse_scores(
             {d: s for d, (_, s) in dense_by_doc.items()},
             {d: s for d, (_, s) in keyword_by_doc.items()},
@@ -487,6 +486,34 @@ class KnowledgeBaseManager:
                 )
             )
         return results
+
+    async def candidates(
+        self,
+        query: str,
+        category: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        query_vector: np.ndarray | None = None,
+    ) -> Candidates | None:
+        """Each signal's best chunk and score per document, before fusion (None: nothing to search).
+        Notebooks use this to study fusion without querying again."""
+        conditions = dict(filters or {})
+        if category:
+            conditions["category"] = category
+        index = await self.keyword_index()
+        if not len(index) or not query.strip():
+            return None
+        vector = query_vector if query_vector is not None else await self.embeddings.aembed_query(query)
+        mask = index.mask(conditions)
+        dense_hits, keyword_hits = await asyncio.gather(
+            asyncio.to_thread(self._dense_search, vector, index, mask),
+            asyncio.to_thread(index.search, query, CANDIDATE_POOL, mask),
+        )
+        return Candidates(
+            dense=_best_per_doc(dense_hits),
+            keyword=_best_per_doc((index.chunk_ids[h.row], h.score) for h in keyword_hits),
+            index=index,
+        )
 
     def _dense_search(
         self, vector: np.ndarray, index: KeywordIndex, mask: np.ndarray | None
