@@ -113,23 +113,24 @@ def keyword_index_seconds(collections: Collections, kb: KnowledgeBaseManager) ->
 
 
 async def time_searches(
-    kb: KnowledgeBaseManager, asked: list[Question], mode: Mode, vectors: list[np.ndarray] | None, label: str
+    kb: KnowledgeBaseManager, asked: list[Question], mode: Mode, vectors: list[np.ndarray] | None, label: str = ""
 ) -> list[float]:
-    progress = Progress(label, len(asked))
+    progress = Progress(label, len(asked)) if label else None
     elapsed = []
     for i, question in enumerate(asked):
         extra = mode(i, question) | ({"query_vector": vectors[i]} if vectors is not None else {})
         started = now()
         await kb.search(question[0], top_k=TOP_K, **extra)
         elapsed.append(ms_since(started))
-        progress(i + 1)
+        if progress:
+            progress(i + 1)
     return elapsed
 
 
 async def measure(kb: KnowledgeBaseManager, model: E5Model, asked: list[Question], warmup: list[Question]) -> dict:
     await kb.keyword_index()
     for mode in MODES.values():  # loads the index, builds the filter columns, warms Chroma
-        await time_searches(kb, warmup, mode, None, "warm-up")
+        await time_searches(kb, warmup, mode, None)
     vectors, embed_ms = [], []
     for text, _ in asked:
         started = now()

@@ -10,25 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import jsonl, write
 from pydantic import ValidationError
 
 from retrievers import documents
 from retrievers.documents import Document, chunk_document, load_documents
 from retrievers.errors import UserInputError
-
-
-def write(folder: Path, name: str, content: str | bytes) -> Path:
-    path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        path.write_text(content, encoding="utf-8")
-    return path
-
-
-def jsonl(*records: object) -> str:
-    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
 def refusal(*paths: Path) -> str:
