@@ -5,7 +5,7 @@ from __future__ import annotations
 from langchain_core.language_models import BaseChatModel
 
 from graph.services import GraphOptions, Services
-from retrievers.embeddings import Embeddings, VectorCache, load_model
+from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
 from voicerag.settings import Settings
 
@@ -31,7 +31,11 @@ def build_knowledge_base(
         embeddings,
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
-        dense_weight=settings.fusion_dense_weight,
+        dense_weight=(
+            settings.fusion_dense_weight
+            if settings.fusion_dense_weight is not None
+            else default_dense_weight(embeddings.name)
+        ),
         index_dir=settings.voicerag_data_dir / "keyword-index",
     )
 

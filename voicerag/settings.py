@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     # --- retrieval and grading ------------------------------------------------------------
     top_k: int = Field(5, ge=1, le=50)
-    fusion_dense_weight: float = Field(0.5, ge=0.0, le=1.0)
+    fusion_dense_weight: float | None = Field(None, ge=0.0, le=1.0, description="None: the model's default")
     grade_min_relevance: float | None = Field(None, ge=-1.0, le=1.0, description="relevance a document needs")
     router: Literal["rules", "llm"] = "rules"
     grader: Literal["score", "llm"] = "score"
