@@ -95,7 +95,7 @@ def stats(values_ms: Sequence[float]) -> dict[str, float]:
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
     }
 
@@ -116,6 +116,8 @@ class Progress:
         self.tty = sys.stderr.isatty()
 
     def __call__(self, done: int) -> None:
+        if not self.total:
+            return
         moment = time.monotonic()
         finished = done >= self.total
         if self.tty:

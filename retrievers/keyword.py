@@ -62,6 +62,9 @@ def tokenize(text: str) -> list[str]:
     return [_stem(word) for word in _RUN.findall(normal) if word not in _STOPWORDS]
 
 
+_MAX_CACHED_MASKS = 64
+
+
 @dataclass(frozen=True, slots=True)
 class KeywordHit:
     row: int
@@ -78,6 +81,7 @@ class KeywordIndex:
         self.metadatas = [dict(m) for m in metadatas]
         self._row_of = {chunk_id: row for row, chunk_id in enumerate(self.chunk_ids)}
         self._columns: dict[str, np.ndarray] = {}
+        self._masks: dict[str, np.ndarray] = {}
         self._bm25: bm25s.BM25 | None = None
         self._document_frequency: Counter[str] = Counter()
         if self.chunk_ids:
@@ -130,6 +134,18 @@ class KeywordIndex:
         """A 0/1 mask of chunks whose metadata equals every filter (a list means any of)."""
         if not filters:
             return None
+        key = repr(
+            sorted(
+                (k, sorted(map(str, v)) if isinstance(v, list | tuple | set) else str(v)) for k, v in filters.items()
+            )
+        )
+        if key not in self._masks:  # the same few filters (categories, languages) come back every turn
+            if len(self._masks) >= _MAX_CACHED_MASKS:
+                self._masks.clear()
+            self._masks[key] = self._compute_mask(filters)
+        return self._masks[key]
+
+    def _compute_mask(self, filters: Mapping[str, Any]) -> np.ndarray:
         keep = np.ones(len(self), dtype=bool)
         for key, wanted in filters.items():
             column = self._column(key)

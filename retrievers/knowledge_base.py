@@ -180,11 +180,6 @@ class KnowledgeBaseManager:
             collection = self.collection
         return str((collection.metadata or {}).get("kb_version", "empty"))
 
-    def _stamp_new_version(self) -> str:
-        version = uuid.uuid4().hex
-        self.collection.modify(metadata={"embedding_model": self.embeddings.name, "kb_version": version})
-        return version
-
     # ------------------------------------------------------------------ keyword index upkeep
 
     def _build_index(self, version: str) -> KeywordIndex:
@@ -373,9 +368,12 @@ class KnowledgeBaseManager:
         return found
 
     def _after_write(self) -> None:
-        version = self._stamp_new_version()
+        """Build and save the keyword index of the new version, then announce the version: other
+        workers that see it load the saved copy instead of rebuilding (41 s at 100k chunks)."""
+        version = uuid.uuid4().hex
         self._index = self._build_index(version)
         self._index_version = version
+        self.collection.modify(metadata={"embedding_model": self.embeddings.name, "kb_version": version})
         self._checked_at = time.monotonic()
 
     async def update_index(self, doc_id: str, new_content: str) -> bool:
