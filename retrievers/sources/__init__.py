@@ -1,0 +1,1 @@
+"""External sources (weather, database, REST, GraphQL, real-time feeds) and their registry."""

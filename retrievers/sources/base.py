@@ -1,0 +1,132 @@
+"""What an external source is: a small class with a name, examples, a parameter model and `fetch`.
+
+A source never decides how long the turn may wait or what to do when it fails: `run_source`
+(below) applies the timeout and the turn's deadline, measures it, and turns every failure into a
+`SourceResult` with a status, so no exception ever leaves a source into the graph.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, TypedDict, TypeVar
+
+from pydantic import BaseModel
+
+from retrievers.http.deadline import remaining
+from retrievers.http.errors import FetchError
+from retrievers.language import Language
+
+log = logging.getLogger(__name__)
+
+SourceStatus = Literal["ok", "error", "timeout", "skipped"]
+P = TypeVar("P", bound=BaseModel)
+
+
+class SourceResult(TypedDict):
+    """One source's outcome in a turn (JSON-friendly: it goes into the graph state and `--json`)."""
+
+    source: str
+    status: SourceStatus
+    data: Any
+    summary: str  # answer-ready, in the turn's language; says what failed when it failed
+    elapsed_ms: float
+    cached: bool
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Who is asking, for per-user results and permissions."""
+
+    user_id: str = "anonymous"
+    roles: tuple[str, ...] = ()
+    tenant: str | None = None
+    language: Language = "en"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What `fetch` returns on success: data as the API gave it, and a sentence to say."""
+
+    data: Any
+    summary: str
+    cached: bool = False
+
+
+@dataclass
+class Source(ABC, Generic[P]):
+    """An external system the graph can consult during a turn."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]  # what it answers; used by the LLM router's tool description
+    labels: ClassVar[dict[Language, str]]  # how it is named in a spoken sentence ("the weather service")
+    examples: ClassVar[dict[Language, list[str]]]  # questions it answers (router examples)
+    params_model: ClassVar[type[BaseModel]]
+
+    ttl_s: float = 300.0  # how long its results may be cached
+    timeout_s: float = 2.0  # its own budget; the turn's deadline may cut it shorter
+    required_roles: tuple[str, ...] = field(default=())  # empty: anyone may use it
+
+    @abstractmethod
+    def extract(self, question: str, language: Language, earlier: list[str]) -> P | None:
+        """Parameters for this question without an LLM, or None when the source does not apply.
+        `earlier` are the user's previous messages (oldest first), for follow-ups ("明日は？")."""
+
+    @abstractmethod
+    async def fetch(self, params: P, ctx: SourceContext) -> Fetched:
+        """Get the data. Raise `FetchError` (or anything) on failure; `run_source` reports it."""
+
+    def tool_schema(self) -> dict[str, Any]:
+        """An OpenAI tool definition generated from the parameter model, for the LLM router."""
+        schema = self.params_model.model_json_schema()
+        schema.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": schema},
+        }
+
+    def allowed_for(self, ctx: SourceContext) -> bool:
+        return not self.required_roles or bool(set(self.required_roles) & set(ctx.roles))
+
+    async def aclose(self) -> None:  # most sources hold nothing of their own
+        """Release what the source holds (connections, subscriptions)."""
+
+
+FAILED: dict[Language, str] = {
+    "en": "I couldn't get {what} just now.",
+    "ja": "{what}の情報を今取得できませんでした。",
+}
+
+
+async def run_source(source: Source[Any], params: BaseModel, ctx: SourceContext) -> SourceResult:
+    """Fetch under the source's timeout and the turn's deadline; every outcome becomes a result."""
+    started = time.perf_counter()
+
+    def result(status: SourceStatus, data: Any, summary: str, cached: bool = False) -> SourceResult:
+        elapsed = round((time.perf_counter() - started) * 1000, 2)
+        return SourceResult(
+            source=source.name, status=status, data=data, summary=summary, elapsed_ms=elapsed, cached=cached
+        )
+
+    failed = FAILED[ctx.language].format(what=source.labels[ctx.language])
+    if not source.allowed_for(ctx):
+        return result("skipped", None, failed)
+    budget = min(source.timeout_s, remaining())
+    if budget <= 0:
+        return result("timeout", None, failed)
+    try:
+        async with asyncio.timeout(budget):
+            fetched = await source.fetch(params, ctx)
+    except TimeoutError:
+        log.info("source %s timed out after %.0f ms", source.name, budget * 1000)
+        return result("timeout", None, failed)
+    except FetchError as exc:
+        log.info("source %s failed (%s): %s", source.name, exc.kind, exc)
+        return result("timeout" if exc.is_timeout else "error", {"error": exc.kind}, failed)
+    except Exception as exc:  # a bug in one source must not take the turn down
+        log.warning("source %s raised %s: %s", source.name, type(exc).__name__, exc)
+        return result("error", {"error": type(exc).__name__}, failed)
+    return result("ok", fetched.data, fetched.summary, fetched.cached)

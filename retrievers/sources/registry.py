@@ -1,0 +1,54 @@
+"""The registry of external sources: one place that knows every source the graph may consult."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from retrievers.language import Language
+from retrievers.sources.base import Source
+
+
+class SourceRegistry:
+    """Sources by name, in registration order."""
+
+    def __init__(self, sources: Iterable[Source[Any]] = ()) -> None:
+        self._sources: dict[str, Source[Any]] = {}
+        for source in sources:
+            self.register(source)
+
+    def register(self, source: Source[Any]) -> None:
+        if source.name in self._sources:
+            raise ValueError(f"a source named {source.name!r} is already registered")
+        self._sources[source.name] = source
+
+    def get(self, name: str) -> Source[Any] | None:
+        return self._sources.get(name)
+
+    def __iter__(self) -> Iterator[Source[Any]]:
+        return iter(self._sources.values())
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._sources)
+
+    def select(self, question: str, language: Language, earlier: list[str]) -> list[tuple[Source[Any], BaseModel]]:
+        """The sources that apply to the question, with their parameters (rules, no LLM)."""
+        chosen = []
+        for source in self._sources.values():
+            params = source.extract(question, language, earlier)
+            if params is not None:
+                chosen.append((source, params))
+        return chosen
+
+    def tool_schemas(self) -> list[dict[str, Any]]:
+        return [source.tool_schema() for source in self._sources.values()]
+
+    async def aclose(self) -> None:
+        for source in self._sources.values():
+            await source.aclose()
