@@ -1,7 +1,10 @@
 """build_graph(services): the one compiled graph every front door runs.
 
-    START → route_query ─┬─ lookup ─────► retrieve → grade_context ─┬─► generate → END
-                         └─ small talk ─────────────────────────────┘
+    START → route_query ─┬─ lookup ─┬─► retrieve ──┬─► grade_context ─┬─► generate → END
+                         │          └─► call_apis ─┘                   │
+                         └─ small talk ────────────────────────────────┘
+
+`retrieve` and `call_apis` run in the same step, concurrently; `grade_context` waits for both.
 
 The Studio / `langgraph dev` entry point (a module-level `graph`) is `voicerag/studio.py`: it
 needs settings, and the graph package does not read settings.
@@ -15,6 +18,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
+from graph.nodes.call_apis import make_call_apis
 from graph.nodes.generate import make_generate
 from graph.nodes.grade import make_grade_context
 from graph.nodes.retrieve import make_retrieve
@@ -25,8 +29,9 @@ from graph.state import Context, State
 SPEAKING_NODE = "generate"  # the only node whose messages are meant for the user
 
 
-def after_route(state: State) -> str:
-    return "generate" if state.get("route", {}).get("kind") == "small_talk" else "retrieve"
+def after_route(state: State) -> list[str]:
+    route = state.get("route")
+    return [SPEAKING_NODE] if route and route["kind"] == "small_talk" else ["retrieve", "call_apis"]
 
 
 VoiceGraph = CompiledStateGraph[State, Context, State, State]
@@ -36,11 +41,12 @@ def build_graph(services: Services, *, checkpointer: Checkpointer = None) -> Voi
     builder = StateGraph(State, context_schema=Context)
     builder.add_node("route_query", make_route_query(services))
     builder.add_node("retrieve", make_retrieve(services))
+    builder.add_node("call_apis", make_call_apis(services))
     builder.add_node("grade_context", make_grade_context(services))
     builder.add_node(SPEAKING_NODE, make_generate(services))
     builder.add_edge(START, "route_query")
-    builder.add_conditional_edges("route_query", after_route, ["retrieve", SPEAKING_NODE])
-    builder.add_edge("retrieve", "grade_context")
+    builder.add_conditional_edges("route_query", after_route, ["retrieve", "call_apis", SPEAKING_NODE])
+    builder.add_edge(["retrieve", "call_apis"], "grade_context")  # waits for both
     builder.add_edge("grade_context", SPEAKING_NODE)
     builder.add_edge(SPEAKING_NODE, END)
     return builder.compile(checkpointer=checkpointer, name="voicerag")

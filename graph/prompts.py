@@ -42,7 +42,10 @@ ROUTER_PROMPT = (
     "Classify the user's last message for a customer-service voice assistant. Reply with one JSON "
     'object only: {{"kind": "lookup" or "small_talk", "category": "product" | "support" | "general" | '
     'null, "query": the question rewritten to stand alone (resolve follow-ups such as "and the '
-    'warranty?" using the conversation)}}.\n\nConversation:\n{history}\n\nLast message: {question}'
+    'warranty?" using the conversation), "calls": [{{"source": a tool name, "params": its arguments}}] '
+    "for the live systems below that the question needs (the knowledge base is always searched; leave "
+    "calls empty when no live system is needed)}}.\n\nTools (OpenAI tool schemas):\n{tools}\n\n"
+    "Conversation:\n{history}\n\nLast message: {question}"
 )
 
 GRADER_PROMPT = (

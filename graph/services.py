@@ -6,13 +6,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
+from graph.prompts import label
 from retrievers.embeddings import Embeddings, default_min_relevance
 from retrievers.knowledge_base import KnowledgeBaseManager
+from retrievers.language import Language
+from retrievers.sources.registry import SourceRegistry
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class Services:
     chat_model: BaseChatModel | None = None  # answers; None means extractive answers
     router_model: BaseChatModel | None = None  # the optional LLM router (defaults to chat_model)
     grader_model: BaseChatModel | None = None  # the optional LLM grader (defaults to chat_model)
+    sources: SourceRegistry = field(default_factory=SourceRegistry)  # external systems
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # e.g. the HTTP client
 
     @property
     def min_relevance(self) -> float:
@@ -45,6 +51,14 @@ class Services:
             return self.options.min_relevance
         return default_min_relevance(self.embeddings.name)
 
+    def source_label(self, name: str, language: Language) -> str:
+        """How a source is named in a spoken sentence."""
+        source = self.sources.get(name)
+        return source.labels[language] if source else label(name, language)
+
     async def aclose(self) -> None:
+        await self.sources.aclose()
+        for close in self.closers:
+            await close()
         await self.knowledge_base.close()
         self.embeddings.close()

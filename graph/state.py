@@ -13,15 +13,22 @@ from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
 from retrievers.language import Language
+from retrievers.sources.base import SourceResult
 
 RouteKind = Literal["lookup", "small_talk"]
 
 
+class SourceCall(TypedDict):
+    source: str  # a name in the source registry
+    params: dict[str, Any]  # the source's parameter model, as JSON
+
+
 class Route(TypedDict):
     kind: RouteKind
-    sources: list[str]  # names of the sources to consult, e.g. ["knowledge_base"]
+    sources: list[str]  # names of the sources to consult, e.g. ["knowledge_base", "weather"]
     category: str | None  # knowledge-base category to search in, when the question names one
-    reason: str  # how the decision was made: "rules", "embedding", "llm", "llm-failed: ..."
+    reason: str  # how the decision was made: "rules", "embedding", "llm"
+    calls: NotRequired[list[SourceCall]]  # the external sources to call, with their parameters
 
 
 class DocumentHit(TypedDict):
@@ -65,6 +72,7 @@ class State(TypedDict):
     route: NotRequired[Route]
     documents: NotRequired[list[DocumentHit]]  # what retrieval returned
     graded: NotRequired[list[DocumentHit]]  # what the answer may use
+    api_results: NotRequired[list[SourceResult]]  # one per external source called this turn
     problems: NotRequired[Annotated[list[str], add_problems]]  # sources that could not be fetched
     answer: NotRequired[str]
     degraded: NotRequired[bool]

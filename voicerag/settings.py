@@ -55,6 +55,17 @@ class Settings(BaseSettings):
     # --- the turn -------------------------------------------------------------------------
     turn_deadline_ms: int = Field(1500, ge=100, le=60000)
 
+    # --- external sources -----------------------------------------------------------------
+    redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared response cache")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default: seeded SQLite in the data dir")
+    database_queries_file: Path = Path("data/database.yaml")
+    sources_file: Path = Field(Path("data/sources.yaml"), description="REST, GraphQL and real-time sources")
+    geocoding_api_url: AnyHttpUrl = AnyHttpUrl("https://geocoding-api.open-meteo.com")
+    weather_api_url: AnyHttpUrl = AnyHttpUrl("https://api.open-meteo.com")
+    http_rate_limit: str = Field("20/second", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour)s?$")
+    breaker_threshold: int = Field(5, ge=1, le=100)
+    breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
+
     # --- operations -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     voicerag_debug: bool = False

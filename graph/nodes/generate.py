@@ -9,6 +9,7 @@ With no usable document the answer says so; it never invents. Lookups that faile
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,15 +31,16 @@ from graph.prompts import (
     NOT_FOUND,
     SMALL_TALK_SYSTEM,
     UNAVAILABLE_NOTE,
-    label,
 )
 from graph.services import GraphOptions, Services
 from graph.state import Context, DocumentHit, State
 from retrievers.language import Language
+from retrievers.sources.base import SourceResult
 
 log = logging.getLogger(__name__)
 
 HISTORY_TURNS = 6  # earlier messages given to the chat model for follow-ups
+LIVE_DATA_CHARS = 1500  # of each live result's data shown to the model
 
 
 @dataclass
@@ -86,17 +88,14 @@ def _history(state: State, limit: int) -> list[BaseMessage]:
     return messages[-limit:]
 
 
-def _context_block(docs: list[DocumentHit]) -> str:
-    return "\n\n".join(f"[{n}] {d['title']}\n{d['text']}" for n, d in enumerate(docs, start=1))
-
-
-def _source_names(problems: list[str], language: Language) -> str:
-    joiner = "、" if language == "ja" else ", "
-    return joiner.join(label(p, language) for p in dict.fromkeys(problems))
-
-
-def _could_not_fetch(problems: list[str], language: Language) -> str:
-    return COULD_NOT_FETCH[language].format(what=_source_names(problems, language)) if problems else ""
+def _context_block(docs: list[DocumentHit], live: list[SourceResult]) -> str:
+    """What the model may answer from: live results first (they answer the question as asked),
+    then the graded documents."""
+    parts = [
+        f"[{r['source']}] {r['summary']}\n{json.dumps(r['data'], ensure_ascii=False)[:LIVE_DATA_CHARS]}" for r in live
+    ]
+    parts += [f"[{n}] {d['title']}\n{d['text']}" for n, d in enumerate(docs, start=1)]
+    return "\n\n".join(parts)
 
 
 def make_generate(services: Services) -> Any:
@@ -130,7 +129,11 @@ def make_generate(services: Services) -> Any:
         turn_started = state.get("started_at")
         pre_generation = round((time.monotonic() - turn_started) * 1000, 2) if turn_started else None
 
-        prefix = _could_not_fetch(state.get("problems", []), language)
+        problems = state.get("problems", [])
+        joiner = "、" if language == "ja" else ", "
+        unavailable = joiner.join(services.source_label(p, language) for p in dict.fromkeys(problems))
+        prefix = COULD_NOT_FETCH[language].format(what=unavailable) if problems else ""
+        live = [r for r in state.get("api_results", []) if r["status"] == "ok"]
         reply: tuple[list[AIMessage], str, bool] | None = None
         if route["kind"] == "small_talk":
             reply = await answer_from_model(
@@ -139,18 +142,21 @@ def make_generate(services: Services) -> Any:
             if reply is None:
                 reply_text = small_talk_reply(question, language, company)
                 reply = [AIMessage(reply_text)], reply_text, services.chat_model is not None  # model failed
-        elif not graded:
+        elif not graded and not live:
             text = prefix or NOT_FOUND[language]
             reply = [AIMessage(text)], text, bool(prefix)
         else:
-            system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded))
+            system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded, live))
             if prefix:  # the model must say what could not be fetched, as the fixed sentences do
-                system += UNAVAILABLE_NOTE[language].format(what=_source_names(state.get("problems", []), language))
+                system += UNAVAILABLE_NOTE[language].format(what=unavailable)
             reply = await answer_from_model(state, language, system, question)
             if reply is None:
-                lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
-                passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
-                text = prefix + lead[language] + passage
+                # Live results come as answer-ready sentences; documents are read out, introduced as such.
+                text = prefix + (" " if language == "en" else "").join(r["summary"] for r in live)
+                if graded:
+                    lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
+                    passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
+                    text += (" " if live and language == "en" else "") + lead[language] + passage
                 reply = [AIMessage(text)], text, True
         messages, answer, degraded = reply
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import elapsed_ms
+from graph.nodes.common import elapsed_ms, remaining_budget
 from graph.services import Services
 from graph.state import Context, DocumentHit, State
 from retrievers.knowledge_base import RetrievedDocument
@@ -39,13 +40,14 @@ def make_retrieve(services: Services) -> Any:
         route = state.get("route")
         query = state.get("search_query") or state.get("question", "")
         try:
-            found = await services.knowledge_base.search(
-                query,
-                top_k=ctx.top_k or services.options.top_k,
-                category=(route["category"] if route else None) or ctx.category,
-            )
-        except Exception as exc:  # the turn goes on and says what it could not fetch
-            log.warning("knowledge base search failed: %s", exc)
+            async with asyncio.timeout(remaining_budget(state, ctx, services.options.deadline_ms)):
+                found = await services.knowledge_base.search(
+                    query,
+                    top_k=ctx.top_k or services.options.top_k,
+                    category=(route["category"] if route else None) or ctx.category,
+                )
+        except Exception as exc:  # timeouts included: the turn goes on and says what it could not fetch
+            log.warning("knowledge base search failed: %s", exc or type(exc).__name__)
             return {
                 "documents": [],
                 "problems": ["knowledge_base"],

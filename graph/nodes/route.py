@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import re
 import time
 from typing import Any
@@ -23,7 +24,7 @@ from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
 from graph.nodes.small_talk import small_talk_kind
 from graph.prompts import ROUTER_PROMPT
 from graph.services import Services
-from graph.state import NEW_TURN, Context, Route, State
+from graph.state import NEW_TURN, Context, Route, SourceCall, State
 from retrievers.embeddings import Embeddings
 from retrievers.language import Language, detect_language
 
@@ -83,6 +84,34 @@ _FOLLOW_UP = re.compile(
 )
 
 
+# The plan's knowledge-base tool, listed for the LLM router beside the sources' own tools.
+KNOWLEDGE_BASE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "search_knowledge_base",
+        "description": "Search the company's knowledge base (products, prices, support, policies, stores).",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "query": {"type": "string"},
+                "category": {"type": "string", "enum": ["product", "support", "general"]},
+            },
+            "required": ["query"],
+        },
+    },
+}
+
+
+def _llm_calls(services: Services, raw: Any) -> list[SourceCall]:
+    """The router's source calls that name a registered source, with object arguments."""
+    calls: list[SourceCall] = []
+    for item in raw if isinstance(raw, list) else []:
+        if isinstance(item, dict) and services.sources.get(str(item.get("source"))) is not None:
+            params = item.get("params")
+            calls.append(SourceCall(source=str(item["source"]), params=params if isinstance(params, dict) else {}))
+    return calls
+
+
 def last_human_text(messages: list[AnyMessage]) -> tuple[str, list[str]]:
     """The last user message and the user messages before it (oldest first)."""
     texts = [str(m.text) for m in messages if isinstance(m, HumanMessage) and m.text.strip()]
@@ -132,7 +161,7 @@ def make_route_query(services: Services) -> Any:
         if (ctx.router or services.options.router) == "llm":
             route, search_query = await _llm_route(services, question, earlier, search_query)
         if route is None:
-            route = await _rules_route(services, question)
+            route = await _rules_route(services, question, language, earlier)
         if route["kind"] == "lookup" and ctx.category and not route["category"]:
             route["category"] = ctx.category
         return {
@@ -143,6 +172,7 @@ def make_route_query(services: Services) -> Any:
             # A checkpointed thread keeps the last turn's values: this turn starts from nothing.
             "documents": [],
             "graded": [],
+            "api_results": [],
             "problems": [NEW_TURN],
             "degraded": False,
             "started_at": turn_started,
@@ -152,14 +182,29 @@ def make_route_query(services: Services) -> Any:
     return route_query
 
 
-async def _rules_route(services: Services, question: str) -> Route:
+async def _rules_route(services: Services, question: str, language: Language, earlier: list[str]) -> Route:
     if not question:
         return Route(kind="small_talk", sources=[], category=None, reason="rules: empty")
     if small_talk_kind(question):
         return Route(kind="small_talk", sources=[], category=None, reason="rules")
-    if await looks_like_small_talk(services, question):
+    calls = [
+        SourceCall(source=source.name, params=params.model_dump(mode="json"))
+        for source, params in services.sources.select(question, language, earlier)
+    ]
+    if not calls and await looks_like_small_talk(services, question):
         return Route(kind="small_talk", sources=[], category=None, reason="embedding")
-    return Route(kind="lookup", sources=["knowledge_base"], category=None, reason="rules")
+    return lookup_route(calls, category=None, reason="rules")
+
+
+def lookup_route(calls: list[SourceCall], category: str | None, reason: str) -> Route:
+    """A lookup: the knowledge base is always searched, alongside the chosen sources."""
+    return Route(
+        kind="lookup",
+        sources=["knowledge_base", *(call["source"] for call in calls)],
+        category=category,
+        reason=reason,
+        calls=calls,
+    )
 
 
 async def _llm_route(
@@ -168,7 +213,10 @@ async def _llm_route(
     model = services.router_model or services.chat_model
     if model is None:
         return None, search_query
-    prompt = ROUTER_PROMPT.format(history="\n".join(earlier[-4:]) or "(none)", question=question)
+    tools = [KNOWLEDGE_BASE_TOOL, *services.sources.tool_schemas()]
+    prompt = ROUTER_PROMPT.format(
+        tools=json.dumps(tools, ensure_ascii=False), history="\n".join(earlier[-4:]) or "(none)", question=question
+    )
     try:
         async with asyncio.timeout(services.options.router_timeout_s):
             reply = await model.with_config(tags=NOSTREAM, run_name="router").ainvoke(prompt)
@@ -178,12 +226,10 @@ async def _llm_route(
             return None, search_query
         category = decision.get("category") if decision.get("category") in ("product", "support", "general") else None
         rewritten = decision.get("query")
-        route = Route(
-            kind=kind,
-            sources=["knowledge_base"] if kind == "lookup" else [],
-            category=category,
-            reason="llm",
-        )
+        if kind == "small_talk":
+            route = Route(kind="small_talk", sources=[], category=None, reason="llm")
+        else:
+            route = lookup_route(_llm_calls(services, decision.get("calls")), category, "llm")
         return route, rewritten if isinstance(rewritten, str) and rewritten.strip() else search_query
     except Exception:  # a router failure must never stop the turn: the rules decide
         return None, search_query

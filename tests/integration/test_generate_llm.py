@@ -363,6 +363,7 @@ async def test_an_llm_router_and_grader_on_the_same_server_are_used_but_never_st
         "sources": ["knowledge_base"],
         "category": "product",
         "reason": "llm",
+        "calls": [],
     }
     assert turn.state["search_query"] == "KH-300 warranty length"
     assert {d["category"] for d in turn.state["documents"]} == {"product"}  # the router's category

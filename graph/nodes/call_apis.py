@@ -1,0 +1,64 @@
+"""call_apis: the turn's external sources, all at once, under the turn's deadline.
+
+Runs in parallel with `retrieve` (both follow `route_query`), so a lookup costs the slowest of
+them, not their sum. Each source runs through `run_source`: its own timeout, capped by what is
+left of the turn's deadline; what misses it is cancelled and reported as a timeout. Every outcome
+is a `SourceResult`; the names of the sources that failed go to `problems`, so the answer can
+say what could not be fetched. Nothing raises out of this node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.nodes.common import elapsed_ms, remaining_budget
+from graph.services import Services
+from graph.state import Context, SourceCall, State
+from retrievers.http.deadline import turn_deadline
+from retrievers.sources.base import SourceContext, SourceResult, run_source
+
+
+async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> SourceResult:
+    source = services.sources.get(call["source"])
+    if source is None:
+        return SourceResult(
+            source=call["source"], status="skipped", data=None, summary="", elapsed_ms=0.0, cached=False
+        )
+    try:
+        params = source.params_model.model_validate(call["params"])
+    except ValueError as exc:  # an LLM router may produce arguments the source refuses
+        return SourceResult(
+            source=source.name, status="error", data={"error": str(exc)}, summary="", elapsed_ms=0.0, cached=False
+        )
+    return await run_source(source, params, ctx)
+
+
+def make_call_apis(services: Services) -> Any:
+    async def call_apis(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+        """Call every source the route chose, concurrently; report each outcome."""
+        started = time.perf_counter()
+        route = state.get("route")
+        calls = route.get("calls", []) if route else []
+        if not calls:
+            return {"api_results": [], "timings_ms": {"call_apis": 0.0, "sources": {}}}
+        ctx = runtime.context or Context()
+        source_ctx = SourceContext(
+            user_id=ctx.user_id, roles=tuple(ctx.roles), tenant=ctx.tenant, language=state.get("language", "en")
+        )
+        with turn_deadline(remaining_budget(state, ctx, services.options.deadline_ms)):
+            results = list(await asyncio.gather(*(_call(services, call, source_ctx) for call in calls)))
+        failed = [r["source"] for r in results if r["status"] in ("error", "timeout")]
+        return {
+            "api_results": results,
+            "problems": failed,
+            "timings_ms": {
+                "call_apis": elapsed_ms(started),
+                "sources": {r["source"]: r["elapsed_ms"] for r in results},
+            },
+        }
+
+    return call_apis
