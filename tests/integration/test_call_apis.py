@@ -1,0 +1,160 @@
+"""The graph's external-source step: concurrent, bounded by the turn's deadline, always truthful.
+
+The sources here are small test classes of the real `Source` contract with controlled timing and
+failures (the HTTP stack and the real sources have tests of their own); the graph, the knowledge
+base (embedded Chroma, `use` model) and `run_source` are the real ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from langchain_core.messages import HumanMessage
+from pydantic import BaseModel
+
+from graph.builder import VoiceGraph, build_graph, warm_up
+from graph.prompts import NOT_FOUND
+from graph.services import GraphOptions, Services
+from graph.state import Context
+from retrievers.documents import Document
+from retrievers.http.errors import FetchError
+from retrievers.language import Language
+from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.sources.registry import SourceRegistry
+from voicerag.services import build_services
+from voicerag.settings import load_settings
+
+pytestmark = pytest.mark.integration
+
+
+class Keyword(BaseModel):
+    word: str
+
+
+@dataclass
+class TimedSource(Source[Keyword]):
+    """Answers after `delay_s` when the question contains its keyword; can fail or hang."""
+
+    name: ClassVar[str] = "timed"
+    description: ClassVar[str] = "a test source"
+    labels: ClassVar[dict[Language, str]] = {"en": "the test source", "ja": "テスト用の情報源"}
+    examples: ClassVar[dict[Language, list[str]]] = {"en": [], "ja": []}
+    params_model: ClassVar[type[BaseModel]] = Keyword
+
+    keyword: str = "alpha"
+    delay_s: float = 0.0
+    failure: str | None = None  # "fetch-error", "crash"
+    timeout_s: float = 5.0
+    started: list[float] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+
+    def extract(self, question: str, language: Language, earlier: list[str]) -> Keyword | None:
+        return Keyword(word=self.keyword) if self.keyword in question else None
+
+    async def fetch(self, params: Keyword, ctx: SourceContext) -> Fetched:
+        self.started.append(time.monotonic())
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled.append(params.word)
+            raise
+        if self.failure == "fetch-error":
+            raise FetchError("server_error", "503 three times")
+        if self.failure == "crash":
+            raise RuntimeError("bug in the source")
+        return Fetched(data={"word": params.word}, summary=f"The {params.word} value is 42.")
+
+
+def named(name: str, **fields: Any) -> TimedSource:
+    """A TimedSource subclass with its own name (sources are named by class)."""
+    cls = type(f"Source_{name}", (TimedSource,), {"name": name, "__annotations__": {}})
+    return dataclass(cls)(keyword=name, **fields)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def services(tmp_path: Path) -> AsyncIterator[Services]:
+    built = build_services(load_settings(_env_file=None, voicerag_data_dir=tmp_path, embeddings="use"))
+    await built.knowledge_base.index_documents(
+        [Document(id="w", title="Warranty", text="The KH-300 has a two-year warranty.", lang="en")]
+    )
+    await warm_up(built)
+    yield built
+    await built.aclose()
+
+
+def graph_with(services: Services, *sources: TimedSource, deadline_ms: int = 1500) -> VoiceGraph:
+    services.sources = SourceRegistry(sources)
+    services.options = GraphOptions(deadline_ms=deadline_ms)
+    return build_graph(services)
+
+
+async def ask(graph: VoiceGraph, question: str) -> dict[str, Any]:
+    return await graph.ainvoke({"messages": [HumanMessage(question)]}, context=Context())
+
+
+async def test_sources_run_concurrently_not_one_after_another(services: Services) -> None:
+    a, b, c = named("alpha", delay_s=0.1), named("beta", delay_s=0.2), named("gamma", delay_s=0.3)
+    state = await ask(graph_with(services, a, b, c), "alpha beta gamma?")
+    assert [r["status"] for r in state["api_results"]] == ["ok", "ok", "ok"]
+    assert state["route"]["sources"] == ["knowledge_base", "alpha", "beta", "gamma"]
+    assert max(a.started + b.started + c.started) - min(a.started + b.started + c.started) < 0.05
+    pre_generation = state["timings_ms"]["pre_generation"]
+    assert 300 <= pre_generation < 300 * 1.1 + 40, state["timings_ms"]  # the slowest, not the sum (600)
+    assert set(state["timings_ms"]["sources"]) == {"alpha", "beta", "gamma"}
+
+
+async def test_a_source_past_the_deadline_is_cancelled_and_named_in_the_answer(services: Services) -> None:
+    slow = named("alpha", delay_s=10.0)
+    started = time.monotonic()
+    state = await ask(graph_with(services, slow, deadline_ms=400), "alpha: what is the warranty on the KH-300?")
+    elapsed_ms = (time.monotonic() - started) * 1000
+    assert elapsed_ms < 400 + 150, elapsed_ms
+    assert slow.cancelled == ["alpha"]
+    (result,) = state["api_results"]
+    assert result["status"] == "timeout" and result["elapsed_ms"] < 450
+    assert state["answer"].startswith("I couldn't reach the test source just now")
+    assert "two-year warranty" in state["answer"]  # the knowledge base answered what it could
+    assert state["degraded"] is True
+    await asyncio.sleep(0)
+    assert not [t for t in asyncio.all_tasks() if "sleep" in repr(t.get_coro())]
+
+
+async def test_failing_and_crashing_sources_become_results_and_the_turn_still_answers(services: Services) -> None:
+    ok, failing, crashing = named("alpha"), named("beta", failure="fetch-error"), named("gamma", failure="crash")
+    state = await ask(graph_with(services, ok, failing, crashing), "alpha beta gamma")
+    statuses = {r["source"]: r["status"] for r in state["api_results"]}
+    assert statuses == {"alpha": "ok", "beta": "error", "gamma": "error"}
+    assert "The alpha value is 42." in state["answer"]
+    assert "the test source" in state["answer"]  # says what could not be fetched
+    assert state["problems"] == ["beta", "gamma"]
+
+
+async def test_an_answer_from_a_source_alone_needs_no_document(services: Services) -> None:
+    state = await ask(graph_with(services, named("alpha")), "alpha?")
+    assert state["graded"] == [] and state["answer"] == "The alpha value is 42."
+    assert state["answer"] != NOT_FOUND["en"]
+
+
+async def test_a_turn_without_sources_skips_the_step(services: Services) -> None:
+    source = named("alpha")
+    state = await ask(graph_with(services, source), "What is the warranty on the KH-300?")
+    assert state["api_results"] == [] and source.started == []
+    assert state["timings_ms"]["call_apis"] == 0.0
+
+
+async def test_cancelling_the_turn_cancels_the_sources(services: Services) -> None:
+    slow = named("alpha", delay_s=10.0)
+    task = asyncio.create_task(ask(graph_with(services, slow), "alpha?"))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (time.monotonic() - started) < 0.05  # a barge-in stops the lookups at once
+    assert slow.cancelled == ["alpha"]
