@@ -133,6 +133,7 @@ async def measure(name: str, quick: bool) -> dict[str, Any]:
     asked, warmup = questions(name, *((20, 5) if quick else (200, 20)))
     services = await knowledge_base(name, quick)
     assert services.chat_model is None, "graph_overhead measures the extractive path"
+    services.knowledge_base.result_cache_size = 0  # measure real searches, not the result cache
     try:
         graph = build_graph(services)
         await warm_up(services)

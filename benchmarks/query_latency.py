@@ -75,7 +75,13 @@ class Collections:
     def manager(self, name: str, index_dir: Path | None) -> KnowledgeBaseManager:
         size, overlap = self.chunking
         return KnowledgeBaseManager(
-            self.client, name, self.embeddings, chunk_size=size, chunk_overlap=overlap, index_dir=index_dir
+            self.client,
+            name,
+            self.embeddings,
+            chunk_size=size,
+            chunk_overlap=overlap,
+            index_dir=index_dir,
+            result_cache_size=0,  # measure real searches, not the per-version result cache
         )
 
     def open(self, count: int) -> tuple[KnowledgeBaseManager, float | None]:

@@ -20,6 +20,7 @@ import re
 import shutil
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,6 +125,7 @@ class KnowledgeBaseManager:
         dense_weight: float = 0.5,
         index_dir: Path | None = None,
         refresh_interval_s: float = 2.0,
+        result_cache_size: int = 256,
     ) -> None:
         if not _COLLECTION_NAME.fullmatch(collection_name):
             raise UserInputError(
@@ -138,12 +140,14 @@ class KnowledgeBaseManager:
         self.dense_weight = dense_weight
         self.index_dir = index_dir
         self.refresh_interval_s = refresh_interval_s
+        self.result_cache_size = result_cache_size  # recent searches kept, per knowledge-base version
         self._collection: Collection | None = None
         self._index: KeywordIndex | None = None
         self._index_version: str | None = None
         self._checked_at = 0.0
         self._write_lock = asyncio.Lock()
         self._rebuild: asyncio.Task[None] | None = None
+        self._results: OrderedDict[str, list[RetrievedDocument]] = OrderedDict()
 
     # ------------------------------------------------------------------ collection and version
 
@@ -439,7 +443,16 @@ class KnowledgeBaseManager:
         *,
         query_vector: np.ndarray | None = None,
     ) -> list[RetrievedDocument]:
-        """The `top_k` best documents for `query` (one entry per document, its best chunk)."""
+        """The `top_k` best documents for `query` (one entry per document, its best chunk).
+
+        Results are cached per knowledge-base version: a repeated question (LiveKit reruns a turn
+        after a preemptive start) costs nothing, and any write, here or in another process, makes
+        every cached result stale at once, because the version is part of the key."""
+        await self.keyword_index()  # refreshes the version this process knows
+        key = repr((query, top_k, category, sorted((filters or {}).items()), self._index_version))
+        if key in self._results:
+            self._results.move_to_end(key)
+            return list(self._results[key])
         found = await self.candidates(query, category, filters, query_vector=query_vector)
         if found is None:
             return []
@@ -483,6 +496,10 @@ class KnowledgeBaseManager:
                     metadata={k: v for k, v in meta.items() if k not in RESERVED_METADATA},
                 )
             )
+        if self.result_cache_size:
+            self._results[key] = results
+            if len(self._results) > self.result_cache_size:
+                self._results.popitem(last=False)
         return results
 
     async def candidates(

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from urllib.parse import urlparse
+
 from langchain_core.language_models import BaseChatModel
 
 from graph.services import GraphOptions, Services
 from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
+from retrievers.http.cache import make_response_cache
+from retrievers.http.client import ResilientHttp
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.sources.registry import SourceRegistry
+from retrievers.sources.weather import WeatherSource
 from voicerag.settings import Settings
 
 
@@ -70,11 +77,44 @@ def graph_options(settings: Settings) -> GraphOptions:
     )
 
 
+def build_http(settings: Settings, extra_hosts: Iterable[str] = ()) -> ResilientHttp:
+    """The one HTTP client of the process, allowed to call the configured sources' hosts only."""
+    hosts = {
+        urlparse(str(settings.geocoding_api_url)).hostname or "",
+        urlparse(str(settings.weather_api_url)).hostname or "",
+        *extra_hosts,
+    }
+    return ResilientHttp(
+        allowed_hosts=sorted(h for h in hosts if h),
+        cache=make_response_cache(settings.redis_url),
+        breaker_threshold=settings.breaker_threshold,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        rate_limit=settings.http_rate_limit,
+    )
+
+
+def build_sources(settings: Settings, http: ResilientHttp) -> SourceRegistry:
+    """Every external source the graph may call: weather, and what configuration declares."""
+    return SourceRegistry(
+        [
+            WeatherSource(
+                http=http,
+                geocoding_url=str(settings.geocoding_api_url),
+                forecast_url=str(settings.weather_api_url),
+                default_place=settings.weather_default_place,
+            ),
+        ]
+    )
+
+
 def build_services(settings: Settings) -> Services:
     embeddings = build_embeddings(settings)
+    http = build_http(settings)
     return Services(
         knowledge_base=build_knowledge_base(settings, embeddings),
         embeddings=embeddings,
         options=graph_options(settings),
         chat_model=build_chat_model(settings),
+        sources=build_sources(settings, http),
+        closers=[http.aclose],
     )

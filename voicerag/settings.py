@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     sources_file: Path = Field(Path("data/sources.yaml"), description="REST, GraphQL and real-time sources")
     geocoding_api_url: AnyHttpUrl = AnyHttpUrl("https://geocoding-api.open-meteo.com")
     weather_api_url: AnyHttpUrl = AnyHttpUrl("https://api.open-meteo.com")
+    weather_default_place: str | None = Field(None, max_length=80, description="for questions naming no place")
     http_rate_limit: str = Field("20/second", pattern=r"^\d+\s*/\s*\d*\s*(second|minute|hour)s?$")
     breaker_threshold: int = Field(5, ge=1, le=100)
     breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)

@@ -271,5 +271,5 @@ def weather_summary(data: dict[str, Any], language: Language) -> str:
         f"{place} {day}: {conditions(data['weather_code'], 'en')}, "
         f"from {data['temperature_min']}{unit} to {data['temperature_max']}{unit}"
     )
-    text += f", with a {rain}% chance of rain." if rain is not None else "."
+    text += f", chance of rain {rain}%." if rain is not None else "."
     return text

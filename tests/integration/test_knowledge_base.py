@@ -238,3 +238,22 @@ async def test_langchain_retriever_returns_documents_with_scores(kb: KnowledgeBa
     assert found[0].page_content.startswith("The Kumo Halo") and found[0].metadata["score"] is not None
     in_thread = await asyncio.to_thread(retriever.invoke, "two year warranty headphones")
     assert [d.id for d in in_thread] == ["warranty"]
+
+
+async def test_repeated_searches_are_cached_until_the_knowledge_base_changes(kb: KnowledgeBaseManager) -> None:
+    await kb.index_documents(SAMPLE)
+    calls = 0
+    real_candidates = kb.candidates
+
+    async def counting(*args: object, **kwargs: object) -> object:
+        nonlocal calls
+        calls += 1
+        return await real_candidates(*args, **kwargs)  # type: ignore[arg-type]
+
+    kb.candidates = counting  # type: ignore[method-assign]
+    first = await kb.search("how long is the warranty", top_k=1)
+    again = await kb.search("how long is the warranty", top_k=1)
+    assert calls == 1 and again == first
+    await kb.index_documents([doc("warranty", "The Kumo Halo KH-300 headphones have a three year warranty.")])
+    updated = await kb.search("how long is the warranty", top_k=1)
+    assert calls == 2 and "three year" in updated[0].text  # re-ingesting invalidated the cached result

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from retrievers.errors import VoiceragError
-from voicerag.cli import ask, chat, evaluate, ingest, search
+from voicerag.cli import ask, cache, chat, evaluate, ingest, search
 
 app = typer.Typer(
     name="voicerag",
@@ -26,6 +26,7 @@ app.command("ask")(ask.ask)
 app.command("chat")(chat.chat)
 app.command("search")(search.search)
 app.command("eval")(evaluate.evaluate)
+app.add_typer(cache.app, name="cache")
 
 
 def _debug() -> bool:

@@ -1,0 +1,150 @@
+"""Transport layers under the one `httpx.AsyncClient`: every request the client sends passes them,
+including redirects and the token requests of auth flows.
+
+- `HostPolicy` / `AllowListTransport`: only allow-listed hosts (SSRF guard). Exact names, or
+  `*.example.com` for subdomains; IP literals and `localhost` only when listed exactly; http(s) only.
+- `refuse_cross_host_redirect`: a response hook; a redirect may not leave its host (or drop to http).
+- `RateLimitTransport`: an outbound limit per host (`limits`, moving window); waits for a free slot
+  within the remaining deadline, else `FetchError("rate_limited")` without sending anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+
+import httpx
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from retrievers.http.deadline import remaining
+from retrievers.http.errors import FetchError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def hostname(url: httpx.URL) -> str:
+    """The URL's host as ASCII (IDNA), lower-cased, without a trailing dot or IPv6 brackets."""
+    return url.raw_host.decode("ascii").lower().rstrip(".")
+
+
+def host_key(url: httpx.URL) -> str:
+    """What breakers and rate limits are kept per: the host, plus the port when it is not the default."""
+    host = hostname(url)
+    port = url.port
+    if port is None or port == DEFAULT_PORTS.get(url.scheme.lower()):
+        return host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class HostPolicy:
+    """The allow-list. `*.example.com` allows subdomains of example.com (not example.com itself)."""
+
+    def __init__(self, allowed_hosts: Iterable[str]) -> None:
+        self.exact: frozenset[str] = frozenset()
+        self.suffixes: tuple[str, ...] = ()
+        exact: set[str] = set()
+        suffixes: list[str] = []
+        for entry in allowed_hosts:
+            entry = entry.strip().lower().rstrip(".")
+            if not entry:
+                continue
+            if entry.startswith("*."):
+                suffixes.append("." + hostname(httpx.URL(f"http://{entry[2:]}")))
+            else:
+                exact.add(hostname(httpx.URL(f"http://{entry}")))
+        self.exact = frozenset(exact)
+        self.suffixes = tuple(suffixes)
+
+    def allows(self, url: httpx.URL) -> bool:
+        if url.scheme.lower() not in DEFAULT_PORTS:
+            return False
+        host = hostname(url)
+        if not host:
+            return False
+        if host in self.exact:
+            return True
+        if _is_ip_literal(host) or host == "localhost" or host.endswith(".localhost"):
+            return False  # only when listed exactly
+        return any(host.endswith(suffix) for suffix in self.suffixes)
+
+    def check(self, url: httpx.URL) -> None:
+        if not self.allows(url):
+            raise FetchError("forbidden_host", f"{url.scheme}://{hostname(url)} is not an allowed host")
+
+
+class AllowListTransport(httpx.AsyncBaseTransport):
+    """Refuses any request whose host is not allowed, before anything is sent."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, policy: HostPolicy) -> None:
+        self._inner = inner
+        self._policy = policy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._policy.check(request.url)
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def refuse_cross_host_redirect(response: httpx.Response) -> None:
+    """Response hook: a redirect must stay on its host and scheme (http → https on it is fine).
+    Keeps API keys and tokens from following a redirect elsewhere."""
+    if not response.has_redirect_location:
+        return
+    source = response.request.url
+    target = source.join(response.headers["Location"])
+    upgrade = source.scheme == "http" and target.scheme == "https"
+    if hostname(target) != hostname(source) or (target.scheme != source.scheme and not upgrade):
+        raise FetchError(
+            "forbidden_host",
+            f"refused a redirect from {hostname(source)} to {target.scheme}://{hostname(target)}",
+            status=response.status_code,
+        )
+
+
+class RateLimitTransport(httpx.AsyncBaseTransport):
+    """An outbound rate limit per host (`limits` notation, e.g. "20/second"), moving window."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, rate_limit: str) -> None:
+        self._inner = inner
+        self._item = parse(rate_limit)
+        self._storage: MemoryStorage | None = None  # created on first use: it needs a running loop
+        self._limiter: MovingWindowRateLimiter | None = None
+
+    async def acquire(self, key: str) -> None:
+        """Take a slot for `key`, waiting for one within the remaining deadline."""
+        if self._limiter is None:
+            self._storage = MemoryStorage()
+            self._limiter = MovingWindowRateLimiter(self._storage)
+        while not await self._limiter.hit(self._item, key):
+            stats = await self._limiter.get_window_stats(self._item, key)
+            wait = max(0.001, stats.reset_time - time.time())
+            if wait >= remaining():
+                raise FetchError("rate_limited", f"outbound rate limit {self._item} reached for {key}")
+            log.debug("rate limit for %s: waiting %.0f ms", key, wait * 1000)
+            await asyncio.sleep(wait)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self.acquire(host_key(request.url))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        if self._storage is not None and self._storage.timer is not None:
+            self._storage.timer.cancel()
+        await self._inner.aclose()
