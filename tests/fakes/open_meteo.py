@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+
 from aiohttp import web
 
 from fakes.threaded import ThreadedServer
