@@ -54,7 +54,8 @@ def build_graph(services: Services, *, checkpointer: Checkpointer = None) -> Voi
 
 async def warm_up(services: Services) -> None:
     """Load what the first turn would otherwise wait for: the keyword index, the model, the
-    router's example vectors."""
+    router's example vectors; start the sources' background work (real-time feeds)."""
+    await services.sources.start()
     await services.knowledge_base.keyword_index()
     await services.embeddings.aembed_query("warm up")
     await asyncio.to_thread(example_vectors, services.embeddings)

@@ -12,6 +12,7 @@ from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight,
 from retrievers.http.cache import make_response_cache
 from retrievers.http.client import ResilientHttp
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.sources.config import SourcesFile, build_declared_sources, load_sources_file
 from retrievers.sources.registry import SourceRegistry
 from retrievers.sources.weather import WeatherSource
 from voicerag.settings import Settings
@@ -93,28 +94,32 @@ def build_http(settings: Settings, extra_hosts: Iterable[str] = ()) -> Resilient
     )
 
 
-def build_sources(settings: Settings, http: ResilientHttp) -> SourceRegistry:
+def build_sources(settings: Settings, http: ResilientHttp, declared: SourcesFile) -> SourceRegistry:
     """Every external source the graph may call: weather, and what configuration declares."""
-    return SourceRegistry(
-        [
-            WeatherSource(
-                http=http,
-                geocoding_url=str(settings.geocoding_api_url),
-                forecast_url=str(settings.weather_api_url),
-                default_place=settings.weather_default_place,
-            ),
-        ]
+    weather = WeatherSource(
+        http=http,
+        geocoding_url=str(settings.geocoding_api_url),
+        forecast_url=str(settings.weather_api_url),
+        default_place=settings.weather_default_place,
     )
+    return SourceRegistry([weather, *build_declared_sources(declared, http)])
+
+
+def build_http_and_sources(settings: Settings) -> tuple[ResilientHttp, SourceRegistry]:
+    """The HTTP client, allowed to call exactly the configured sources' hosts, and the sources."""
+    declared = load_sources_file(settings.sources_file).declarations
+    http = build_http(settings, declared.hosts())
+    return http, build_sources(settings, http, declared)
 
 
 def build_services(settings: Settings) -> Services:
     embeddings = build_embeddings(settings)
-    http = build_http(settings)
+    http, sources = build_http_and_sources(settings)
     return Services(
         knowledge_base=build_knowledge_base(settings, embeddings),
         embeddings=embeddings,
         options=graph_options(settings),
         chat_model=build_chat_model(settings),
-        sources=build_sources(settings, http),
+        sources=sources,
         closers=[http.aclose],
     )

@@ -91,6 +91,9 @@ class Source(ABC, Generic[P]):
     def allowed_for(self, ctx: SourceContext) -> bool:
         return not self.required_roles or bool(set(self.required_roles) & set(ctx.roles))
 
+    async def start(self) -> None:  # most sources need nothing started
+        """Start background work (a real-time subscription); called once before the first turn."""
+
     async def aclose(self) -> None:  # most sources hold nothing of their own
         """Release what the source holds (connections, subscriptions)."""
 

@@ -336,7 +336,7 @@ def _load_queries(path: Path) -> dict[str, QuerySpec]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError(f"{path}: cannot read the database queries file: {exc}") from None
     except yaml.YAMLError as exc:
-        raise UserInputError(f"{path}: invalid YAML: {exc}".replace("\n", " ")) from None
+        raise UserInputError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("queries"), dict):
         raise UserInputError(f"{path}: expected a mapping with a 'queries' mapping of named queries")
     try:
@@ -344,8 +344,9 @@ def _load_queries(path: Path) -> dict[str, QuerySpec]:
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = [str(part) for part in first["loc"]]
-        where = f"query {loc[1]!r}" if len(loc) > 1 and loc[0] == "queries" else "the file"
-        field = ".".join(loc[2:])
+        in_query = len(loc) > 1 and loc[0] == "queries"
+        where = f"query {loc[1]!r}" if in_query else "the file"
+        field = ".".join(loc[2:] if in_query else loc)
         message = first["msg"]
         if first["type"] == "union_tag_invalid":
             tag = first.get("ctx", {}).get("tag", "?")

@@ -49,6 +49,10 @@ class SourceRegistry:
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [source.tool_schema() for source in self._sources.values()]
 
+    async def start(self) -> None:
+        for source in self._sources.values():
+            await source.start()
+
     async def aclose(self) -> None:
         for source in self._sources.values():
             await source.aclose()

@@ -23,11 +23,10 @@ def clear(
 
 
 async def _clear(source: str | None) -> None:
-    from voicerag.services import build_http, build_sources
+    from voicerag.services import build_http_and_sources
 
     loaded = settings()
-    http = build_http(loaded)
-    registry = build_sources(loaded, http)
+    http, registry = build_http_and_sources(loaded)
     try:
         if source is not None and registry.get(source) is None:
             raise UserInputError(f"--source: no source named {source!r}; known: {', '.join(registry.names)}")

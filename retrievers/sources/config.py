@@ -1,0 +1,127 @@
+"""Reading `data/sources.yaml` (or `SOURCES_FILE`): REST, GraphQL and real-time declarations.
+
+Values may use `${VAR}` or `${VAR:-default}` to read the environment (secrets never live in the
+file). A declaration that needs a variable that is not set is left out with a warning naming it,
+so a missing API key disables one source instead of the whole agent. Anything else wrong in the
+file stops start-up with one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from retrievers.errors import UserInputError
+from retrievers.sources.base import Source
+from retrievers.sources.declared import DeclaredSource, GraphQLSpec, RestSpec
+from retrievers.sources.realtime import RealtimeFeedConfig, RealtimeSource
+
+if TYPE_CHECKING:
+    from retrievers.http.client import ResilientHttp
+
+log = logging.getLogger(__name__)
+_VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+class SourcesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rest: list[RestSpec] = []
+    graphql: list[GraphQLSpec] = []
+    realtime: list[RealtimeFeedConfig] = []
+
+    def hosts(self) -> set[str]:
+        """Every host the declarations may call: the allow-list of the HTTP client."""
+        specs: list[RestSpec | GraphQLSpec] = [*self.rest, *self.graphql]
+        urls = [s.url for s in specs] + [s.url for s in self.realtime]
+        urls += [s.auth.token_url for s in specs if s.auth and s.auth.token_url]
+        return {urlparse(url).hostname or "" for url in urls} - {""}
+
+
+@dataclass
+class LoadedSources:
+    declarations: SourcesFile
+    disabled: dict[str, str] = field(default_factory=dict)  # name -> why (missing variable)
+
+
+def _substitute(value: Any, environ: Mapping[str, str], missing: set[str]) -> Any:
+    if isinstance(value, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            missing.add(name)
+            return ""
+
+        return _VARIABLE.sub(replace, value)
+    if isinstance(value, list):
+        return [_substitute(v, environ, missing) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, environ, missing) for k, v in value.items()}
+    return value
+
+
+def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedSources:
+    """The declarations in `path` (none when the file does not exist)."""
+    environ = os.environ if environ is None else environ
+    if not path.exists():
+        return LoadedSources(SourcesFile())
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UserInputError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UserInputError(f"{path}: expected a mapping with rest, graphql and realtime lists")
+    disabled: dict[str, str] = {}
+    kept: dict[str, list[Any]] = {}
+    for kind, entries in raw.items():
+        if not isinstance(entries, list):
+            raise UserInputError(f"{path}: {kind}: expected a list")
+        kept[kind] = []
+        for index, entry in enumerate(entries):
+            missing: set[str] = set()
+            value = _substitute(entry, environ, missing)
+            if missing:
+                name = entry.get("name", f"{kind}[{index}]") if isinstance(entry, dict) else f"{kind}[{index}]"
+                disabled[str(name)] = f"{', '.join(sorted(missing))} not set"
+                continue
+            kept[kind].append(value)
+    try:
+        declarations = SourcesFile.model_validate(kept)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in error["loc"])
+        raise UserInputError(f"{path}: {location.replace('.[', '[')}: {error['msg']}") from None
+    names = [s.name for s in declarations.rest] + [s.name for s in declarations.graphql]
+    names += [s.name for s in declarations.realtime]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise UserInputError(f"{path}: source name {duplicated[0]!r} is declared twice")
+    for name, why in disabled.items():
+        log.info("source %s is disabled: %s", name, why)
+    return LoadedSources(declarations, disabled)
+
+
+def build_declared_sources(declarations: SourcesFile, http: ResilientHttp | None) -> list[Source[Any]]:
+    sources: list[Source[Any]] = []
+    specs: list[RestSpec | GraphQLSpec] = [*declarations.rest, *declarations.graphql]
+    sources.extend(DeclaredSource(spec, http) for spec in specs)
+    for feed in declarations.realtime:
+        sources.append(RealtimeSource(feed))
+    return sources
