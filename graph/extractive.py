@@ -113,7 +113,11 @@ def extract_answer(
     scored.sort(key=lambda item: -item[0])
     best_score = scored[0][0]
     chosen = [scored[0][1]]
-    chosen += [u for s, u in scored[1:MAX_UNITS] if s >= best_score * SECOND_UNIT_RATIO and s > 0]
+    for score, unit in scored[1:]:
+        if len(chosen) == MAX_UNITS or score < best_score * SECOND_UNIT_RATIO or score <= 0:
+            break
+        if not any(_repeats(unit.text, other.text) for other in chosen):  # two documents often say the same
+            chosen.append(unit)
     chosen.sort(key=lambda u: (u.doc_rank, u.position))
     joiner = "" if language == "ja" else " "
     answer = ""
@@ -122,6 +126,12 @@ def extract_answer(
             break
         answer += (joiner if answer else "") + _sentence(unit.text, language)
     return answer
+
+
+def _repeats(text: str, other: str) -> bool:
+    """True when `text` says nothing `other` does not already say."""
+    tokens = set(tokenize(text))
+    return not tokens or len(tokens - set(tokenize(other))) <= len(tokens) // 5
 
 
 def _heading_text(line: str) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlparse
 
 from langchain_core.language_models import BaseChatModel
@@ -12,7 +13,9 @@ from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight,
 from retrievers.http.cache import make_response_cache
 from retrievers.http.client import ResilientHttp
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.sources.base import Source
 from retrievers.sources.config import SourcesFile, build_declared_sources, load_sources_file
+from retrievers.sources.database import DatabaseSource, sqlite_url
 from retrievers.sources.registry import SourceRegistry
 from retrievers.sources.weather import WeatherSource
 from voicerag.settings import Settings
@@ -102,7 +105,17 @@ def build_sources(settings: Settings, http: ResilientHttp, declared: SourcesFile
         forecast_url=str(settings.weather_api_url),
         default_place=settings.weather_default_place,
     )
-    return SourceRegistry([weather, *build_declared_sources(declared, http)])
+    sources: list[Source[Any]] = [weather]
+    if settings.database_queries_file.exists():
+        sources.append(
+            DatabaseSource(
+                settings.database_url or sqlite_url(settings.voicerag_data_dir / "company.sqlite"),
+                settings.database_queries_file,
+                seed_file=settings.database_seed_file if settings.database_url is None else None,
+                statement_timeout_ms=settings.database_statement_timeout_ms,
+            )
+        )
+    return SourceRegistry([*sources, *build_declared_sources(declared, http)])
 
 
 def build_http_and_sources(settings: Settings) -> tuple[ResilientHttp, SourceRegistry]:

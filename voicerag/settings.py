@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared response cache")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: seeded SQLite in the data dir")
     database_queries_file: Path = Path("data/database.yaml")
+    database_seed_file: Path = Field(Path("data/seed.sql"), description="seeds the default SQLite database")
+    database_statement_timeout_ms: int = Field(1000, ge=50, le=60000)
     sources_file: Path = Field(Path("data/sources.yaml"), description="REST, GraphQL and real-time sources")
     geocoding_api_url: AnyHttpUrl = AnyHttpUrl("https://geocoding-api.open-meteo.com")
     weather_api_url: AnyHttpUrl = AnyHttpUrl("https://api.open-meteo.com")

@@ -151,12 +151,13 @@ def make_generate(services: Services) -> Any:
                 system += UNAVAILABLE_NOTE[language].format(what=unavailable)
             reply = await answer_from_model(state, language, system, question)
             if reply is None:
-                # Live results come as answer-ready sentences; documents are read out, introduced as such.
+                # Live results come as answer-ready sentences and answer what was asked about live data;
+                # without them, documents are read out, introduced as such.
                 text = prefix + (" " if language == "en" else "").join(r["summary"] for r in live)
-                if graded:
+                if graded and not live:
                     lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
                     passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
-                    text += (" " if live and language == "en" else "") + lead[language] + passage
+                    text += lead[language] + passage
                 reply = [AIMessage(text)], text, True
         messages, answer, degraded = reply
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}

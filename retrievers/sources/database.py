@@ -160,10 +160,9 @@ class QueriesFile(_Spec):
 # --------------------------------------------------------------------------------------------
 
 _COMMENT_OR_QUOTED = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", re.DOTALL)
-_WRITE_WORDS = re.compile(
-    r"\b(INSERT|UPDATE|DELETE|MERGE|UPSERT|REPLACE|DROP|CREATE|ALTER|TRUNCATE|GRANT|REVOKE|ATTACH|DETACH|"
-    r"PRAGMA|VACUUM|REINDEX|COPY|CALL|EXECUTE|LOCK|INTO|LISTEN|NOTIFY|SET|RESET|BEGIN|COMMIT|ROLLBACK|"
-    r"SAVEPOINT|RELEASE|PREPARE|DEALLOCATE|LOAD|IMPORT|REFRESH|CLUSTER|COMMENT|SECURITY|DO)\b",
+_WRITE_WORDS = re.compile(  # inside a SELECT / WITH: data-modifying CTEs, SELECT INTO, locks, statements
+    r"\b(INSERT|UPDATE|DELETE|MERGE|UPSERT|DROP|CREATE|ALTER|TRUNCATE|GRANT|REVOKE|ATTACH|DETACH|PRAGMA|"
+    r"VACUUM|REINDEX|COPY|CALL|EXECUTE|LOCK|INTO|LISTEN|NOTIFY|BEGIN|COMMIT|ROLLBACK|SAVEPOINT|PREPARE)\b",
     re.IGNORECASE,
 )
 _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")  # SQLAlchemy's own rule for text() bind parameters
@@ -685,6 +684,9 @@ class DatabaseSource(Source[DatabaseParams]):
         """Run one statement with bound `arguments` in a read-only transaction under the statement
         timeout (capped by the turn's deadline). Rows come back JSON-friendly."""
         await self._ensure_ready()
+        if self._sqlite_path is not None and not self._sqlite_path.is_file():
+            # read-only: never created here; checked first, as a failed aiosqlite connect leaks a thread
+            raise FetchError("unreachable", f"the SQLite database {self._sqlite_path} does not exist")
         budget = capped(self.statement_timeout_s)
         if budget <= 0:
             raise FetchError("timeout", "no time left in the turn for the query")

@@ -272,7 +272,8 @@ class RealtimeSource(Source[RealtimeParams]):
             failures += 1
             delay = self.backoff_delay(failures)
             log.log(
-                logging.WARNING if failures == 1 else logging.INFO,  # the first failure after being up is loud
+                # Losing a feed that worked is loud; a feed that never came up (offline, demo) is not.
+                logging.WARNING if failures == 1 and self.connections else logging.INFO,
                 "realtime %s: %s; reconnecting to %s in %.2f s (attempt %d)",
                 self.name,
                 reason,
