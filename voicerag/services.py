@@ -125,6 +125,14 @@ def build_http_and_sources(settings: Settings) -> tuple[ResilientHttp, SourceReg
     return http, build_sources(settings, http, declared)
 
 
+async def close_http(http: ResilientHttp) -> None:
+    """The client, then the cache it was given (a Redis connection pool)."""
+    await http.aclose()
+    close_cache = getattr(http.cache, "aclose", None)
+    if close_cache is not None:
+        await close_cache()
+
+
 def build_services(settings: Settings) -> Services:
     embeddings = build_embeddings(settings)
     http, sources = build_http_and_sources(settings)
@@ -134,5 +142,5 @@ def build_services(settings: Settings) -> Services:
         options=graph_options(settings),
         chat_model=build_chat_model(settings),
         sources=sources,
-        closers=[http.aclose],
+        closers=[lambda: close_http(http)],
     )

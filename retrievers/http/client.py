@@ -19,7 +19,7 @@ import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +78,8 @@ class ResilientHttp:
         breaker_cooldown_s: float = 30.0,
         rate_limit: str = "20/second",  # `limits` notation, per host
         max_retries: int = 2,
-        transport: httpx.AsyncBaseTransport | None = None,  # the innermost one (the network by default)
+        transport: httpx.AsyncBaseTransport | None = None,  # the innermost one (the network by default;
+        # e.g. `httpx.AsyncHTTPTransport(proxy=...)` for an outbound proxy, still under the allow-list)
         user_agent: str = "voicerag/0.1",
     ) -> None:
         self.hosts = HostPolicy(allowed_hosts)
@@ -95,7 +96,6 @@ class ResilientHttp:
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
             event_hooks={"response": [refuse_cross_host_redirect]},
-            trust_env=False,  # env proxies would be mounted beside our transport, bypassing the allow-list
         )
 
     async def request_json(
@@ -114,6 +114,7 @@ class ResilientHttp:
         identity: str | None = None,  # part of the cache key when results are per user
         max_bytes: int = 2_000_000,
         retries: int | None = None,  # None: the client's max_retries
+        refuse: Callable[[Any], str | None] | None = None,  # a reason to reject a 2xx body (never cached)
     ) -> HttpResponse:
         """Send one request and return its JSON; raise `FetchError` on every failure."""
         started = time.perf_counter()
@@ -166,6 +167,9 @@ class ResilientHttp:
             raise self._failed(exc) from None
         finally:
             self.counters["retries"] += max(0, attempts - 1)
+        reason = refuse(data) if refuse is not None else None
+        if reason is not None:  # e.g. GraphQL `errors` in a 200: an answer, but not one to keep
+            raise self._failed(FetchError("bad_response", reason, status=status))
         if key is not None:
             await self._cache_set(key, {"status": status, "data": data}, cache_ttl_s)
         return HttpResponse(data, status, False, _ms(started), attempts)

@@ -86,7 +86,8 @@ class RetryPolicy:
             return isinstance(exc, AttemptFailed) and (exc.unsent or idempotent)
 
         def wait(state: RetryCallState) -> float:
-            ours = max(0.0, min(backoff(state), time_left() - self.min_attempt_s))
+            room = time_left() - self.min_attempt_s - 0.005  # what `stop` will see a moment later
+            ours = max(0.0, min(backoff(state), room))
             exc = state.outcome.exception() if state.outcome is not None else None
             retry_after = exc.retry_after_s if isinstance(exc, AttemptFailed) else None
             return ours if retry_after is None else max(ours, retry_after)

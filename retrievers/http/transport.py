@@ -52,23 +52,24 @@ def _is_ip_literal(host: str) -> bool:
 
 
 class HostPolicy:
-    """The allow-list. `*.example.com` allows subdomains of example.com (not example.com itself)."""
+    """The allow-list: host names or IP addresses, any port. `*.example.com` allows the subdomains of
+    example.com (not example.com itself, and never an IP address)."""
 
     def __init__(self, allowed_hosts: Iterable[str]) -> None:
-        self.exact: frozenset[str] = frozenset()
-        self.suffixes: tuple[str, ...] = ()
         exact: set[str] = set()
         suffixes: list[str] = []
         for entry in allowed_hosts:
             entry = entry.strip().lower().rstrip(".")
             if not entry:
                 continue
+            if _is_ip_literal(entry) and ":" in entry:
+                entry = f"[{entry}]"  # IPv6
             if entry.startswith("*."):
                 suffixes.append("." + hostname(httpx.URL(f"http://{entry[2:]}")))
             else:
                 exact.add(hostname(httpx.URL(f"http://{entry}")))
-        self.exact = frozenset(exact)
-        self.suffixes = tuple(suffixes)
+        self.exact: frozenset[str] = frozenset(exact)
+        self.suffixes: tuple[str, ...] = tuple(suffixes)
 
     def allows(self, url: httpx.URL) -> bool:
         if url.scheme.lower() not in DEFAULT_PORTS:

@@ -148,6 +148,15 @@ def _params_model(spec: DeclaredSpec) -> type[BaseModel]:
     return create_model(f"{spec.name}_params", **fields)
 
 
+def _graphql_errors(body: Any) -> str | None:
+    """GraphQL reports failures inside a 200 response: those are errors, and are not cached."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not errors:
+        return None
+    first = errors[0] if isinstance(errors, list) else errors
+    return f"GraphQL: {first.get('message', 'error') if isinstance(first, dict) else first}"
+
+
 def dig(data: Any, path: str) -> Any:
     """The value at a dot path (`data.items.0.name`); None when absent."""
     for part in path.split(".") if path else []:
@@ -198,8 +207,10 @@ class DeclaredSource(Source[BaseModel]):
             match = re.search(param.find, normal, re.IGNORECASE) if param.find else None
             if match:
                 values[name] = match.group(1)
-        mentioned = any(word.lower() in normal.lower() for word in keywords)
-        if not mentioned and not values:
+        # Declared keywords must be heard ("KH-300" alone is not a question about its reviews);
+        # without keywords, finding the parameters is enough.
+        mentioned = any(word.lower() in normal.lower() for word in keywords) if keywords else bool(values)
+        if not mentioned:
             return None
         try:
             return self.params_model.model_validate(values)
@@ -231,14 +242,14 @@ class DeclaredSource(Source[BaseModel]):
             "identity": ctx.user_id if self.spec.per_user else None,
         }
         if isinstance(self.spec, GraphQLSpec):
-            response = await self.http.request_json(
-                "POST", self.spec.url, json={"query": self.spec.query, "variables": values}, cacheable=True, **common
+            return await self.http.request_json(
+                "POST",
+                self.spec.url,
+                json={"query": self.spec.query, "variables": values},
+                cacheable=True,
+                refuse=_graphql_errors,
+                **common,
             )
-            if isinstance(response.data, dict) and response.data.get("errors"):
-                first = response.data["errors"][0]
-                message = first.get("message", "error") if isinstance(first, dict) else str(first)
-                raise FetchError("bad_response", f"GraphQL: {message}")
-            return response
         in_path = set(_PLACEHOLDER.findall(self.spec.url))
         url = _PLACEHOLDER.sub(lambda m: quote(str(values[m.group(1)]), safe=""), self.spec.url)
         rest = {k: v for k, v in values.items() if k not in in_path}

@@ -16,6 +16,7 @@ answers 200 with a valid token and 401 otherwise. `revoke_tokens()` makes every 
 invalid; `reject_all_tokens = True` refuses every token, even new ones.
 
     with FakeApiServer() as server:
+        url = server.url_for("/flaky")  # or url_for("/flaky", host="localhost")
         server.script("/flaky", Reply(status=503), Reply(status=503))  # then the default: 200
         ...
         assert [r.path for r in server.requests] == ["/flaky"] * 3
@@ -89,7 +90,7 @@ class FakeApiServer(ThreadedServer):
 
     # ------------------------------------------------------------------ scripting
 
-    def url(self, path: str = "/", host: str = "127.0.0.1") -> str:
+    def url_for(self, path: str = "/", host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
     def reply(self, path: str, reply: Reply | None = None, **fields: Any) -> None:

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fakes.api_server import api_server
 from fakes.redis_server import REDIS_SERVER, RedisServer, redis_answers
 

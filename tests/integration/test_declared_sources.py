@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.company_apis import CompanyApis
+from fakes.company_apis import PRODUCTS, CompanyApis
 
 from retrievers.errors import UserInputError
 from retrievers.http.cache import InMemoryResponseCache
@@ -89,6 +89,12 @@ async def test_graphql_source_and_its_errors(registry: SourceRegistry, apis: Com
     assert good["summary"] == "Kumo Halo KH-300の評価は5点満点中4.6点（レビュー312件）です。"
     missing = await call(registry, "What rating does the KS-99 have?")
     assert missing["status"] == "error" and missing["data"] == {"error": "bad_response"}
+    PRODUCTS["KS-99"] = {"name": "Kumo Pebble KS-99", "rating": 4.1, "reviewCount": 3}
+    try:  # the GraphQL error was not cached: once the product exists, it is found
+        found = await call(registry, "What rating does the KS-99 have?")
+    finally:
+        del PRODUCTS["KS-99"]
+    assert found["status"] == "ok" and found["summary"].startswith("The Kumo Pebble KS-99 is rated 4.1")
 
 
 async def test_parameters_cannot_leave_the_declared_path(registry: SourceRegistry, apis: CompanyApis) -> None:

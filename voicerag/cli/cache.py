@@ -23,7 +23,7 @@ def clear(
 
 
 async def _clear(source: str | None) -> None:
-    from voicerag.services import build_http_and_sources
+    from voicerag.services import build_http_and_sources, close_http
 
     loaded = settings()
     http, registry = build_http_and_sources(loaded)
@@ -35,5 +35,5 @@ async def _clear(source: str | None) -> None:
         removed = await http.clear_cache(source)
     finally:
         await registry.aclose()
-        await http.aclose()
+        await close_http(http)
     out.print(f"removed {removed} cached response(s)" + (f" of {source}" if source else ""))
