@@ -56,7 +56,7 @@ MODES: dict[str, Mode] = {
 def questions(count: int, warmup: int) -> tuple[list[Question], list[Question]]:
     """(measured, warm-up) questions: disjoint, the two languages alternating."""
     mixed = interleave(eval_questions("jsquad_dev"), eval_questions("squad_dev"))
-    tagged = [(text, detect_language(text)) for text in mixed]
+    tagged: list[Question] = [(text, detect_language(text)) for text in mixed]
     return tagged[warmup : warmup + count], tagged[:warmup]
 
 
