@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from langchain_core.messages import HumanMessage
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, HumanMessage
 from pydantic import BaseModel
 
 from graph.builder import VoiceGraph, build_graph, warm_up
@@ -158,3 +159,23 @@ async def test_cancelling_the_turn_cancels_the_sources(services: Services) -> No
         await task
     assert (time.monotonic() - started) < 0.05  # a barge-in stops the lookups at once
     assert slow.cancelled == ["alpha"]
+
+
+async def test_an_llm_router_chooses_sources_and_their_arguments(services: Services) -> None:
+    decision = (
+        '{"kind": "lookup", "category": null, "query": "alpha?", "calls": '
+        '[{"source": "alpha", "params": {"word": "from-the-router"}}, {"source": "no-such-source", "params": {}}]}'
+    )
+    services.router_model = GenericFakeChatModel(messages=iter([AIMessage(decision)]))
+    graph = graph_with(services, named("alpha"))
+    state = await graph.ainvoke({"messages": [HumanMessage("tell me alpha")]}, context=Context(router="llm"))
+    assert state["route"]["reason"] == "llm" and state["route"]["sources"] == ["knowledge_base", "alpha"]
+    (result,) = state["api_results"]
+    assert result["data"] == {"word": "from-the-router"} and result["status"] == "ok"
+
+
+def test_tool_schemas_are_generated_from_the_sources() -> None:
+    schema = named("alpha").tool_schema()
+    assert schema["function"]["name"] == "alpha"
+    assert schema["function"]["parameters"]["properties"] == {"word": {"title": "Word", "type": "string"}}
+    assert schema["function"]["parameters"]["required"] == ["word"]

@@ -7,17 +7,24 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from fakes.open_meteo import Failure, OpenMeteoServer
+from fakes.redis_server import RedisServer
+from langchain_core.messages import HumanMessage
 
+from graph.builder import build_graph
+from graph.state import Context
 from retrievers.http.cache import InMemoryResponseCache
 from retrievers.http.client import ResilientHttp
 from retrievers.http.errors import FetchError
 from retrievers.sources.base import SourceContext, run_source
 from retrievers.sources.weather import WeatherParams, WeatherSource
+from voicerag.services import build_services
+from voicerag.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -103,3 +110,31 @@ def test_ask_json_shows_the_weather_result_and_its_timing(meteo: OpenMeteoServer
     assert "最高気温16.1°C" in turn["answer"]
     assert turn["timings_ms"]["sources"]["weather"] == result["elapsed_ms"]
     assert turn["timings_ms"]["call_apis"] >= result["elapsed_ms"]
+
+
+async def test_a_turn_still_answers_uncached_when_redis_dies(
+    meteo: OpenMeteoServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        _env_file=None,
+        voicerag_data_dir=tmp_path,
+        embeddings="use",
+        redis_url=redis_server.url,
+        geocoding_api_url=meteo.url,
+        weather_api_url=meteo.url,
+    )
+    services = build_services(settings)
+    graph = build_graph(services)
+    try:
+        first = await graph.ainvoke({"messages": [HumanMessage("東京の天気は？")]}, context=Context())
+        second = await graph.ainvoke({"messages": [HumanMessage("東京の天気は？")]}, context=Context())
+        assert [first["api_results"][0]["cached"], second["api_results"][0]["cached"]] == [False, True]
+        redis_server.stop()
+        started = time.monotonic()
+        third = await graph.ainvoke({"messages": [HumanMessage("東京の天気は？")]}, context=Context())
+        assert time.monotonic() - started < 1.0
+    finally:
+        await services.aclose()
+    (result,) = third["api_results"]
+    assert result["status"] == "ok" and result["cached"] is False
+    assert "最高気温16.1°C" in third["answer"]
