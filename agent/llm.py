@@ -6,7 +6,9 @@ on its semi-private `LangGraphStream` and `_to_chat_chunk`):
   returns; this one speaks only what the speaking node (`generate`) streams, so no router,
   grader or source text can ever reach TTS, even if a future node returns a message;
 - the stock adapter fixes `context` at construction; this one builds a fresh `Context` for every
-  turn (caller identity, language, turn id) from a factory the session provides.
+  turn (caller identity, language, turn id) from a factory the session provides;
+- it says a short filler when the lookups are expected or observed to be slow, apologises
+  instead of going silent when the graph fails, and reports one metrics record per turn.
 
 The graph runs without a checkpointer here: LiveKit resends the whole chat every turn, so the
 chat context is the history (a checkpointed thread would duplicate every reply).
@@ -14,8 +16,13 @@ chat context is the history (a checkpointed thread would duplicate every reply).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -25,7 +32,11 @@ from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConn
 from livekit.plugins.langchain.langgraph import LangGraphStream, LLMAdapter, _to_chat_chunk
 
 from graph.builder import SPEAKING_NODE, VoiceGraph
-from graph.state import Context
+from graph.prompts import FILLER, TURN_FAILED
+from graph.state import Context, Route
+from retrievers.language import Language, detect_language
+
+log = logging.getLogger(__name__)
 
 ContextFactory = Callable[[ChatContext], Context]
 
@@ -35,26 +46,132 @@ def anonymous_context(chat_ctx: ChatContext) -> Context:
     return Context(turn_id=uuid.uuid4().hex)
 
 
+@dataclass
+class TurnReport:
+    """What one turn did, for the per-turn log line and the metrics exporters."""
+
+    turn_id: str
+    user_id: str
+    language: Language
+    first_token_ms: float | None = None  # from the LLM step's start (LiveKit adds end-of-speech delays)
+    filler: str | None = None  # "expected" or "observed" when a filler was said
+    filler_ms: float | None = None
+    route: str | None = None
+    sources: dict[str, Any] = field(default_factory=dict)  # name -> {status, elapsed_ms, cached}
+    timings_ms: dict[str, Any] = field(default_factory=dict)
+    degraded: bool = False
+    failed: str | None = None  # the exception type when the graph failed
+    cancelled: bool = False
+    total_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class FillerPolicy:
+    """When to say "one moment": after `threshold_s` without an answer, or at once when the
+    route calls a source that `expected_slow` says is usually slower than the threshold."""
+
+    threshold_s: float = 0.7
+    expected_slow: Callable[[Route], bool] = lambda route: False
+
+
 class SpeakingNodeStream(LangGraphStream[Context]):
     """Streams one graph run and forwards only the speaking node's message text."""
 
+    def __init__(
+        self,
+        adapter: GraphLLM,
+        *,
+        chat_ctx: ChatContext,
+        conn_options: APIConnectOptions,
+        context: Context,
+    ) -> None:
+        super().__init__(adapter, chat_ctx=chat_ctx, tools=[], conn_options=conn_options, graph=adapter._graph)
+        self._context = context
+        self._adapter = adapter
+        language = context.language or detect_language(_last_user_text(chat_ctx))
+        self.report = TurnReport(turn_id=context.turn_id, user_id=context.user_id, language=language)
+        self._started = time.perf_counter()
+        self._spoke = False
+
+    def _say(self, text: str) -> None:
+        chunk = _to_chat_chunk(text)
+        if chunk is not None:
+            self._event_ch.send_nowait(chunk)
+
+    def _filler(self, why: str) -> None:
+        if self._spoke or self.report.filler is not None:
+            return
+        self.report.filler, self.report.filler_ms = why, _ms(self._started)
+        self._say(FILLER[self.report.language])
+
     async def _run(self) -> None:
-        stream: AsyncIterator[Any] = self._graph.astream(
-            self._chat_ctx_to_state(), self._config, context=self._context, stream_mode="messages"
-        )
-        async for message, metadata in stream:
-            if metadata.get("langgraph_node") != SPEAKING_NODE:
+        policy = self._adapter.filler
+        timer = asyncio.get_running_loop().call_later(policy.threshold_s, self._filler, "observed")
+        try:
+            stream: AsyncIterator[Any] = self._graph.astream(
+                self._chat_ctx_to_state(), self._config, context=self._context, stream_mode=["messages", "updates"]
+            )
+            async for mode, payload in stream:
+                if mode == "updates":
+                    self._observe(payload, policy)
+                    continue
+                message, metadata = payload
+                if metadata.get("langgraph_node") != SPEAKING_NODE:
+                    continue
+                if isinstance(message, AIMessageChunk | AIMessage) and (chunk := _to_chat_chunk(message)):
+                    if not self._spoke:
+                        self._spoke, self.report.first_token_ms = True, _ms(self._started)
+                        timer.cancel()
+                    self._event_ch.send_nowait(chunk)
+        except asyncio.CancelledError:
+            self.report.cancelled = True  # barge-in or a discarded preemptive run: the graph run stops here
+            raise
+        except Exception as exc:  # a failing graph must not mean silence
+            log.exception("graph failed during a turn")
+            self.report.failed, self.report.degraded = type(exc).__name__, True
+            self._say(TURN_FAILED[self.report.language])
+        finally:
+            timer.cancel()
+            self.report.total_ms = _ms(self._started)
+            self._adapter.turn_finished(self.report)
+
+    def _observe(self, update: dict[str, Any], policy: FillerPolicy) -> None:
+        for node, values in update.items():
+            if not isinstance(values, dict):
                 continue
-            if isinstance(message, AIMessageChunk | AIMessage) and (chunk := _to_chat_chunk(message)):
-                self._event_ch.send_nowait(chunk)
+            if node == "route_query" and "route" in values:
+                route: Route = values["route"]
+                self.report.route = route["kind"]
+                self.report.language = values.get("language", self.report.language)
+                if route.get("calls") and policy.expected_slow(route):
+                    self._filler("expected")
+            for result in values.get("api_results", []) or []:
+                self.report.sources[result["source"]] = {
+                    k: result[k] for k in ("status", "elapsed_ms", "cached") if k in result
+                }
+            self.report.timings_ms.update(
+                {k: v for k, v in (values.get("timings_ms") or {}).items() if not k.startswith("__")}
+            )
+            if "degraded" in values and node == SPEAKING_NODE:
+                self.report.degraded = bool(values["degraded"])
 
 
 class GraphLLM(LLMAdapter[Context]):
     """A LiveKit `llm.LLM` whose every turn is one run of the voicerag graph."""
 
-    def __init__(self, graph: VoiceGraph, *, context_factory: ContextFactory = anonymous_context) -> None:
+    def __init__(
+        self,
+        graph: VoiceGraph,
+        *,
+        context_factory: ContextFactory = anonymous_context,
+        filler: FillerPolicy | None = None,
+        on_turn: Callable[[TurnReport], None] | None = None,
+    ) -> None:
         super().__init__(graph, stream_mode="messages")
         self._context_factory = context_factory
+        self.filler = filler or FillerPolicy()
+        self._on_turn = on_turn
+        self.active: set[SpeakingNodeStream] = set()  # streams still running (tests check cancellation)
 
     @property
     def model(self) -> str:
@@ -71,11 +188,26 @@ class GraphLLM(LLMAdapter[Context]):
         extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
     ) -> SpeakingNodeStream:
         # Tools are the graph's business (sources are chosen by route_query), so LiveKit's are ignored.
-        return SpeakingNodeStream(
-            self,
-            chat_ctx=chat_ctx,
-            tools=[],
-            conn_options=conn_options,
-            graph=self._graph,
-            context=self._context_factory(chat_ctx),
-        )
+        try:
+            context = self._context_factory(chat_ctx)
+        except Exception:  # never lose a turn over identity: answer with the least privilege
+            log.exception("could not build the caller's context; answering as anonymous")
+            context = anonymous_context(chat_ctx)
+        stream = SpeakingNodeStream(self, chat_ctx=chat_ctx, conn_options=conn_options, context=context)
+        self.active.add(stream)
+        return stream
+
+    def turn_finished(self, report: TurnReport) -> None:
+        self.active = {s for s in self.active if s.report is not report}
+        if self._on_turn is not None:
+            with contextlib.suppress(Exception):  # reporting must never break a turn
+                self._on_turn(report)
+
+
+def _last_user_text(chat_ctx: ChatContext) -> str:
+    users = [m for m in chat_ctx.messages() if m.role == "user"]
+    return users[-1].text_content or "" if users else ""
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

@@ -114,3 +114,20 @@ COMPANY: dict[Language, str] = {"en": "Kumo Audio", "ja": "クモオーディオ
 def label(source: str, language: Language) -> str:
     """How a source is named in a spoken sentence."""
     return SOURCE_LABEL.get(source, {}).get(language, source)
+
+# The voice front door ---------------------------------------------------------------------------
+
+FILLER: dict[Language, str] = {  # said while slow lookups run, before the answer
+    "en": "One moment, let me check. ",
+    "ja": "少々お待ちください。",
+}
+
+TURN_FAILED: dict[Language, str] = {  # the graph itself failed: apologise, never go silent
+    "en": "I'm sorry, something went wrong on my side. Could you ask that again?",
+    "ja": "申し訳ありません、こちらで問題が発生しました。もう一度お願いできますか。",
+}
+
+DID_NOT_CATCH: dict[Language, str] = {  # speech recognition failed
+    "en": "Sorry, I didn't catch that. Could you say it again?",
+    "ja": "すみません、うまく聞き取れませんでした。もう一度お願いします。",
+}

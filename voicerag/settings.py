@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(5, ge=1, le=100)
     breaker_cooldown_s: float = Field(30.0, gt=0, le=3600)
 
+    # --- voice (LiveKit) -------------------------------------------------------------------
+    stt_model: str = "gpt-4o-mini-transcribe"
+    stt_language: Literal["ja", "en", "auto"] = "auto"  # auto: the model detects Japanese or English
+    tts_model: str = "gpt-4o-mini-tts"
+    tts_voice: str = "ash"
+    turn_detection: Literal["default", "vad", "stt", "manual"] = "default"  # default: LiveKit's local model
+    preemptive_generation: bool = True
+    filler_threshold_ms: int = Field(700, ge=0, le=10000, description="say 'one moment' after this long")
+    livekit_url: str | None = None  # LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET: for `agent dev|start`
+    livekit_api_key: SecretStr | None = None
+    livekit_api_secret: SecretStr | None = None
+
     # --- operations -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     voicerag_debug: bool = False

@@ -51,6 +51,9 @@ def make_call_apis(services: Services) -> Any:
         )
         with turn_deadline(remaining_budget(state, ctx, services.options.deadline_ms)):
             results = list(await asyncio.gather(*(_call(services, call, source_ctx) for call in calls)))
+        for result in results:
+            if result["status"] in ("ok", "error", "timeout") and not result["cached"]:
+                services.sources.observe(result["source"], result["elapsed_ms"])
         failed = [r["source"] for r in results if r["status"] in ("error", "timeout")]
         return {
             "api_results": results,

@@ -16,6 +16,7 @@ class SourceRegistry:
 
     def __init__(self, sources: Iterable[Source[Any]] = ()) -> None:
         self._sources: dict[str, Source[Any]] = {}
+        self._latency_ms: dict[str, float] = {}  # recent latency per source (moving average)
         for source in sources:
             self.register(source)
 
@@ -45,6 +46,15 @@ class SourceRegistry:
             if params is not None:
                 chosen.append((source, params))
         return chosen
+
+    def observe(self, name: str, elapsed_ms: float) -> None:
+        """Record how long a source took, so slow sources can be announced before they answer."""
+        previous = self._latency_ms.get(name)
+        self._latency_ms[name] = elapsed_ms if previous is None else 0.7 * previous + 0.3 * elapsed_ms
+
+    def expected_ms(self, name: str) -> float | None:
+        """Recent latency of a source (None until it has been called)."""
+        return self._latency_ms.get(name)
 
     def tool_schemas(self) -> list[dict[str, Any]]:
         return [source.tool_schema() for source in self._sources.values()]

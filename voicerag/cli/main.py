@@ -12,7 +12,7 @@ import sys
 import typer
 
 from retrievers.errors import VoiceragError
-from voicerag.cli import ask, cache, chat, evaluate, ingest, search
+from voicerag.cli import agent, ask, cache, chat, evaluate, ingest, search
 
 app = typer.Typer(
     name="voicerag",
@@ -27,6 +27,7 @@ app.command("chat")(chat.chat)
 app.command("search")(search.search)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(cache.app, name="cache")
+app.command("agent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(agent.agent)
 
 
 def _debug() -> bool:

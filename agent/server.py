@@ -1,0 +1,108 @@
+"""The LiveKit worker: AgentServer, per-process setup (prewarm) and the session entrypoint.
+
+This module wires the voice front door from settings (like `voicerag/cli/`), so it is the one
+place in `agent/` that reads them. `voicerag agent console|dev|start` runs it through LiveKit's
+CLI; `console --text` needs no keys at all (no STT/TTS: you type, it answers in text).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
+
+from agent.assistant import Assistant
+from agent.identity import Caller
+from agent.llm import FillerPolicy
+from graph.builder import build_graph, warm_up
+from graph.services import Services
+from graph.state import Route
+from voicerag.services import build_services
+from voicerag.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+TEXT_MODE_ENV = "VOICERAG_AGENT_TEXT"  # set by `voicerag agent console --text`
+
+
+def text_mode() -> bool:
+    return os.environ.get(TEXT_MODE_ENV) == "1"
+
+
+def prewarm(proc: JobProcess) -> None:
+    """Once per worker process: settings, the embedding model, the knowledge base, the graph, VAD."""
+    settings = load_settings()
+    services = build_services(settings)
+    services.embeddings.embed_query("warm up")  # loads the model now, not on the first caller's turn
+    proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False)
+    if not text_mode():
+        from livekit.plugins import silero
+
+        proc.userdata["vad"] = silero.VAD.load()
+
+
+def speech(settings: Settings) -> dict[str, Any]:
+    """STT, TTS and turn handling for a voice session (nothing in text mode)."""
+    if text_mode():
+        return {}
+    from livekit.plugins import openai
+
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+    base_url = str(settings.openai_base_url) if settings.openai_base_url else None
+    client = {"api_key": key, "base_url": base_url} if base_url else {"api_key": key}
+    language = settings.stt_language
+    stt = openai.STT(
+        model=settings.stt_model,
+        language="en" if language == "auto" else language,
+        detect_language=language == "auto",
+        **client,  # type: ignore[arg-type]
+    )
+    tts = openai.TTS(model=settings.tts_model, voice=settings.tts_voice, **client)  # type: ignore[arg-type]
+    turn_handling: dict[str, Any] = {"preemptive_generation": {"enabled": settings.preemptive_generation}}
+    if settings.turn_detection != "default":
+        turn_handling["turn_detection"] = settings.turn_detection
+    return {"stt": stt, "tts": tts, "turn_handling": turn_handling}
+
+
+def slow_sources(services: Services, threshold_ms: float) -> FillerPolicy:
+    def expected_slow(route: Route) -> bool:
+        return any(
+            (services.sources.expected_ms(call["source"]) or 0) > threshold_ms for call in route.get("calls", [])
+        )
+
+    return FillerPolicy(threshold_s=threshold_ms / 1000, expected_slow=expected_slow)
+
+
+def caller_in(room: Any) -> Caller | None:
+    """The first remote participant (the caller), or None (the console's room has no real one)."""
+    participants = getattr(room, "remote_participants", None)
+    if not isinstance(participants, dict) or not participants:
+        return None
+    first = next(iter(participants.values()))
+    attributes = first.attributes if isinstance(first.attributes, dict) else {}
+    metadata = first.metadata if isinstance(first.metadata, str) else ""
+    return Caller(first.identity, attributes, metadata) if isinstance(first.identity, str) else None
+
+
+server = AgentServer(setup_fnc=prewarm)
+
+
+@server.rtc_session(agent_name="voicerag")
+async def entrypoint(ctx: JobContext) -> None:
+    """One call: a session whose LLM step is the graph, for whoever joined the room."""
+    settings: Settings = ctx.proc.userdata["settings"]
+    services: Services = ctx.proc.userdata["services"]
+    if not ctx.proc.userdata["warm"]:
+        await warm_up(services)  # keyword index, router examples, real-time feeds: once per process
+        ctx.proc.userdata["warm"] = True
+
+    def caller() -> Caller | None:
+        return caller_in(ctx.room)
+
+    session = AgentSession(vad=ctx.proc.userdata.get("vad"), **speech(settings))
+    assistant = Assistant(
+        ctx.proc.userdata["graph"], caller=caller, filler=slow_sources(services, settings.filler_threshold_ms)
+    )
+    await session.start(agent=assistant, room=ctx.room)
