@@ -115,6 +115,7 @@ def label(source: str, language: Language) -> str:
     """How a source is named in a spoken sentence."""
     return SOURCE_LABEL.get(source, {}).get(language, source)
 
+
 # The voice front door ---------------------------------------------------------------------------
 
 FILLER: dict[Language, str] = {  # said while slow lookups run, before the answer
