@@ -1,24 +1,26 @@
 """Assistant(Agent): the voice agent. Its LLM step is the graph; it knows who is calling, keeps
-one metrics record per turn, and apologises when speech recognition fails."""
+one metrics record per turn, and apologises when speech recognition or synthesis fails."""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import asdict
 from typing import Any
 
-from livekit.agents import Agent
+from livekit.agents import Agent, FlushSentinel, ModelSettings, llm
 from livekit.agents.llm.chat_context import ChatContext
 from livekit.agents.metrics import EOUMetrics
+from livekit.agents.voice import SpeechHandle
 
 from agent.identity import Caller, context_for
-from agent.llm import FillerPolicy, GraphLLM, TurnReport
+from agent.llm import FILLER_CHUNK_ID, FillerPolicy, GraphLLM, TurnReport
 from graph.builder import VoiceGraph
-from graph.prompts import DID_NOT_CATCH
+from graph.prompts import DID_NOT_CATCH, TURN_FAILED
 from graph.state import Context
+from retrievers.language import Language
 
 log = logging.getLogger("voicerag.turns")
 
@@ -39,6 +41,7 @@ class Assistant(Agent):
     ) -> None:
         self._caller = caller
         self._last_eou: EOUMetrics | None = None
+        self._apology: SpeechHandle | None = None
         self.turns: deque[dict[str, Any]] = deque(maxlen=KEPT_TURNS)
         self.graph_llm = GraphLLM(graph, context_factory=self._context, filler=filler, on_turn=self._record)
         super().__init__(instructions=INSTRUCTIONS, llm=self.graph_llm)
@@ -46,6 +49,17 @@ class Assistant(Agent):
     def _context(self, chat_ctx: ChatContext) -> Context:
         """Read the caller afresh every turn: attributes may change during a call."""
         return context_for(self._caller())
+
+    async def llm_node(
+        self, chat_ctx: ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> AsyncGenerator[llm.ChatChunk | str | FlushSentinel, None]:
+        """The graph's answer, with the filler as a speech segment of its own: LiveKit feeds a
+        non-streaming TTS whole sentences only, and holds a short one ("少々お待ちください。") until
+        more text comes, so without the flush the filler would be heard with the answer."""
+        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            yield chunk
+            if isinstance(chunk, llm.ChatChunk) and chunk.id == FILLER_CHUNK_ID:
+                yield FlushSentinel()
 
     async def on_enter(self) -> None:
         self.session.on("metrics_collected", self._on_metrics)
@@ -56,12 +70,28 @@ class Assistant(Agent):
             self._last_eou = event.metrics
 
     def _on_error(self, event: Any) -> None:
-        """Speech recognition failed: say so instead of waiting in silence (LLM and graph failures
-        are answered inside the turn; a failing TTS is retried by LiveKit)."""
-        source = type(getattr(event, "source", None)).__module__
-        if ".stt" in source or "stt" in type(getattr(event, "source", None)).__name__.lower():
-            language = (self._context(ChatContext.empty()).language) or "en"
-            self.session.say(DID_NOT_CATCH[language], add_to_chat_ctx=False)
+        """A speech model failed for good: say so instead of leaving the caller in silence.
+
+        LiveKit retries first, and a recoverable error may still work out, so nothing is said for
+        it. Speech recognition: the caller was not understood. Speech synthesis: the answer could
+        not be voiced; the apology is a new request, which often works. LLM and graph failures are
+        answered inside the turn. One apology at a time: the apology's own failure is not
+        apologised for (the session closes after repeated failures, as LiveKit decides)."""
+        error = getattr(event, "error", None)
+        if error is None or getattr(error, "recoverable", True):
+            return
+        sentences = {"stt_error": DID_NOT_CATCH, "tts_error": TURN_FAILED}.get(getattr(error, "type", ""))
+        if sentences is None or (self._apology is not None and not self._apology.done()):
+            return
+        self._apology = self.session.say(sentences[self._language()], add_to_chat_ctx=False)
+
+    def _language(self) -> Language:
+        """The caller's language when known, else the language of the call's last turn."""
+        last: Language = self.turns[-1]["language"] if self.turns else "en"
+        try:
+            return self._context(ChatContext.empty()).language or last
+        except Exception:  # an unreadable caller must not cost the caller the apology
+            return last
 
     def _record(self, report: TurnReport) -> None:
         record = asdict(report)

@@ -39,6 +39,7 @@ from retrievers.language import Language, detect_language
 log = logging.getLogger(__name__)
 
 ContextFactory = Callable[[ChatContext], Context]
+FILLER_CHUNK_ID = "voicerag-filler"  # the filler's chunk, so the agent can end a speech segment after it
 
 
 def anonymous_context(chat_ctx: ChatContext) -> Context:
@@ -93,16 +94,16 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         self._started = time.perf_counter()
         self._spoke = False
 
-    def _say(self, text: str) -> None:
+    def _say(self, text: str, chunk_id: str | None = None) -> None:
         chunk = _to_chat_chunk(text)
         if chunk is not None:
-            self._event_ch.send_nowait(chunk)
+            self._event_ch.send_nowait(chunk if chunk_id is None else chunk.model_copy(update={"id": chunk_id}))
 
     def _filler(self, why: str) -> None:
         if self._spoke or self.report.filler is not None:
             return
         self.report.filler, self.report.filler_ms = why, _ms(self._started)
-        self._say(FILLER[self.report.language])
+        self._say(FILLER[self.report.language], FILLER_CHUNK_ID)
 
     async def _run(self) -> None:
         policy = self._adapter.filler
