@@ -12,7 +12,6 @@ from typing import Any
 
 from livekit.agents import Agent, FlushSentinel, ModelSettings, llm
 from livekit.agents.llm.chat_context import ChatContext
-from livekit.agents.metrics import EOUMetrics
 from livekit.agents.voice import SpeechHandle
 
 from agent.identity import Caller, context_for
@@ -40,7 +39,6 @@ class Assistant(Agent):
         filler: FillerPolicy | None = None,
     ) -> None:
         self._caller = caller
-        self._last_eou: EOUMetrics | None = None
         self._apology: SpeechHandle | None = None
         self.turns: deque[dict[str, Any]] = deque(maxlen=KEPT_TURNS)
         self.graph_llm = GraphLLM(graph, context_factory=self._context, filler=filler, on_turn=self._record)
@@ -62,12 +60,7 @@ class Assistant(Agent):
                 yield FlushSentinel()
 
     async def on_enter(self) -> None:
-        self.session.on("metrics_collected", self._on_metrics)
         self.session.on("error", self._on_error)
-
-    def _on_metrics(self, event: Any) -> None:
-        if isinstance(event.metrics, EOUMetrics):
-            self._last_eou = event.metrics
 
     def _on_error(self, event: Any) -> None:
         """A speech model failed for good: say so instead of leaving the caller in silence.
@@ -95,11 +88,9 @@ class Assistant(Agent):
 
     def _record(self, report: TurnReport) -> None:
         record = asdict(report)
-        if self._last_eou is not None and report.first_token_ms is not None:
+        if report.end_of_turn_ms is not None and report.first_token_ms is not None:
             # End of the user's speech → first answer token: LiveKit's end-of-turn decision, then ours.
-            eou_ms = (self._last_eou.end_of_utterance_delay + self._last_eou.transcription_delay) * 1000
-            record["end_of_speech_to_first_token_ms"] = round(eou_ms + report.first_token_ms, 2)
-            self._last_eou = None
+            record["end_of_speech_to_first_token_ms"] = round(report.end_of_turn_ms + report.first_token_ms, 2)
         record["cache_hits"] = sum(1 for s in report.sources.values() if s.get("cached"))
         self.turns.append(record)
         log.info(json.dumps({"event": "turn", **record}, ensure_ascii=False))

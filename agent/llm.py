@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from livekit.agents import llm
 from livekit.agents.llm.chat_context import ChatContext
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
@@ -39,6 +39,7 @@ from retrievers.language import Language, detect_language
 log = logging.getLogger(__name__)
 
 ContextFactory = Callable[[ChatContext], Context]
+RECENT_MESSAGES = 16  # of the conversation given to the graph each turn (it reads the last few)
 FILLER_CHUNK_ID = "voicerag-filler"  # the filler's chunk, so the agent can end a speech segment after it
 
 
@@ -54,7 +55,8 @@ class TurnReport:
     turn_id: str
     user_id: str
     language: Language
-    first_token_ms: float | None = None  # from the LLM step's start (LiveKit adds end-of-speech delays)
+    first_token_ms: float | None = None  # from the LLM step's start
+    end_of_turn_ms: float | None = None  # LiveKit's: end of speech → transcript + end-of-turn decision
     filler: str | None = None  # "expected" or "observed" when a filler was said
     filler_ms: float | None = None
     route: str | None = None
@@ -91,8 +93,23 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         self._adapter = adapter
         language = context.language or detect_language(_last_user_text(chat_ctx))
         self.report = TurnReport(turn_id=context.turn_id, user_id=context.user_id, language=language)
+        self.report.end_of_turn_ms = _end_of_turn_ms(chat_ctx)
         self._started = time.perf_counter()
         self._spoke = False
+
+    def _chat_ctx_to_state(self) -> dict[str, Any]:
+        """The conversation for the graph: system messages and the recent turns only. LiveKit
+        resends the whole call every turn; the graph uses the last few messages (follow-ups, model
+        history), and rebuilding hundreds of them would make each turn slower than the one before."""
+        items = self._chat_ctx.messages()
+        system = [m for m in items if m.role in ("system", "developer")]
+        recent = [m for m in items if m.role in ("user", "assistant")][-RECENT_MESSAGES:]
+        kinds = {"system": SystemMessage, "developer": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+        return {
+            "messages": [
+                kinds[m.role](content=m.raw_text_content, id=m.id) for m in [*system, *recent] if m.raw_text_content
+            ]
+        }
 
     def _say(self, text: str, chunk_id: str | None = None) -> None:
         chunk = _to_chat_chunk(text)
@@ -203,6 +220,15 @@ class GraphLLM(LLMAdapter[Context]):
         if self._on_turn is not None:
             with contextlib.suppress(Exception):  # reporting must never break a turn
                 self._on_turn(report)
+
+
+def _end_of_turn_ms(chat_ctx: ChatContext) -> float | None:
+    """What LiveKit measured on the user's message (voice turns only): transcript + end-of-turn delay."""
+    users = [m for m in chat_ctx.messages() if m.role == "user"]
+    metrics = users[-1].metrics if users else {}
+    if "end_of_turn_delay" not in metrics:
+        return None
+    return round((metrics.get("end_of_turn_delay", 0.0) + metrics.get("transcription_delay", 0.0)) * 1000, 2)
 
 
 def _last_user_text(chat_ctx: ChatContext) -> str:

@@ -15,7 +15,7 @@ from livekit.agents import Agent, AgentSession
 from livekit.agents.llm import ChatContext
 from livekit.plugins.langchain import LLMAdapter
 
-from agent.llm import GraphLLM
+from agent.llm import RECENT_MESSAGES, GraphLLM
 from graph.builder import SPEAKING_NODE, build_graph
 from graph.prompts import EXTRACTIVE_PREFIX
 from graph.state import Context, State
@@ -115,3 +115,19 @@ async def test_the_real_graph_answers_in_a_session_without_duplicating_history(r
         f"assistant:{replies[0]}",
         "user:thank you",
     ]
+
+
+async def test_the_graph_gets_the_instructions_and_only_the_recent_turns() -> None:
+    chat_ctx = ChatContext.empty()
+    chat_ctx.add_message(role="system", content="You are a test agent.")
+    for turn in range(30):
+        chat_ctx.add_message(role="user", content=f"question {turn}")
+        chat_ctx.add_message(role="assistant", content=f"answer {turn}")
+    stream = GraphLLM(leaky_graph([])).chat(chat_ctx=chat_ctx)
+    try:
+        messages = stream._chat_ctx_to_state()["messages"]
+    finally:
+        await stream.aclose()
+    assert messages[0].content == "You are a test agent."
+    assert [m.content for m in messages[1:]][-2:] == ["question 29", "answer 29"]
+    assert len(messages) == 1 + RECENT_MESSAGES and messages[1].content == "question 22"
