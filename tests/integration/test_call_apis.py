@@ -104,7 +104,7 @@ async def test_sources_run_concurrently_not_one_after_another(services: Services
     state = await ask(graph_with(services, a, b, c), "alpha beta gamma?")
     assert [r["status"] for r in state["api_results"]] == ["ok", "ok", "ok"]
     assert state["route"]["sources"] == ["knowledge_base", "alpha", "beta", "gamma"]
-    assert max(a.started + b.started + c.started) - min(a.started + b.started + c.started) < 0.05
+    assert max(a.started + b.started + c.started) - min(a.started + b.started + c.started) < 0.1
     pre_generation = state["timings_ms"]["pre_generation"]
     assert 300 <= pre_generation < 300 * 1.1 + 40, state["timings_ms"]  # the slowest, not the sum (600)
     assert set(state["timings_ms"]["sources"]) == {"alpha", "beta", "gamma"}
@@ -157,7 +157,7 @@ async def test_cancelling_the_turn_cancels_the_sources(services: Services) -> No
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert (time.monotonic() - started) < 0.05  # a barge-in stops the lookups at once
+    assert (time.monotonic() - started) < 0.2  # a barge-in stops the lookups at once (measured ~1 ms)
     assert slow.cancelled == ["alpha"]
 
 

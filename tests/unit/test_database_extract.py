@@ -153,7 +153,7 @@ def test_extract_is_fast_enough_for_every_turn(source: DatabaseSource) -> None:
     for _ in range(250):
         for question in questions:
             source.extract(question, "en", ["渋谷店の営業時間は？"])
-    assert (time.perf_counter() - started) / 1000 < 0.001  # under 1 ms a question (measured ~0.1 ms)
+    assert (time.perf_counter() - started) / 1000 < 0.005  # well under 5 ms a question (measured ~0.1 ms)
 
 
 # ---- injection: payloads never reach SQL as text -------------------------------------------

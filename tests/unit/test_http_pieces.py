@@ -256,7 +256,7 @@ async def test_retry_after_is_a_minimum_wait_and_never_stretches_past_the_deadli
     started = time.monotonic()
     with turn_deadline(0.3), pytest.raises(AttemptFailed):
         await policy().retrying(idempotent=True, what="t")(too_long)
-    assert time.monotonic() - started < 0.05 and len(too_long.calls) == 1
+    assert time.monotonic() - started < 0.2 and len(too_long.calls) == 1
     over_max = Flaky(AttemptFailed("rate_limited", "429", unsent=True, retry_after_s=20))
     with pytest.raises(AttemptFailed):
         await policy(max_wait_s=10).retrying(idempotent=True, what="t")(over_max)
