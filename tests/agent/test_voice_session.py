@@ -21,20 +21,20 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import pytest
 from fakes.company_apis import CompanyApis
 from fakes.open_meteo import Failure, OpenMeteoServer
 from fakes.openai_server import Behaviour, FakeOpenAIServer, content_text
+from fakes.sources import Keyword, TimedSource, named
 from fakes.speech import FakeAudioInput, FakeAudioOutput, FakeSTT, FakeTTS, Utterance, server_error
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from livekit.agents import AgentSession, APIConnectionError, APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.run_result import RunResult
-from pydantic import BaseModel
 
 from agent.assistant import Assistant
 from agent.identity import ANONYMOUS, Caller, context_for
@@ -43,9 +43,7 @@ from graph.builder import VoiceGraph, build_graph
 from graph.prompts import CUT_SHORT, DID_NOT_CATCH, FALLBACK_PREFIX, FILLER, TURN_FAILED
 from graph.services import Services
 from graph.state import Context
-from retrievers.http.errors import FetchError
-from retrievers.language import Language
-from retrievers.sources.base import Fetched, Source, SourceContext, run_source
+from retrievers.sources.base import Source, SourceContext, run_source
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
@@ -62,54 +60,6 @@ GRAPH_CODE = ("/graph/", "/retrievers/", "/agent/", "/langgraph/", "/langchain_c
 
 
 # ---------------------------------------------------------------------------------- test sources
-
-
-class Keyword(BaseModel):
-    word: str
-
-
-@dataclass
-class TimedSource(Source[Keyword]):
-    """Answers after `delay_s` when the question contains its keyword; can fail or crash. Records
-    when it started, when it was cancelled and who asked."""
-
-    name: ClassVar[str] = "timed"
-    description: ClassVar[str] = "a test source"
-    labels: ClassVar[dict[Language, str]] = {"en": "the test source", "ja": "テスト用の情報源"}
-    examples: ClassVar[dict[Language, list[str]]] = {"en": [], "ja": []}
-    params_model: ClassVar[type[BaseModel]] = Keyword
-
-    keyword: str = "alpha"
-    delay_s: float = 0.0
-    failure: str | None = None  # "fetch-error": the API fails; "crash": the source's code is broken
-    timeout_s: float = 5.0
-    started: list[float] = field(default_factory=list)  # time.monotonic()
-    cancelled: list[float] = field(default_factory=list)
-    callers: list[SourceContext] = field(default_factory=list)
-
-    def extract(self, question: str, language: Language, earlier: list[str]) -> Keyword | None:
-        if self.failure == "crash" and self.keyword in question:
-            raise RuntimeError("bug in the source's parameter extraction")
-        return Keyword(word=self.keyword) if self.keyword in question else None
-
-    async def fetch(self, params: Keyword, ctx: SourceContext) -> Fetched:
-        self.started.append(time.monotonic())
-        self.callers.append(ctx)
-        try:
-            await asyncio.sleep(self.delay_s)
-        except asyncio.CancelledError:
-            self.cancelled.append(time.monotonic())
-            raise
-        if self.failure == "fetch-error":
-            raise FetchError("server_error", "503 three times")
-        return Fetched(data={"word": params.word}, summary=f"The {params.word} value is 42.")
-
-
-def named(name: str, **fields: Any) -> TimedSource:
-    """A TimedSource with its own name (sources are named by class), answering to that keyword."""
-    cls = type(f"Source_{name}", (TimedSource,), {"name": name, "__annotations__": {}})
-    make: Any = dataclass(cls)
-    return cast(TimedSource, make(keyword=name, **fields))
 
 
 def with_sources(services: Services, *sources: Source[Any], **options: Any) -> Services:
@@ -523,7 +473,7 @@ async def test_a_speculative_generation_discarded_by_livekit_is_cancelled(servic
 
 @on_module_loop
 async def test_a_failing_graph_ends_in_an_apology_and_the_next_turn_works(services: Services) -> None:
-    with_sources(services, named("broken", failure="crash"))
+    with_sources(services, named("broken", failure="extract-crash"))
     async with Call(services) as call:
         failed = await call.ask("Is the broken thing fine?")
         after = await call.ask("What is the warranty on the Kumo Halo?")

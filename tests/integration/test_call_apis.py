@@ -10,72 +10,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
+from fakes.sources import TimedSource, named
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
-from pydantic import BaseModel
 
 from graph.builder import VoiceGraph, build_graph, warm_up
 from graph.prompts import NOT_FOUND
 from graph.services import GraphOptions, Services
 from graph.state import Context
 from retrievers.documents import Document
-from retrievers.http.errors import FetchError
-from retrievers.language import Language
-from retrievers.sources.base import Fetched, Source, SourceContext
 from retrievers.sources.registry import SourceRegistry
 from voicerag.services import build_services
 from voicerag.settings import load_settings
 
 pytestmark = pytest.mark.integration
-
-
-class Keyword(BaseModel):
-    word: str
-
-
-@dataclass
-class TimedSource(Source[Keyword]):
-    """Answers after `delay_s` when the question contains its keyword; can fail or hang."""
-
-    name: ClassVar[str] = "timed"
-    description: ClassVar[str] = "a test source"
-    labels: ClassVar[dict[Language, str]] = {"en": "the test source", "ja": "テスト用の情報源"}
-    examples: ClassVar[dict[Language, list[str]]] = {"en": [], "ja": []}
-    params_model: ClassVar[type[BaseModel]] = Keyword
-
-    keyword: str = "alpha"
-    delay_s: float = 0.0
-    failure: str | None = None  # "fetch-error", "crash"
-    timeout_s: float = 5.0
-    started: list[float] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)
-
-    def extract(self, question: str, language: Language, earlier: list[str]) -> Keyword | None:
-        return Keyword(word=self.keyword) if self.keyword in question else None
-
-    async def fetch(self, params: Keyword, ctx: SourceContext) -> Fetched:
-        self.started.append(time.monotonic())
-        try:
-            await asyncio.sleep(self.delay_s)
-        except asyncio.CancelledError:
-            self.cancelled.append(params.word)
-            raise
-        if self.failure == "fetch-error":
-            raise FetchError("server_error", "503 three times")
-        if self.failure == "crash":
-            raise RuntimeError("bug in the source")
-        return Fetched(data={"word": params.word}, summary=f"The {params.word} value is 42.")
-
-
-def named(name: str, **fields: Any) -> TimedSource:
-    """A TimedSource subclass with its own name (sources are named by class)."""
-    cls = type(f"Source_{name}", (TimedSource,), {"name": name, "__annotations__": {}})
-    return dataclass(cls)(keyword=name, **fields)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -116,7 +68,7 @@ async def test_a_source_past_the_deadline_is_cancelled_and_named_in_the_answer(s
     state = await ask(graph_with(services, slow, deadline_ms=400), "alpha: what is the warranty on the KH-300?")
     elapsed_ms = (time.monotonic() - started) * 1000
     assert elapsed_ms < 400 + 150, elapsed_ms
-    assert slow.cancelled == ["alpha"]
+    assert len(slow.cancelled) == 1
     (result,) = state["api_results"]
     assert result["status"] == "timeout" and result["elapsed_ms"] < 450
     assert state["answer"].startswith("I couldn't reach the test source just now")
@@ -158,7 +110,7 @@ async def test_cancelling_the_turn_cancels_the_sources(services: Services) -> No
     with pytest.raises(asyncio.CancelledError):
         await task
     assert (time.monotonic() - started) < 0.2  # a barge-in stops the lookups at once (measured ~1 ms)
-    assert slow.cancelled == ["alpha"]
+    assert len(slow.cancelled) == 1
 
 
 async def test_an_llm_router_chooses_sources_and_their_arguments(services: Services) -> None:
