@@ -11,8 +11,8 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypedDict, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
@@ -56,19 +56,24 @@ class Fetched:
     cached: bool = False
 
 
-@dataclass
 class Source(ABC, Generic[P]):
-    """An external system the graph can consult during a turn."""
+    """An external system the graph can consult during a turn.
 
-    name: ClassVar[str]
-    description: ClassVar[str]  # what it answers; used by the LLM router's tool description
-    labels: ClassVar[dict[Language, str]]  # how it is named in a spoken sentence ("the weather service")
-    examples: ClassVar[dict[Language, list[str]]]  # questions it answers (router examples)
-    params_model: ClassVar[type[BaseModel]]
+    Hand-written sources set the identity in the class body (`name = "weather"`); sources declared
+    in configuration set it on the instance (`self.name = spec.name`)."""
+
+    name: str
+    description: str  # what it answers; used by the LLM router's tool description
+    labels: dict[Language, str]  # how it is named in a spoken sentence ("the weather service")
+    examples: dict[Language, list[str]]  # questions it answers (router examples)
+    params_model: type[BaseModel]
 
     ttl_s: float = 300.0  # how long its results may be cached
     timeout_s: float = 2.0  # its own budget; the turn's deadline may cut it shorter
-    required_roles: tuple[str, ...] = field(default=())  # empty: anyone may use it
+    required_roles: tuple[str, ...] = ()  # empty: anyone may use it
+
+    def __init__(self, *, ttl_s: float = 300.0, timeout_s: float = 2.0, required_roles: tuple[str, ...] = ()) -> None:
+        self.ttl_s, self.timeout_s, self.required_roles = ttl_s, timeout_s, tuple(required_roles)
 
     @abstractmethod
     def extract(self, question: str, language: Language, earlier: list[str]) -> P | None:

@@ -589,8 +589,8 @@ class DatabaseSource(Source[DatabaseParams]):
         "(KA-YYYY-NNNNNN), how many units of a product each store has in stock, and the opening hours "
         "and closing days of the Shibuya, Osaka Umeda and Sapporo stores. Runs one named query."
     )
-    labels: ClassVar[dict[Language, str]] = {"en": "our order and stock system", "ja": "注文・在庫システム"}
-    examples: ClassVar[dict[Language, list[str]]] = {
+    labels = {"en": "our order and stock system", "ja": "注文・在庫システム"}  # noqa: RUF012 - constants
+    examples = {  # noqa: RUF012
         "en": [
             "Where is my order KA-2026-000123?",
             "Has order KA-2026-000119 shipped yet?",
@@ -608,7 +608,7 @@ class DatabaseSource(Source[DatabaseParams]):
             "梅田店は何時まで開いていますか？",
         ],
     }
-    params_model: ClassVar[type[BaseModel]] = DatabaseParams  # replaced per instance from the file
+    params_model: type[BaseModel] = DatabaseParams  # replaced per instance from the file
 
     def __init__(
         self,
@@ -628,7 +628,7 @@ class DatabaseSource(Source[DatabaseParams]):
         self.queries_file = Path(queries_file)
         self.queries: dict[str, QuerySpec] = _load_queries(self.queries_file)
         model = _build_params_model(self.queries)
-        self.__dict__["params_model"] = model  # the schema names this file's queries
+        self.params_model = model  # the schema names this file's queries
         self._model = model
         self.statement_timeout_s = statement_timeout_ms / 1000
         self._url, self._sqlite_path = _engine_url(database_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlparse
 
 import httpx
@@ -172,30 +172,18 @@ def dig(data: Any, path: str) -> Any:
 class DeclaredSource(Source[BaseModel]):
     """A REST or GraphQL endpoint described by a `RestSpec` / `GraphQLSpec`."""
 
-    params_model: ClassVar[type[BaseModel]] = BaseModel  # replaced per instance
-
     def __init__(self, spec: RestSpec | GraphQLSpec, http: ResilientHttp | None) -> None:
         super().__init__(ttl_s=spec.ttl_s, timeout_s=spec.timeout_s, required_roles=tuple(spec.required_roles))
         self.spec = spec
         self.http = http
-        self.params_model = _params_model(spec)  # type: ignore[misc]
+        self.name, self.description, self.labels, self.examples = (
+            spec.name,
+            spec.description,
+            spec.labels,
+            spec.examples,
+        )
+        self.params_model = _params_model(spec)
         self._auth = spec.auth.build() if spec.auth else None
-
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.spec.name
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return self.spec.description
-
-    @property
-    def labels(self) -> dict[Language, str]:  # type: ignore[override]
-        return self.spec.labels
-
-    @property
-    def examples(self) -> dict[Language, list[str]]:  # type: ignore[override]
-        return self.spec.examples
 
     def extract(self, question: str, language: Language, earlier: list[str]) -> BaseModel | None:
         normal = unicodedata.normalize("NFKC", question)

@@ -28,7 +28,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -150,11 +150,13 @@ class _BadMessage(ValueError):
 class RealtimeSource(Source[RealtimeParams]):
     """The latest value of a WebSocket feed, kept by a background task; `fetch` answers from memory."""
 
-    params_model: ClassVar[type[BaseModel]] = RealtimeParams
+    params_model = RealtimeParams
 
     def __init__(self, config: RealtimeFeedConfig | dict[str, Any]) -> None:
         self.config = config if isinstance(config, RealtimeFeedConfig) else RealtimeFeedConfig.model_validate(config)
         super().__init__(ttl_s=0.0, timeout_s=self.config.timeout_s, required_roles=self.config.required_roles)
+        self.name, self.description = self.config.name, self.config.description
+        self.labels, self.examples = self.config.labels, self.config.examples
         self._keywords = {
             language: _keyword_pattern(words) for language, words in self.config.keywords.items() if words
         }
@@ -164,24 +166,6 @@ class RealtimeSource(Source[RealtimeParams]):
         self._rng = random.Random()
         self.connections = 0  # successful connections so far (1 after the first, +1 per reconnect)
         self.skipped_messages = 0  # messages that were not JSON or lacked the value / timestamp
-
-    # Per-config identity. `Source` declares these as ClassVars, which mypy will not let an instance
-    # set; properties satisfy the runtime contract (see the report on base.py for the clean fix).
-    @property
-    def name(self) -> str:  # type: ignore[override]
-        return self.config.name
-
-    @property
-    def description(self) -> str:  # type: ignore[override]
-        return self.config.description
-
-    @property
-    def labels(self) -> dict[Language, str]:  # type: ignore[override]
-        return self.config.labels
-
-    @property
-    def examples(self) -> dict[Language, list[str]]:  # type: ignore[override]
-        return self.config.examples
 
     def __repr__(self) -> str:
         return f"RealtimeSource(name={self.name!r}, url={_redact(self.config.url)!r})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -128,14 +128,14 @@ def find_day(question: str) -> Day | None:
 class WeatherSource(Source[WeatherParams]):
     """Current weather and today's/tomorrow's forecast for a place."""
 
-    name: ClassVar[str] = "weather"
-    description: ClassVar[str] = "Current weather and the forecast for today or tomorrow for a city or place."
-    labels: ClassVar[dict[Language, str]] = {"en": "the weather service", "ja": "天気予報サービス"}
-    examples: ClassVar[dict[Language, list[str]]] = {
+    name = "weather"
+    description = "Current weather and the forecast for today or tomorrow for a city or place."
+    labels = {"en": "the weather service", "ja": "天気予報サービス"}  # noqa: RUF012 - constants, never mutated
+    examples = {  # noqa: RUF012
         "en": ["What's the weather in Tokyo?", "Will it rain in Osaka tomorrow?"],
         "ja": ["東京の天気は？", "明日の札幌は雪ですか"],
     }
-    params_model: ClassVar[type[BaseModel]] = WeatherParams
+    params_model = WeatherParams
 
     http: ResilientHttp | None = None
     geocoding_url: str = "https://geocoding-api.open-meteo.com"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -25,11 +25,11 @@ class TimedSource(Source[Keyword]):
     (the API fails), "crash" (a bug in `fetch`), "extract-crash" (a bug in `extract`, which runs
     inside route_query: the graph itself fails). Records when it started, was cancelled, and who asked."""
 
-    name: ClassVar[str] = "timed"
-    description: ClassVar[str] = "a test source"
-    labels: ClassVar[dict[Language, str]] = {"en": "the test source", "ja": "テスト用の情報源"}
-    examples: ClassVar[dict[Language, list[str]]] = {"en": [], "ja": []}
-    params_model: ClassVar[type[BaseModel]] = Keyword
+    name = "timed"
+    description = "a test source"
+    labels = {"en": "the test source", "ja": "テスト用の情報源"}  # noqa: RUF012
+    examples = {"en": [], "ja": []}  # noqa: RUF012
+    params_model = Keyword
 
     keyword: str = "alpha"
     delay_s: float = 0.0
