@@ -24,6 +24,9 @@ demo: $(STAMP)
 	@echo '$$ voicerag ask "How long can I return a product?"'
 	@$(DEMO_ENV) $(BIN)/voicerag ask "How long can I return a product?"
 	@echo
+	@echo '$$ voicerag ask "Is the Kumo Halo in stock?"   (the company database, a live source)'
+	@$(DEMO_ENV) $(BIN)/voicerag ask "Is the Kumo Halo in stock?"
+	@echo
 	@echo "Next: talk to it with  $(BIN)/voicerag chat   (or: source $(BIN)/activate && voicerag chat)"
 
 test: $(STAMP) system-deps lint typecheck
