@@ -15,6 +15,7 @@ from voicerag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from graph.services import Services
+    from retrievers.knowledge_base import KnowledgeBaseManager
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -38,6 +39,23 @@ async def open_services(loaded: Settings) -> AsyncIterator[Services]:
         yield services
     finally:
         await services.aclose()
+
+
+@asynccontextmanager
+async def open_knowledge_base(
+    loaded: Settings, collection: Callable[[str], str] | None = None
+) -> AsyncIterator[KnowledgeBaseManager]:
+    """The knowledge base alone (no graph, no sources), closed with its model when the command ends.
+    `collection` maps the embedding model's name to a collection (default: COLLECTION)."""
+    from voicerag.services import build_embeddings, build_knowledge_base
+
+    embeddings = build_embeddings(loaded)
+    kb = build_knowledge_base(loaded, embeddings, collection(embeddings.name) if collection else None)
+    try:
+        yield kb
+    finally:
+        await kb.close()
+        embeddings.close()
 
 
 @contextmanager

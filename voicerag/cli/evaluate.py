@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from retrievers.errors import UserInputError
-from voicerag.cli.common import err, out, progress_bar, settings
+from voicerag.cli.common import err, open_knowledge_base, out, progress_bar, settings
 from voicerag.settings import Settings
 
 
@@ -58,11 +58,8 @@ async def _evaluate(
     loaded: Settings, dataset_dir: Path, documents: list[Any], queries: list[Any], top_k: int
 ) -> dict[str, Any]:
     from retrievers.evaluation import percentiles, score_rankings
-    from voicerag.services import build_embeddings, build_knowledge_base
 
-    embeddings = build_embeddings(loaded)
-    kb = build_knowledge_base(loaded, embeddings, collection_for(dataset_dir, embeddings.name))
-    try:
+    async with open_knowledge_base(loaded, lambda model: collection_for(dataset_dir, model)) as kb:
         with progress_bar() as progress:
             report = await kb.index_documents(documents, prune_sources=True, progress=progress)
         if report.chunks_written:
@@ -78,13 +75,10 @@ async def _evaluate(
                 latencies.append((time.perf_counter() - started) * 1000)
                 rankings.append([hit.doc_id for hit in hits][:top_k])
                 progress("queries", number, len(queries))
-    finally:
-        await kb.close()
-        embeddings.close()
     return {
         **score_rankings(rankings, queries),
         **percentiles(latencies),
         "queries": len(queries),
-        "embeddings": embeddings.name,
+        "embeddings": kb.embeddings.name,
         "collection": kb.collection_name,
     }

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from voicerag.cli.common import err, out, progress_bar, settings
+from voicerag.cli.common import err, open_knowledge_base, out, progress_bar, settings
 from voicerag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -41,17 +41,10 @@ def ingest(
 
 
 async def _ingest(loaded: Settings, documents: list[Document]) -> None:
-    from voicerag.services import build_embeddings, build_knowledge_base
-
-    embeddings = build_embeddings(loaded)
-    kb = build_knowledge_base(loaded, embeddings)
-    try:
+    async with open_knowledge_base(loaded) as kb:
         with progress_bar() as progress:
             result = await kb.index_documents(documents, prune_sources=True, progress=progress)
         chunks = await kb.count_chunks()
-    finally:
-        await kb.close()
-        embeddings.close()
     out.print(
         f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, {result.removed} removed; "
         f"{result.chunks_written} chunks written, {result.chunks_deleted} deleted; "

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from retrievers.documents import CATEGORIES
 from retrievers.errors import UserInputError
-from voicerag.cli.common import out, settings
+from voicerag.cli.common import open_knowledge_base, out, settings
 
 if TYPE_CHECKING:
     from retrievers.knowledge_base import KnowledgeBaseManager
@@ -43,21 +43,13 @@ def search(
 
 
 async def _search(lines: list[str], top_k: int, category: str | None, as_json: bool) -> None:
-    from voicerag.services import build_embeddings, build_knowledge_base
-
-    loaded = settings()
-    embeddings = build_embeddings(loaded)
-    kb = build_knowledge_base(loaded, embeddings)
-    try:
+    async with open_knowledge_base(settings()) as kb:
         for line in lines:
             result = await _one(kb, line, top_k, category)
             if as_json:
                 print(json.dumps(result, ensure_ascii=False), flush=True)
             else:
                 _print_table(result)
-    finally:
-        await kb.close()
-        embeddings.close()
 
 
 async def _one(kb: KnowledgeBaseManager, query: str, top_k: int, category: str | None) -> dict[str, Any]:
