@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from graph.state import DocumentHit
 from retrievers.keyword import tokenize
+from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language, detect_language
 
 MAX_UNITS = 2
@@ -86,7 +86,7 @@ def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
 
 
 def extract_answer(
-    question: str, documents: list[DocumentHit], language: Language, weight: Callable[[str], float] = lambda _: 1.0
+    question: str, documents: list[SearchHit], language: Language, weight: Callable[[str], float] = lambda _: 1.0
 ) -> str:
     """The one or two units that best answer the question, from documents in the question's
     language when there are any, read in document order. `weight(token)` (the knowledge base's

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, NotRequired, TypedDict
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
 
+from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.sources.base import SourceResult
 
@@ -29,19 +30,6 @@ class Route(TypedDict):
     category: str | None  # knowledge-base category to search in, when the question names one
     reason: str  # how the decision was made: "rules", "embedding", "llm"
     calls: NotRequired[list[SourceCall]]  # the external sources to call, with their parameters
-
-
-class DocumentHit(TypedDict):
-    doc_id: str
-    title: str
-    score: float
-    text: str
-    dense: float | None
-    keyword: float | None
-    coverage: float
-    category: str
-    lang: str
-    source: str
 
 
 NEW_TURN = "__new_turn__"  # marker in an update: forget what earlier turns of the thread added
@@ -70,13 +58,14 @@ class State(TypedDict):
     search_query: NotRequired[str]  # the question made standalone (follow-ups carry the previous one)
     language: NotRequired[Language]
     route: NotRequired[Route]
-    documents: NotRequired[list[DocumentHit]]  # what retrieval returned
-    graded: NotRequired[list[DocumentHit]]  # what the answer may use
+    documents: NotRequired[list[SearchHit]]  # what retrieval returned
+    graded: NotRequired[list[SearchHit]]  # what the answer may use
     api_results: NotRequired[list[SourceResult]]  # one per external source called this turn
     problems: NotRequired[Annotated[list[str], add_problems]]  # sources that could not be fetched
     answer: NotRequired[str]
     degraded: NotRequired[bool]
     started_at: NotRequired[float]  # time.monotonic() when the turn entered the graph
+    deadline_at: NotRequired[float]  # time.monotonic() by which lookups must be done (retrievers.turn.deadline)
     timings_ms: NotRequired[Annotated[dict[str, Any], merge_timings]]
 
 

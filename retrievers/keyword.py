@@ -24,11 +24,12 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from retrievers.language import has_japanese
+
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG and logs every build
 
 _RUN = re.compile(r"[^\W_]+")  # letters, digits and Japanese script, split at space and punctuation
 _LATIN_WORD = re.compile(r"[a-z0-9]{2,}")
-_JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _STEMMER = Stemmer.Stemmer("english")
 # Very common English function words carry no topic; dropping them keeps short voice questions
 # from matching on "the" and "is" (measured: +1 point of recall@1 on en/squad_dev).
@@ -53,7 +54,7 @@ def tokenize(text: str) -> list[str]:
     """
     normal = unicodedata.normalize("NFKC", text).lower()
     tokens: list[str] = []
-    if _JAPANESE.search(normal):
+    if has_japanese(normal):
         for run in _RUN.findall(normal):
             tokens.extend(run)
             tokens.extend(run[i : i + 2] for i in range(len(run) - 1))

@@ -15,7 +15,7 @@ from langchain_core.documents import Document as LangChainDocument
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from retrievers.knowledge_base import KnowledgeBaseManager, RetrievedDocument
+from retrievers.knowledge_base.hits import Searchable, SearchHit
 
 
 class KnowledgeBaseRetriever(BaseRetriever):
@@ -23,7 +23,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    knowledge_base: KnowledgeBaseManager
+    knowledge_base: Searchable
     top_k: int = 5
     category: str | None = None
     filters: dict[str, Any] | None = None
@@ -46,19 +46,7 @@ class KnowledgeBaseRetriever(BaseRetriever):
         return [as_langchain_document(hit) for hit in hits]
 
 
-def as_langchain_document(hit: RetrievedDocument) -> LangChainDocument:
-    return LangChainDocument(
-        id=hit.doc_id,
-        page_content=hit.text,
-        metadata={
-            **hit.metadata,
-            "doc_id": hit.doc_id,
-            "title": hit.title,
-            "category": hit.category,
-            "lang": hit.lang,
-            "source": hit.source,
-            "score": hit.score,
-            "dense": hit.dense,
-            "keyword": hit.keyword,
-        },
-    )
+def as_langchain_document(hit: SearchHit) -> LangChainDocument:
+    """The hit as LangChain's document: the passage as content, everything else as metadata."""
+    fields = {key: value for key, value in hit.items() if key not in ("text", "metadata")}
+    return LangChainDocument(id=hit["doc_id"], page_content=hit["text"], metadata={**hit["metadata"], **fields})

@@ -11,9 +11,17 @@ from typing import Literal
 
 Language = Literal["ja", "en"]
 
-_KANA = re.compile(r"[\u3040-\u30ff\uff66-\uff9f]")
-_IDEOGRAPH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA_RANGES = "\u3040-\u30ff\uff66-\uff9f"  # hiragana, katakana, half-width katakana
+_IDEOGRAPH_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs (kanji)
+_KANA = re.compile(f"[{_KANA_RANGES}]")
+_IDEOGRAPH = re.compile(f"[{_IDEOGRAPH_RANGES}]")
+_JAPANESE_SCRIPT = re.compile(f"[{_KANA_RANGES}{_IDEOGRAPH_RANGES}]")
 _LATIN = re.compile(r"[A-Za-z]")
+
+
+def has_japanese(text: str) -> bool:
+    """True when the text has any kana or kanji (the keyword tokenizer's switch to n-grams)."""
+    return _JAPANESE_SCRIPT.search(text) is not None
 
 
 def detect_language(text: str) -> Language:

@@ -15,11 +15,11 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import elapsed_ms, remaining_budget
+from graph.nodes.common import elapsed_ms
 from graph.services import Services
 from graph.state import Context, SourceCall, State
-from retrievers.http.deadline import turn_deadline
 from retrievers.sources.base import SourceContext, SourceResult, run_source
+from retrievers.turn.deadline import deadline_at
 
 
 async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> SourceResult:
@@ -49,7 +49,7 @@ def make_call_apis(services: Services) -> Any:
         source_ctx = SourceContext(
             user_id=ctx.user_id, roles=tuple(ctx.roles), tenant=ctx.tenant, language=state.get("language", "en")
         )
-        with turn_deadline(remaining_budget(state, ctx, services.options.deadline_ms)):
+        with deadline_at(state.get("deadline_at")):
             results = list(await asyncio.gather(*(_call(services, call, source_ctx) for call in calls)))
         for result in results:
             if result["status"] in ("ok", "error", "timeout") and not result["cached"]:

@@ -33,7 +33,8 @@ from graph.prompts import (
     UNAVAILABLE_NOTE,
 )
 from graph.services import GraphOptions, Services
-from graph.state import Context, DocumentHit, State
+from graph.state import Context, State
+from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.sources.base import SourceResult
 
@@ -88,7 +89,7 @@ def _history(state: State, limit: int) -> list[BaseMessage]:
     return messages[-limit:]
 
 
-def _context_block(docs: list[DocumentHit], live: list[SourceResult]) -> str:
+def _context_block(docs: list[SearchHit], live: list[SourceResult]) -> str:
     """What the model may answer from: live results first (they answer the question as asked),
     then the graded documents."""
     parts = [

@@ -19,7 +19,8 @@ from langgraph.runtime import Runtime
 from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
 from graph.prompts import GRADER_PROMPT
 from graph.services import Services
-from graph.state import Context, DocumentHit, State
+from graph.state import Context, State
+from retrievers.knowledge_base.hits import SearchHit
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +30,14 @@ FUSED_MARGIN = 2.0  # documents more than this many fused z-units behind the bes
 GRADER_DOC_CHARS = 600
 
 
-def relevance(doc: DocumentHit) -> float:
+def relevance(doc: SearchHit) -> float:
     """Dense similarity, raised by how much of the question's wording the document contains.
     Dense alone separates in-scope from out-of-scope questions by a hair with e5 (its cosines sit
     in 0.7-0.95); the keyword coverage widens the gap (README, "Grading")."""
     return (doc["dense"] or 0.0) + COVERAGE_WEIGHT * doc["coverage"]
 
 
-def grade_by_score(docs: list[DocumentHit], min_relevance: float) -> list[DocumentHit]:
+def grade_by_score(docs: list[SearchHit], min_relevance: float) -> list[SearchHit]:
     """Documents relevant enough to the question, and close enough to the best one."""
     relevant = [d for d in docs if d["dense"] is not None and relevance(d) >= min_relevance]
     if not relevant:
@@ -45,7 +46,7 @@ def grade_by_score(docs: list[DocumentHit], min_relevance: float) -> list[Docume
     return [d for d in relevant if d["score"] >= best - FUSED_MARGIN][:MAX_CONTEXT_DOCUMENTS]
 
 
-async def grade_by_llm(services: Services, question: str, docs: list[DocumentHit]) -> list[DocumentHit] | None:
+async def grade_by_llm(services: Services, question: str, docs: list[SearchHit]) -> list[SearchHit] | None:
     """One call grades every candidate; None when the model is missing or fails."""
     model = services.grader_model or services.chat_model
     if model is None or not docs:
@@ -74,7 +75,7 @@ def make_grade_context(services: Services) -> Any:
         started = time.perf_counter()
         ctx = runtime.context or Context()
         docs = state.get("documents", [])
-        graded: list[DocumentHit] | None = None
+        graded: list[SearchHit] | None = None
         if (ctx.grader or services.options.grader) == "llm":
             graded = await grade_by_llm(services, state.get("search_query") or state.get("question", ""), docs)
         if graded is None:

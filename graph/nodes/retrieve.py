@@ -9,27 +9,12 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import elapsed_ms, remaining_budget
+from graph.nodes.common import elapsed_ms
 from graph.services import Services
-from graph.state import Context, DocumentHit, State
-from retrievers.knowledge_base import RetrievedDocument
+from graph.state import Context, State
+from retrievers.turn.deadline import as_timeout, deadline_at
 
 log = logging.getLogger(__name__)
-
-
-def as_hit(doc: RetrievedDocument) -> DocumentHit:
-    return DocumentHit(
-        doc_id=doc.doc_id,
-        title=doc.title,
-        score=doc.score,
-        text=doc.text,
-        dense=doc.dense,
-        keyword=doc.keyword,
-        coverage=doc.coverage,
-        category=doc.category,
-        lang=doc.lang,
-        source=doc.source,
-    )
 
 
 def make_retrieve(services: Services) -> Any:
@@ -40,12 +25,13 @@ def make_retrieve(services: Services) -> Any:
         route = state.get("route")
         query = state.get("search_query") or state.get("question", "")
         try:
-            async with asyncio.timeout(remaining_budget(state, ctx, services.options.deadline_ms)):
-                found = await services.knowledge_base.search(
-                    query,
-                    top_k=ctx.top_k or services.options.top_k,
-                    category=(route["category"] if route else None) or ctx.category,
-                )
+            with deadline_at(state.get("deadline_at")):
+                async with asyncio.timeout(as_timeout()):
+                    found = await services.knowledge_base.search(
+                        query,
+                        top_k=ctx.top_k or services.options.top_k,
+                        category=(route["category"] if route else None) or ctx.category,
+                    )
         except Exception as exc:  # timeouts included: the turn goes on and says what it could not fetch
             log.warning("knowledge base search failed: %s", exc or type(exc).__name__)
             return {
@@ -53,6 +39,6 @@ def make_retrieve(services: Services) -> Any:
                 "problems": ["knowledge_base"],
                 "timings_ms": {"retrieve": elapsed_ms(started)},
             }
-        return {"documents": [as_hit(doc) for doc in found], "timings_ms": {"retrieve": elapsed_ms(started)}}
+        return {"documents": found, "timings_ms": {"retrieve": elapsed_ms(started)}}
 
     return retrieve

@@ -26,6 +26,7 @@ from graph.prompts import ROUTER_PROMPT
 from graph.services import Services
 from graph.state import NEW_TURN, Context, Route, SourceCall, State
 from retrievers.embeddings import Embeddings
+from retrievers.follow_ups import is_follow_up
 from retrievers.language import Language, detect_language
 
 # Example utterances for the embedding router (short turns only); lookups are the default.
@@ -78,11 +79,6 @@ _QUESTION = re.compile(
 )
 EMBEDDING_MARGIN = 0.04
 
-_FOLLOW_UP = re.compile(
-    r"^(and|also|what about|how about|then|so|what if|plus)\b|^(それ|じゃあ|では|あと|それで|ちなみに|で、|また)|"
-    r"(は|も|って)[？?]?$"
-)
-
 
 # The plan's knowledge-base tool, listed for the LLM router beside the sources' own tools.
 KNOWLEDGE_BASE_TOOL = {
@@ -120,11 +116,7 @@ def last_human_text(messages: list[AnyMessage]) -> tuple[str, list[str]]:
 
 def standalone_query(question: str, earlier: list[str]) -> str:
     """The question made standalone: a short or elliptic follow-up carries the previous question."""
-    if not earlier:
-        return question
-    words = question.split()
-    short = len(question) <= 12 if detect_language(question) == "ja" else len(words) <= 4
-    if short or _FOLLOW_UP.search(question.strip().lower()):
+    if earlier and is_follow_up(question):
         return f"{earlier[-1]} {question}"
     return question
 
@@ -176,6 +168,7 @@ def make_route_query(services: Services) -> Any:
             "problems": [NEW_TURN],
             "degraded": False,
             "started_at": turn_started,
+            "deadline_at": turn_started + (ctx.deadline_ms or services.options.deadline_ms) / 1000,
             "timings_ms": {NEW_TURN: True, "route": elapsed_ms(started)},
         }
 

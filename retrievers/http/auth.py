@@ -21,8 +21,8 @@ from urllib.parse import quote_plus
 import httpx
 
 from retrievers.http.body import parse_json
-from retrievers.http.deadline import remaining
-from retrievers.http.errors import FetchError
+from retrievers.turn.deadline import remaining
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

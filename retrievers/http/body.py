@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from retrievers.http.errors import FetchError
+from retrievers.turn.failures import FetchError
 
 
 async def read_limited(response: httpx.Response, max_bytes: int) -> bytes:

@@ -26,8 +26,8 @@ from purgatory.domain.messages.events import ContextChanged
 from purgatory.domain.model import HALF_OPENED, OPENED, OpenedState
 from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 
-from retrievers.http.deadline import remaining
-from retrievers.http.errors import FetchError
+from retrievers.turn.deadline import remaining
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,6 @@ import httpx
 from retrievers.http.body import parse_json, read_limited
 from retrievers.http.breaker import BreakerState, HostBreakers
 from retrievers.http.cache import ResponseCache, cache_key
-from retrievers.http.deadline import turn_deadline
-from retrievers.http.errors import FetchError
 from retrievers.http.retry import IDEMPOTENT_METHODS, AttemptFailed, RetryPolicy, parse_retry_after, time_left
 from retrievers.http.transport import (
     AllowListTransport,
@@ -38,6 +36,8 @@ from retrievers.http.transport import (
     host_key,
     refuse_cross_host_redirect,
 )
+from retrievers.turn.deadline import turn_deadline
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from email.utils import parsedate_to_datetime
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from retrievers.http.deadline import remaining
-from retrievers.http.errors import FailureKind, FetchError
+from retrievers.turn.deadline import remaining
+from retrievers.turn.failures import FailureKind, FetchError
 
 log = logging.getLogger(__name__)
 

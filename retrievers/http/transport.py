@@ -21,8 +21,8 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from retrievers.http.deadline import remaining
-from retrievers.http.errors import FetchError
+from retrievers.turn.deadline import remaining
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from typing import Any, Generic, Literal, TypedDict, TypeVar
 
 from pydantic import BaseModel
 
-from retrievers.http.deadline import remaining
-from retrievers.http.errors import FetchError
 from retrievers.language import Language
+from retrievers.turn.deadline import remaining
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -57,10 +57,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from retrievers.errors import UserInputError
-from retrievers.http.deadline import capped
-from retrievers.http.errors import FetchError
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.turn.deadline import capped
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from retrievers.http.auth import ApiKeyAuth, BearerAuth, OAuth2ClientCredentials
-from retrievers.http.errors import FetchError
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.turn.failures import FetchError
 
 if TYPE_CHECKING:
     from retrievers.http.client import ResilientHttp

@@ -35,9 +35,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from retrievers.http.errors import FetchError
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
 

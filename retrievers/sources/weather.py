@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from retrievers.http.errors import FetchError
+from retrievers.follow_ups import follow_up_subject, is_short
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.turn.failures import FetchError
 
 if TYPE_CHECKING:
     from retrievers.http.client import ResilientHttp
@@ -88,9 +89,6 @@ _JA_PLACE = re.compile(
 )
 _NOT_PLACES = frozenset(
     "今日 明日 あした あす きょう 今 現在 週末 今週 the today tomorrow weather what how is it there".split()
-)
-_FOLLOW_UP_PLACE = re.compile(
-    r"^(?:and|what about|how about)\s+(?:in\s+)?(.+?)[?？]?$|^(.+?)(?:は|の方は)[？?]?$", re.IGNORECASE
 )
 
 
@@ -205,16 +203,15 @@ class WeatherSource(Source[WeatherParams]):
 
 
 def _is_follow_up(question: str) -> bool:
-    short = len(question) <= 20 if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", question) else len(question.split()) <= 5
-    return short and bool(_FOLLOW_UP_PLACE.search(question.strip()) or find_day(question))
+    short = is_short(question, ja_chars=20, en_words=5)
+    return short and (follow_up_subject(question) is not None or find_day(question) is not None)
 
 
 def _follow_up_place(question: str) -> str | None:
-    match = _FOLLOW_UP_PLACE.search(question.strip())
-    if not match:
+    subject = follow_up_subject(question)
+    if subject is None:
         return None
-    raw = match.group(1) or match.group(2) or ""
-    place = _clean_place(raw)
+    place = _clean_place(subject)
     return None if place is None or find_day(place) else place
 
 

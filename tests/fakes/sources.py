@@ -10,9 +10,9 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
-from retrievers.http.errors import FetchError
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.turn.failures import FetchError
 
 
 class Keyword(BaseModel):

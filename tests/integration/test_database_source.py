@@ -17,11 +17,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from retrievers.http.deadline import turn_deadline
-from retrievers.http.errors import FetchError
 from retrievers.language import Language
 from retrievers.sources.base import SourceContext, run_source
 from retrievers.sources.database import DatabaseSource, params_of, sqlite_url
+from retrievers.turn.deadline import turn_deadline
+from retrievers.turn.failures import FetchError
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from fakes.redis_server import RedisServer, free_port
 from retrievers.http.auth import ApiKeyAuth, BearerAuth, OAuth2ClientCredentials
 from retrievers.http.cache import InMemoryResponseCache, RedisResponseCache, ResponseCache
 from retrievers.http.client import HttpResponse, ResilientHttp
-from retrievers.http.deadline import turn_deadline
-from retrievers.http.errors import FetchError
+from retrievers.turn.deadline import turn_deadline
+from retrievers.turn.failures import FetchError
 
 pytestmark = pytest.mark.integration
 

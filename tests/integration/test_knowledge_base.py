@@ -49,18 +49,18 @@ async def test_search_returns_each_document_once_with_its_best_chunk(kb: Knowled
     await kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT, title="Kumo Stone")])
     assert await kb.count_chunks() > len(SAMPLE) + 1  # the long document was split
     hits = await kb.search("Kumo Stone speaker battery colours", top_k=5)
-    ids = [hit.doc_id for hit in hits]
+    ids = [hit["doc_id"] for hit in hits]
     assert ids[0] == "stone"
     assert len(ids) == len(set(ids))
-    assert "Kumo Stone" in hits[0].text
+    assert "Kumo Stone" in hits[0]["text"]
 
 
 async def test_hybrid_search_finds_the_answer_in_both_languages(kb: KnowledgeBaseManager) -> None:
     await kb.index_documents(SAMPLE)
-    assert (await kb.search("How long is the warranty on the KH-300?", top_k=1))[0].doc_id == "warranty"
-    assert (await kb.search("渋谷店は何時まで営業していますか", top_k=1))[0].doc_id == "hours-ja"
+    assert (await kb.search("How long is the warranty on the KH-300?", top_k=1))[0]["doc_id"] == "warranty"
+    assert (await kb.search("渋谷店は何時まで営業していますか", top_k=1))[0]["doc_id"] == "hours-ja"
     top = (await kb.search("return for a refund", top_k=1))[0]
-    assert top.doc_id == "returns" and top.dense is not None and top.keyword is not None
+    assert top["doc_id"] == "returns" and top["dense"] is not None and top["keyword"] is not None
 
 
 async def test_reingesting_unchanged_documents_writes_nothing(kb: KnowledgeBaseManager) -> None:
@@ -80,14 +80,14 @@ async def test_changed_document_replaces_all_its_chunks_without_orphans(kb: Know
     assert report.updated == 1 and report.chunks_deleted == len(long_chunks) - 1
     assert chunk_ids(kb) == {Chunk.make_id("stone", 0)}
     hits = await kb.search("detail number 17", top_k=3)
-    assert all("detail number 17" not in hit.text for hit in hits)
+    assert all("detail number 17" not in hit["text"] for hit in hits)
 
 
 async def test_update_index_replaces_text_and_keeps_title_and_category(kb: KnowledgeBaseManager) -> None:
     await kb.index_documents(SAMPLE)
     assert await kb.update_index("returns", "Products can be returned within 60 days of delivery.")
     hit = (await kb.search("how many days to return a product", top_k=1))[0]
-    assert hit.doc_id == "returns" and "60 days" in hit.text and hit.category == "support"
+    assert hit["doc_id"] == "returns" and "60 days" in hit["text"] and hit["category"] == "support"
     assert await kb.get_document("returns") == "Products can be returned within 60 days of delivery."
     assert not await kb.update_index("no-such-document", "text")
 
@@ -98,16 +98,16 @@ async def test_delete_removes_every_chunk_from_both_indexes(kb: KnowledgeBaseMan
     assert not any(c.startswith("stone::") for c in chunk_ids(kb))
     assert await kb.count() == len(SAMPLE)
     hits = await kb.search("Kumo Stone speaker detail", top_k=10)
-    assert "stone" not in {hit.doc_id for hit in hits}
+    assert "stone" not in {hit["doc_id"] for hit in hits}
     assert not await kb.delete("stone")
 
 
 async def test_category_and_metadata_filters_are_exact(kb: KnowledgeBaseManager) -> None:
     await kb.index_documents(SAMPLE)
     hits = await kb.search("warranty returns store hours", top_k=10, category="support")
-    assert [hit.doc_id for hit in hits] == ["returns"]
+    assert [hit["doc_id"] for hit in hits] == ["returns"]
     ja_hits = await kb.search("営業時間", top_k=10, filters={"lang": "ja"})
-    assert {hit.doc_id for hit in ja_hits} == {"hours-ja"}
+    assert {hit["doc_id"] for hit in ja_hits} == {"hours-ja"}
     assert await kb.search("warranty", category="no-such-category") == []
 
 
@@ -132,8 +132,8 @@ async def test_keyword_index_follows_writes_made_by_another_process(
         if kb._index_version == other_worker._index_version:
             break
         await asyncio.sleep(0.05)
-    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0].doc_id == "pickup"
-    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0].keyword is not None
+    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0]["doc_id"] == "pickup"
+    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0]["keyword"] is not None
 
 
 async def test_a_collection_built_with_another_model_is_refused(kb: KnowledgeBaseManager, tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ async def test_saved_keyword_index_is_reused_by_a_new_process(
     fresh = KnowledgeBaseManager(
         make_chroma_client(tmp_path / "data", None), "test-kb", embeddings, index_dir=tmp_path / "keyword-index"
     )
-    assert (await fresh.search("warranty KH-300", top_k=1))[0].doc_id == "warranty"
+    assert (await fresh.search("warranty KH-300", top_k=1))[0]["doc_id"] == "warranty"
 
 
 # ---------------------------------------------------------------------------- a real Chroma server
@@ -214,13 +214,13 @@ async def server_kb(
 
 async def test_chroma_server_ingest_search_update_delete(server_kb: KnowledgeBaseManager) -> None:
     await server_kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT)])
-    assert (await server_kb.search("two year warranty headphones", top_k=1))[0].doc_id == "warranty"
+    assert (await server_kb.search("two year warranty headphones", top_k=1))[0]["doc_id"] == "warranty"
     again = await server_kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT)])
     assert again.chunks_written == 0
     await server_kb.index_documents([doc("stone", "Short now.")])
     assert {c for c in chunk_ids(server_kb) if c.startswith("stone::")} == {"stone::0"}
     assert await server_kb.delete("stone") and await server_kb.count() == len(SAMPLE)
-    assert [h.doc_id for h in await server_kb.search("refund", category="support")] == ["returns"]
+    assert [h["doc_id"] for h in await server_kb.search("refund", category="support")] == ["returns"]
 
 
 def test_chroma_url_that_is_down_is_a_clear_service_error(tmp_path: Path) -> None:
@@ -256,4 +256,4 @@ async def test_repeated_searches_are_cached_until_the_knowledge_base_changes(kb:
     assert calls == 1 and again == first
     await kb.index_documents([doc("warranty", "The Kumo Halo KH-300 headphones have a three year warranty.")])
     updated = await kb.search("how long is the warranty", top_k=1)
-    assert calls == 2 and "three year" in updated[0].text  # re-ingesting invalidated the cached result
+    assert calls == 2 and "three year" in updated[0]["text"]  # re-ingesting invalidated the cached result

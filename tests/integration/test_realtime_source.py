@@ -21,10 +21,10 @@ from fakes.ws_server import FakeWebSocketServer
 from pydantic import ValidationError
 from websockets.protocol import State
 
-from retrievers.http.errors import FetchError
 from retrievers.sources.base import SourceContext, run_source
 from retrievers.sources.realtime import RealtimeFeedConfig, RealtimeParams, RealtimeSource
 from retrievers.sources.registry import SourceRegistry
+from retrievers.turn.failures import FetchError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

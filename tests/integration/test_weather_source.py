@@ -20,9 +20,9 @@ from graph.builder import build_graph
 from graph.state import Context
 from retrievers.http.cache import InMemoryResponseCache
 from retrievers.http.client import ResilientHttp
-from retrievers.http.errors import FetchError
 from retrievers.sources.base import SourceContext, run_source
 from retrievers.sources.weather import WeatherParams, WeatherSource
+from retrievers.turn.failures import FetchError
 from voicerag.services import build_services
 from voicerag.settings import load_settings
 

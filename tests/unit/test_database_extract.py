@@ -12,7 +12,6 @@ import yaml
 from pydantic import ValidationError
 
 from retrievers.errors import UserInputError
-from retrievers.http.errors import FetchError
 from retrievers.sources.base import SourceContext, run_source
 from retrievers.sources.database import (
     AnswerSpec,
@@ -22,6 +21,7 @@ from retrievers.sources.database import (
     render_answer,
     sqlite_url,
 )
+from retrievers.turn.failures import FetchError
 
 REPO = Path(__file__).resolve().parents[2]
 QUERIES = REPO / "data" / "database.yaml"

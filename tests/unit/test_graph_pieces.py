@@ -7,7 +7,8 @@ import pytest
 from graph.extractive import extract_answer, spoken_units
 from graph.nodes.route import standalone_query
 from graph.nodes.small_talk import small_talk_kind
-from graph.state import NEW_TURN, DocumentHit, add_problems, merge_timings
+from graph.state import NEW_TURN, add_problems, merge_timings
+from retrievers.knowledge_base import SearchHit
 
 
 @pytest.mark.parametrize(
@@ -36,10 +37,10 @@ def test_short_follow_ups_carry_the_previous_question() -> None:
     assert standalone_query("and the warranty?", []) == "and the warranty?"
 
 
-def hit(text: str, lang: str = "en", title: str = "") -> DocumentHit:
-    return DocumentHit(
+def hit(text: str, lang: str = "en", title: str = "") -> SearchHit:
+    return SearchHit(
         doc_id="d", title=title, score=1.0, text=text, dense=0.9, keyword=1.0, coverage=1.0,
-        category="general", lang=lang, source="",
+        category="general", lang=lang, source="", chunk_index=0, metadata={},
     )  # fmt: skip
 
 

@@ -17,10 +17,10 @@ from retrievers.http.auth import ApiKeyAuth, BearerAuth, OAuth2ClientCredentials
 from retrievers.http.body import parse_json, read_limited
 from retrievers.http.breaker import HostBreakers
 from retrievers.http.cache import InMemoryResponseCache, RedisResponseCache, cache_key, make_response_cache
-from retrievers.http.deadline import turn_deadline
-from retrievers.http.errors import FetchError
 from retrievers.http.retry import AttemptFailed, RetryPolicy, parse_retry_after
 from retrievers.http.transport import HostPolicy, host_key, refuse_cross_host_redirect
+from retrievers.turn.deadline import turn_deadline
+from retrievers.turn.failures import FetchError
 
 # ------------------------------------------------------------------------------------ cache keys
 

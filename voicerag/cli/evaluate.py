@@ -73,7 +73,7 @@ async def _evaluate(
                 started = time.perf_counter()
                 hits = await kb.search(query.text, top_k=max(top_k, 10))
                 latencies.append((time.perf_counter() - started) * 1000)
-                rankings.append([hit.doc_id for hit in hits][:top_k])
+                rankings.append([hit["doc_id"] for hit in hits][:top_k])
                 progress("queries", number, len(queries))
     return {
         **score_rankings(rankings, queries),

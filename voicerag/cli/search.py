@@ -57,7 +57,7 @@ async def _one(kb: KnowledgeBaseManager, query: str, top_k: int, category: str |
     hits = await kb.search(query, top_k=top_k, category=category)
     return {
         "query": query,
-        "results": [{"doc_id": h.doc_id, "title": h.title, "score": h.score} for h in hits],
+        "results": [{"doc_id": h["doc_id"], "title": h["title"], "score": h["score"]} for h in hits],
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 

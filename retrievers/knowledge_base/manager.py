@@ -39,6 +39,7 @@ from retrievers.embeddings import Embeddings
 from retrievers.errors import ServiceError, UserInputError
 from retrievers.fusion import fuse_scores
 from retrievers.keyword import KeywordIndex
+from retrievers.knowledge_base.hits import SearchHit
 
 if TYPE_CHECKING:
     from retrievers.langchain_retriever import KnowledgeBaseRetriever
@@ -50,24 +51,6 @@ MAX_OVERFETCH = 1000  # cap on the unfiltered dense fetch used to serve a filter
 WRITE_BATCH = 1000  # chunks per Chroma upsert (Chroma's own cap is ~5k)
 _PAGE = 5000  # chunks per page when reading the whole collection
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]")
-
-
-@dataclass(frozen=True, slots=True)
-class RetrievedDocument:
-    """A document found by search: its best chunk, and the scores that ranked it."""
-
-    doc_id: str
-    title: str
-    text: str
-    score: float
-    dense: float | None
-    keyword: float | None
-    coverage: float = 0.0  # idf-weighted share of the query's words found in the title and chunk
-    category: str = "general"
-    lang: str = ""
-    source: str = ""
-    chunk_index: int = 0
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +130,7 @@ class KnowledgeBaseManager:
         self._checked_at = 0.0
         self._write_lock = asyncio.Lock()
         self._rebuild: asyncio.Task[None] | None = None
-        self._results: OrderedDict[str, list[RetrievedDocument]] = OrderedDict()
+        self._results: OrderedDict[str, list[SearchHit]] = OrderedDict()
 
     # ------------------------------------------------------------------ collection and version
 
@@ -442,7 +425,7 @@ class KnowledgeBaseManager:
         filters: Mapping[str, Any] | None = None,
         *,
         query_vector: np.ndarray | None = None,
-    ) -> list[RetrievedDocument]:
+    ) -> list[SearchHit]:
         """The `top_k` best documents for `query` (one entry per document, its best chunk).
 
         Results are cached per knowledge-base version: a repeated question (LiveKit reruns a turn
@@ -452,7 +435,7 @@ class KnowledgeBaseManager:
         key = repr((query, top_k, category, sorted((filters or {}).items()), self._index_version))
         if key in self._results:
             self._results.move_to_end(key)
-            return list(self._results[key])
+            return [SearchHit(**hit) for hit in self._results[key]]  # copies: callers may change theirs
         found = await self.candidates(query, category, filters, query_vector=query_vector)
         if found is None:
             return []
@@ -481,7 +464,7 @@ class KnowledgeBaseManager:
             meta = chunk[1]
             text = _join_overlapping([stored[c][0] for c in windows[doc_id] if c in stored], self.chunk_overlap)
             results.append(
-                RetrievedDocument(
+                SearchHit(
                     doc_id=doc_id,
                     title=str(meta.get("title", "")),
                     text=text,
@@ -497,7 +480,7 @@ class KnowledgeBaseManager:
                 )
             )
         if self.result_cache_size:
-            self._results[key] = results
+            self._results[key] = [SearchHit(**hit) for hit in results]
             if len(self._results) > self.result_cache_size:
                 self._results.popitem(last=False)
         return results

@@ -1,0 +1,1 @@
+"""What every lookup of one turn shares, whatever it calls: the turn's deadline and why a fetch failed."""
