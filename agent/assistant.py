@@ -3,30 +3,26 @@ one metrics record per turn, and apologises when speech recognition or synthesis
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import asdict
 from typing import Any
 
 from livekit.agents import Agent, FlushSentinel, ModelSettings, llm
 from livekit.agents.llm.chat_context import ChatContext
 from livekit.agents.voice import SpeechHandle
 
+from agent.filler import FillerPolicy
 from agent.identity import Caller, context_for
-from agent.llm import FILLER_CHUNK_ID, FillerPolicy, GraphLLM, TurnReport
+from agent.llm import FILLER_CHUNK_ID, GraphLLM
+from agent.turn_report import TurnReport
 from graph.builder import VoiceGraph
-from graph.prompts import DID_NOT_CATCH, TURN_FAILED
-from graph.state import Context
+from graph.context import Context
+from graph.persona import Persona
 from retrievers.language import Language
 
 log = logging.getLogger("voicerag.turns")
 
-INSTRUCTIONS = (
-    "You are the voice assistant of Kumo Audio. You answer in the caller's language, Japanese or English, "
-    "from the company's knowledge base and live systems."
-)  # LiveKit passes this to the graph as the first system message; the graph's prompts decide the rest
 KEPT_TURNS = 200  # recent turn reports kept in memory for exporters
 
 
@@ -35,14 +31,19 @@ class Assistant(Agent):
         self,
         graph: VoiceGraph,
         *,
+        persona: Persona,
         caller: Callable[[], Caller | None] = lambda: None,
         filler: FillerPolicy | None = None,
     ) -> None:
         self._caller = caller
+        self._phrases = persona.phrases
         self._apology: SpeechHandle | None = None
         self.turns: deque[dict[str, Any]] = deque(maxlen=KEPT_TURNS)
-        self.graph_llm = GraphLLM(graph, context_factory=self._context, filler=filler, on_turn=self._record)
-        super().__init__(instructions=INSTRUCTIONS, llm=self.graph_llm)
+        self.graph_llm = GraphLLM(
+            graph, phrases=persona.phrases, context_factory=self._context, filler=filler, on_turn=self._record
+        )
+        # LiveKit passes the instructions to the graph as the first system message; the graph's prompts decide the rest.
+        super().__init__(instructions=persona.instructions, llm=self.graph_llm)
 
     def _context(self, chat_ctx: ChatContext) -> Context:
         """Read the caller afresh every turn: attributes may change during a call."""
@@ -73,7 +74,9 @@ class Assistant(Agent):
         error = getattr(event, "error", None)
         if error is None or getattr(error, "recoverable", True):
             return
-        sentences = {"stt_error": DID_NOT_CATCH, "tts_error": TURN_FAILED}.get(getattr(error, "type", ""))
+        sentences = {"stt_error": self._phrases.did_not_catch, "tts_error": self._phrases.turn_failed}.get(
+            getattr(error, "type", "")
+        )
         if sentences is None or (self._apology is not None and not self._apology.done()):
             return
         self._apology = self.session.say(sentences[self._language()], add_to_chat_ctx=False)
@@ -87,10 +90,6 @@ class Assistant(Agent):
             return last
 
     def _record(self, report: TurnReport) -> None:
-        record = asdict(report)
-        if report.end_of_turn_ms is not None and report.first_token_ms is not None:
-            # End of the user's speech → first answer token: LiveKit's end-of-turn decision, then ours.
-            record["end_of_speech_to_first_token_ms"] = round(report.end_of_turn_ms + report.first_token_ms, 2)
-        record["cache_hits"] = sum(1 for s in report.sources.values() if s.get("cached"))
+        record = report.as_record()
         self.turns.append(record)
-        log.info(json.dumps({"event": "turn", **record}, ensure_ascii=False))
+        log.info("turn", extra=record)  # one structured line per turn (rendered by voicerag/logs.py)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from graph.state import Context
+from graph.context import Context
 from retrievers.language import Language
 
 ANONYMOUS = "anonymous"
@@ -62,3 +62,15 @@ def context_for(caller: Caller | None, turn_id: str | None = None) -> Context:
         language=language,
         turn_id=turn,
     )
+
+
+def caller_in(room: Any) -> Caller | None:
+    """The first remote participant of a LiveKit room (the caller), or None (the console's room has
+    no real one)."""
+    participants = getattr(room, "remote_participants", None)
+    if not isinstance(participants, dict) or not participants:
+        return None
+    first = next(iter(participants.values()))
+    attributes = first.attributes if isinstance(first.attributes, dict) else {}
+    metadata = first.metadata if isinstance(first.metadata, str) else ""
+    return Caller(first.identity, attributes, metadata) if isinstance(first.identity, str) else None

@@ -20,9 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
@@ -31,10 +29,13 @@ from livekit.agents.llm.chat_context import ChatContext
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
 from livekit.plugins.langchain.langgraph import LangGraphStream, LLMAdapter, _to_chat_chunk
 
+from agent.filler import FillerPolicy
+from agent.identity import context_for
+from agent.turn_report import TurnReport
 from graph.builder import SPEAKING_NODE, VoiceGraph
-from graph.prompts import FILLER, TURN_FAILED
-from graph.state import Context, Route
-from retrievers.language import Language, detect_language
+from graph.context import Context
+from graph.persona import Phrases
+from retrievers.language import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -45,36 +46,7 @@ FILLER_CHUNK_ID = "voicerag-filler"  # the filler's chunk, so the agent can end 
 
 def anonymous_context(chat_ctx: ChatContext) -> Context:
     """The least-privilege context, for callers the session knows nothing about."""
-    return Context(turn_id=uuid.uuid4().hex)
-
-
-@dataclass
-class TurnReport:
-    """What one turn did, for the per-turn log line and the metrics exporters."""
-
-    turn_id: str
-    user_id: str
-    language: Language
-    first_token_ms: float | None = None  # from the LLM step's start
-    end_of_turn_ms: float | None = None  # LiveKit's: end of speech → transcript + end-of-turn decision
-    filler: str | None = None  # "expected" or "observed" when a filler was said
-    filler_ms: float | None = None
-    route: str | None = None
-    sources: dict[str, Any] = field(default_factory=dict)  # name -> {status, elapsed_ms, cached}
-    timings_ms: dict[str, Any] = field(default_factory=dict)
-    degraded: bool = False
-    failed: str | None = None  # the exception type when the graph failed
-    cancelled: bool = False
-    total_ms: float | None = None
-
-
-@dataclass(frozen=True)
-class FillerPolicy:
-    """When to say "one moment": after `threshold_s` without an answer, or at once when the
-    route calls a source that `expected_slow` says is usually slower than the threshold."""
-
-    threshold_s: float = 0.7
-    expected_slow: Callable[[Route], bool] = lambda route: False
+    return context_for(None)
 
 
 class SpeakingNodeStream(LangGraphStream[Context]):
@@ -120,18 +92,24 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         if self._spoke or self.report.filler is not None:
             return
         self.report.filler, self.report.filler_ms = why, _ms(self._started)
-        self._say(FILLER[self.report.language], FILLER_CHUNK_ID)
+        self._say(self._adapter.phrases.filler[self.report.language], FILLER_CHUNK_ID)
 
     async def _run(self) -> None:
         policy = self._adapter.filler
-        timer = asyncio.get_running_loop().call_later(policy.threshold_s, self._filler, "observed")
+        timer = (
+            asyncio.get_running_loop().call_later(policy.threshold_ms / 1000, self._filler, "observed")
+            if policy is not None
+            else None
+        )
         try:
             stream: AsyncIterator[Any] = self._graph.astream(
                 self._chat_ctx_to_state(), self._config, context=self._context, stream_mode=["messages", "updates"]
             )
             async for mode, payload in stream:
                 if mode == "updates":
-                    self._observe(payload, policy)
+                    route = self.report.observe(payload)
+                    if route and route.get("calls") and policy is not None and policy.expected_slow(route):
+                        self._filler("expected")
                     continue
                 message, metadata = payload
                 if metadata.get("langgraph_node") != SPEAKING_NODE:
@@ -139,7 +117,8 @@ class SpeakingNodeStream(LangGraphStream[Context]):
                 if isinstance(message, AIMessageChunk | AIMessage) and (chunk := _to_chat_chunk(message)):
                     if not self._spoke:
                         self._spoke, self.report.first_token_ms = True, _ms(self._started)
-                        timer.cancel()
+                        if timer is not None:
+                            timer.cancel()
                     self._event_ch.send_nowait(chunk)
         except asyncio.CancelledError:
             self.report.cancelled = True  # barge-in or a discarded preemptive run: the graph run stops here
@@ -147,31 +126,12 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         except Exception as exc:  # a failing graph must not mean silence
             log.exception("graph failed during a turn")
             self.report.failed, self.report.degraded = type(exc).__name__, True
-            self._say(TURN_FAILED[self.report.language])
+            self._say(self._adapter.phrases.turn_failed[self.report.language])
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             self.report.total_ms = _ms(self._started)
             self._adapter.turn_finished(self.report)
-
-    def _observe(self, update: dict[str, Any], policy: FillerPolicy) -> None:
-        for node, values in update.items():
-            if not isinstance(values, dict):
-                continue
-            if node == "route_query" and "route" in values:
-                route: Route = values["route"]
-                self.report.route = route["kind"]
-                self.report.language = values.get("language", self.report.language)
-                if route.get("calls") and policy.expected_slow(route):
-                    self._filler("expected")
-            for result in values.get("api_results", []) or []:
-                self.report.sources[result["source"]] = {
-                    k: result[k] for k in ("status", "elapsed_ms", "cached") if k in result
-                }
-            self.report.timings_ms.update(
-                {k: v for k, v in (values.get("timings_ms") or {}).items() if not k.startswith("__")}
-            )
-            if "degraded" in values and node == SPEAKING_NODE:
-                self.report.degraded = bool(values["degraded"])
 
 
 class GraphLLM(LLMAdapter[Context]):
@@ -181,13 +141,15 @@ class GraphLLM(LLMAdapter[Context]):
         self,
         graph: VoiceGraph,
         *,
+        phrases: Phrases,
         context_factory: ContextFactory = anonymous_context,
         filler: FillerPolicy | None = None,
         on_turn: Callable[[TurnReport], None] | None = None,
     ) -> None:
         super().__init__(graph, stream_mode="messages")
+        self.phrases = phrases  # the filler and the apology, in the caller's language
         self._context_factory = context_factory
-        self.filler = filler or FillerPolicy()
+        self.filler = filler  # None: never say a filler
         self._on_turn = on_turn
         self.active: set[SpeakingNodeStream] = set()  # streams still running (tests check cancellation)
 

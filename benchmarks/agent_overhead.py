@@ -6,7 +6,7 @@ a fake chat model whose first token comes after a fixed 50 ms (`FixedTTFTChatMod
 question runs both ways, in alternating order:
 - direct: `graph.astream(..., stream_mode="messages")` → the first `generate` token;
 - agent: an `AgentSession` in text mode (no STT, TTS or VAD, as `console --text`) running
-  `Assistant(graph)`: `session.run(user_input=q)` → the first chunk out of `Agent.llm_node`, the
+  `Assistant(graph, persona=...)`: `session.run(user_input=q)` → the first chunk out of `Agent.llm_node`, the
   moment LiveKit's pipeline has text it would hand to TTS. Shown alongside: our adapter's own
   `TurnReport.first_token_ms` (stream created → first chunk, inside `GraphLLM`) and LiveKit's
   `LLMMetrics.ttft` (stream created → first chunk through its channel).
@@ -40,7 +40,7 @@ from livekit.agents import AgentSession
 from livekit.agents.llm import ChatContext
 from livekit.agents.metrics import LLMMetrics
 
-from agent.assistant import INSTRUCTIONS, Assistant
+from agent.assistant import Assistant
 from agent.identity import context_for
 from benchmarks.common import (
     DATA_DIR,
@@ -55,6 +55,7 @@ from benchmarks.common import (
     stats,
 )
 from graph.builder import SPEAKING_NODE, VoiceGraph, build_graph, warm_up
+from graph.persona import Persona
 from graph.services import Services
 from retrievers.documents import load_documents
 from voicerag.services import build_services
@@ -89,8 +90,8 @@ class FixedTTFTChatModel(BaseChatModel):
 class TimedAssistant(Assistant):
     """The production Assistant, noting when LiveKit receives the turn's first text chunk."""
 
-    def __init__(self, graph: VoiceGraph) -> None:
-        super().__init__(graph)
+    def __init__(self, graph: VoiceGraph, persona: Persona) -> None:
+        super().__init__(graph, persona=persona)
         self.first_chunk_at: float | None = None
         self.llm_ttft_ms: float | None = None
         self.graph_llm.on("metrics_collected", self._llm_metrics)
@@ -134,11 +135,11 @@ def questions() -> list[str]:
     return [r["question"] for r in records if r["answerable"]] + SMALL_TALK
 
 
-async def direct_turn(graph: VoiceGraph, question: str) -> float | None:
+async def direct_turn(graph: VoiceGraph, question: str, instructions: str) -> float | None:
     """ms from `astream` to the first token `generate` streams (the whole run is consumed)."""
     first: float | None = None
     started = now()
-    state = {"messages": [SystemMessage(INSTRUCTIONS), HumanMessage(question)]}
+    state = {"messages": [SystemMessage(instructions), HumanMessage(question)]}
     async for message, metadata in graph.astream(state, context=context_for(None), stream_mode="messages"):
         if first is None and metadata.get("langgraph_node") == SPEAKING_NODE and message.text:
             first = ms_since(started)
@@ -161,8 +162,8 @@ async def agent_turn(session: AgentSession, assistant: TimedAssistant, question:
     }
 
 
-async def overhead(graph: VoiceGraph, asked: list[str]) -> dict[str, Any]:
-    assistant = TimedAssistant(graph)
+async def overhead(graph: VoiceGraph, persona: Persona, asked: list[str]) -> dict[str, Any]:
+    assistant = TimedAssistant(graph, persona)
     async with AgentSession() as session:
         await session.start(assistant)
 
@@ -171,15 +172,15 @@ async def overhead(graph: VoiceGraph, asked: list[str]) -> dict[str, Any]:
             return await agent_turn(session, assistant, question)
 
         for question in asked:  # warm-up: caches, code paths
-            await direct_turn(graph, question)
+            await direct_turn(graph, question, persona.instructions)
             await agent(question)
         pairs = []
         progress = Progress("direct/agent pairs", len(asked))
         for number, question in enumerate(asked):
             if number % 2:
-                via_agent, direct = await agent(question), await direct_turn(graph, question)
+                via_agent, direct = await agent(question), await direct_turn(graph, question, persona.instructions)
             else:
-                direct, via_agent = await direct_turn(graph, question), await agent(question)
+                direct, via_agent = await direct_turn(graph, question, persona.instructions), await agent(question)
             pairs.append({"direct": direct, **via_agent})
             progress(number + 1)
     timed = [p for p in pairs if p["direct"] is not None and p["first_token"] is not None]
@@ -198,16 +199,16 @@ async def overhead(graph: VoiceGraph, asked: list[str]) -> dict[str, Any]:
     }
 
 
-async def long_session(graph: VoiceGraph, asked: list[str], turns: int, every: int) -> dict[str, Any]:
+async def long_session(graph: VoiceGraph, persona: Persona, asked: list[str], turns: int, every: int) -> dict[str, Any]:
     """`turns` turns cycling through `every` questions (so every window asks the same ones)."""
     cycle = [q for q in asked if q not in SMALL_TALK][: every - 2] + SMALL_TALK[:2]
     sequence = [cycle[i % every] for i in range(turns)]
-    assistant = TimedAssistant(graph)
+    assistant = TimedAssistant(graph, persona)
     async with AgentSession() as warm_session:  # the cycle once: follow-up rewrites are cached too
         await warm_session.start(assistant)
         for question in sequence[: every + 1]:
             await agent_turn(warm_session, assistant, question)
-    assistant = TimedAssistant(graph)
+    assistant = TimedAssistant(graph, persona)
     records, checkpoints = [], []
     gc.collect()
     rss_start = rss_mb()
@@ -259,8 +260,8 @@ async def run(quick: bool) -> Result:
         pairs_asked = asked if quick else asked * 5
         turns, every = (40, 10) if quick else (200, 20)
         log(f"{len(pairs_asked)} direct/agent pairs, then {turns} turns in one session")
-        first = await overhead(graph, pairs_asked)
-        long = await long_session(graph, asked, turns, every)
+        first = await overhead(graph, services.persona, pairs_asked)
+        long = await long_session(graph, services.persona, asked, turns, every)
     finally:
         await services.aclose()
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "benchmarks" / ".data"  # generated inputs: collections, caches (gitignored)
 RESULTS_DIR = ROOT / "benchmarks" / "results"  # one JSON per benchmark (gitignored)
 SAMPLE_KB = ROOT / "data" / "knowledge_base"
-EVAL_DIR = ROOT.parent / "shared" / "eval"
+EVAL_DIR = ROOT / "eval"  # the shipped retrieval sets (eval/README.md)
 EVAL_SETS = {"jsquad_dev": EVAL_DIR / "ja" / "jsquad_dev", "squad_dev": EVAL_DIR / "en" / "squad_dev"}
 PROJECT_DATA_DIR = ROOT / ".voicerag"  # `make demo` / `voicerag eval` data, only ever read here
 

@@ -38,8 +38,8 @@ from benchmarks.common import (
     stats,
 )
 from graph.builder import SPEAKING_NODE, VoiceGraph, build_graph, warm_up
+from graph.context import Context
 from graph.services import Services
-from graph.state import Context
 from retrievers.documents import Document, load_documents
 from retrievers.knowledge_base import make_chroma_client
 from voicerag.cli.evaluate import collection_for

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -28,8 +29,8 @@ from langchain_core.messages import HumanMessage
 from benchmarks.common import Result, log, ms_since, now, print_table, stats
 from benchmarks.graph_overhead import knowledge_base
 from graph.builder import build_graph, warm_up
-from graph.services import GraphOptions, Services
-from graph.state import Context
+from graph.context import Context
+from graph.services import Services
 from retrievers.http.cache import InMemoryResponseCache, ResponseCache
 from retrievers.http.client import ResilientHttp
 from retrievers.http.redis_cache import RedisResponseCache
@@ -220,7 +221,7 @@ async def dead_source(services: Services, base: str, turns: int) -> dict[str, An
 async def run(quick: bool) -> Result:
     turns = 5 if quick else 30
     services = await knowledge_base("sample_kb", quick)
-    services.options = GraphOptions(deadline_ms=DEADLINE_MS)
+    services.options = dataclasses.replace(services.options, deadline_ms=DEADLINE_MS)
     services.knowledge_base.result_cache_size = 0
     try:
         await warm_up(services)

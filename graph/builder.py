@@ -18,13 +18,14 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Checkpointer
 
+from graph.context import Context
 from graph.nodes.call_apis import make_call_apis
 from graph.nodes.generate import make_generate
 from graph.nodes.grade import make_grade_context
 from graph.nodes.retrieve import make_retrieve
 from graph.nodes.route import example_vectors, make_route_query
 from graph.services import Services
-from graph.state import Context, State
+from graph.state import InputState, OutputState, State
 
 SPEAKING_NODE = "generate"  # the only node whose messages are meant for the user
 
@@ -34,11 +35,12 @@ def after_route(state: State) -> list[str]:
     return [SPEAKING_NODE] if route and route["kind"] == "small_talk" else ["retrieve", "call_apis"]
 
 
-VoiceGraph = CompiledStateGraph[State, Context, State, State]
+VoiceGraph = CompiledStateGraph[State, Context, InputState, OutputState]
 
 
 def build_graph(services: Services, *, checkpointer: Checkpointer = None) -> VoiceGraph:
-    builder = StateGraph(State, context_schema=Context)
+    # Studio shows InputState as the run's form, OutputState as its result, Context as its context form.
+    builder = StateGraph(State, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("route_query", make_route_query(services))
     builder.add_node("retrieve", make_retrieve(services))
     builder.add_node("call_apis", make_call_apis(services))

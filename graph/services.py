@@ -1,7 +1,8 @@
 """What the graph needs from the outside world, gathered in one object.
 
-`voicerag.services.build_services(settings)` builds it from settings; tests build it by hand
-(with fake chat models). Every front door compiles the graph from one `Services`.
+`voicerag.services.build_services(settings)` builds it from settings — the one place defaults
+live (`voicerag/settings.py`); tests build it from there too, swapping in fake chat models. Every
+front door compiles the graph from one `Services`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 
-from graph.prompts import label
+from graph.persona import Persona
 from retrievers.embeddings import Embeddings, default_min_relevance
 from retrievers.knowledge_base import KnowledgeBaseManager
 from retrievers.language import Language
@@ -21,24 +22,24 @@ from retrievers.sources.registry import SourceRegistry
 
 @dataclass(frozen=True)
 class GraphOptions:
-    """Defaults for every turn; `Context` may override the per-turn ones."""
+    """Options for every turn (from settings); `Context` may override the per-turn ones."""
 
-    top_k: int = 5
-    router: Literal["rules", "llm"] = "rules"
-    grader: Literal["score", "llm"] = "score"
-    min_relevance: float | None = None  # None: the embedding model's calibrated default
-    deadline_ms: int = 1500
-    llm_timeout_s: float = 8.0
-    llm_first_token_timeout_s: float = 3.0
-    router_timeout_s: float = 1.5
-    company: dict[str, str] = field(default_factory=lambda: {"en": "Kumo Audio", "ja": "クモオーディオ"})
+    top_k: int
+    router: Literal["rules", "llm"]
+    grader: Literal["score", "llm"]
+    min_relevance: float | None  # None: the embedding model's calibrated default
+    deadline_ms: int
+    llm_timeout_s: float
+    llm_first_token_timeout_s: float
+    router_timeout_s: float
 
 
 @dataclass
 class Services:
     knowledge_base: KnowledgeBaseManager
     embeddings: Embeddings
-    options: GraphOptions = field(default_factory=GraphOptions)
+    options: GraphOptions
+    persona: Persona  # the company's name and every fixed sentence (data/persona.yaml)
     chat_model: BaseChatModel | None = None  # answers; None means extractive answers
     router_model: BaseChatModel | None = None  # the optional LLM router (defaults to chat_model)
     grader_model: BaseChatModel | None = None  # the optional LLM grader (defaults to chat_model)
@@ -53,8 +54,10 @@ class Services:
 
     def source_label(self, name: str, language: Language) -> str:
         """How a source is named in a spoken sentence."""
+        if name == "knowledge_base":
+            return self.persona.phrases.knowledge_base_label[language]
         source = self.sources.get(name)
-        return source.labels[language] if source else label(name, language)
+        return source.labels[language] if source else name
 
     async def aclose(self) -> None:
         await self.sources.aclose()

@@ -1,4 +1,5 @@
-"""What flows through the graph: `State` (one run) and `Context` (who is asking, and how).
+"""What flows through the graph: `State` (one run), and the narrower `InputState` / `OutputState`
+that LangGraph Studio shows as the graph's input and output. Who is asking is `graph/context.py`.
 
 State values are plain JSON-friendly data so the same run can be shown in LangGraph Studio,
 printed by `voicerag ask --json` and traced in LangSmith.
@@ -6,11 +7,11 @@ printed by `voicerag ask --json` and traced in LangSmith.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, NotRequired, TypedDict
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph.message import add_messages
+from typing_extensions import TypedDict  # Studio reads the schemas of these on Python < 3.12
 
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
@@ -50,12 +51,17 @@ def add_problems(left: list[str] | None, right: list[str] | None) -> list[str]:
     return [*(left or []), *(right or [])]
 
 
-class State(TypedDict):
-    """One run of the graph (one user turn)."""
+class InputState(TypedDict):
+    """What a run takes: the conversation so far (its last user message is the question), or
+    just a `question`. Studio's input form shows these two."""
 
     messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     question: NotRequired[str]  # this turn's question; taken from the last human message if absent
-    search_query: NotRequired[str]  # the question made standalone (follow-ups carry the previous one)
+
+
+class OutputState(InputState):
+    """What a run gives back: the answer and how it was found."""
+
     language: NotRequired[Language]
     route: NotRequired[Route]
     documents: NotRequired[list[SearchHit]]  # what retrieval returned
@@ -63,23 +69,13 @@ class State(TypedDict):
     api_results: NotRequired[list[SourceResult]]  # one per external source called this turn
     problems: NotRequired[Annotated[list[str], add_problems]]  # sources that could not be fetched
     answer: NotRequired[str]
-    degraded: NotRequired[bool]
-    started_at: NotRequired[float]  # time.monotonic() when the turn entered the graph
-    deadline_at: NotRequired[float]  # time.monotonic() by which lookups must be done (retrievers.turn.deadline)
+    degraded: NotRequired[bool]  # the answer is not the full one: a fallback, or something failed
     timings_ms: NotRequired[Annotated[dict[str, Any], merge_timings]]
 
 
-@dataclass
-class Context:
-    """Per user and per turn: identity, language and options. Never stored in the state."""
+class State(OutputState):
+    """One run of the graph (one user turn): the output, and what the nodes pass each other."""
 
-    user_id: str = "anonymous"
-    roles: list[str] = field(default_factory=list)
-    tenant: str | None = None
-    language: Language | None = None  # answer in this language instead of the question's
-    turn_id: str = ""
-    deadline_ms: int | None = None  # per-turn lookup budget; the settings' default when None
-    router: Literal["rules", "llm"] | None = None  # None: the configured default
-    grader: Literal["score", "llm"] | None = None
-    top_k: int | None = None
-    category: str | None = None  # restrict knowledge-base search to one category
+    search_query: NotRequired[str]  # the question made standalone (follow-ups carry the previous one)
+    started_at: NotRequired[float]  # time.monotonic() when the turn entered the graph
+    deadline_at: NotRequired[float]  # time.monotonic() by which lookups must be done (retrievers.turn.deadline)

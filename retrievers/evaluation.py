@@ -1,7 +1,7 @@
 """Retrieval metrics on an evaluation set: recall@k, MRR@10, nDCG@10 and latency percentiles.
 
 An evaluation set is a folder with `corpus.jsonl` (documents) and `queries.jsonl`
-(`{"id", "text", "relevant": [doc ids]}`), as in `../shared/eval`.
+(`{"id", "text", "relevant": [doc ids]}`), as in `eval/` (the shipped sets).
 """
 
 from __future__ import annotations

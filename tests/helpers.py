@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from graph.persona import load_persona
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PERSONA = load_persona(REPO / "data" / "persona.yaml")  # the sample company's phrases
+PHRASES = SAMPLE_PERSONA.phrases
+
 
 def write(folder: Path, name: str, content: str | bytes) -> Path:
     """Write a file under `folder` (creating parents): text as UTF-8, bytes as they are."""

@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 from langchain_core.language_models import BaseChatModel
 
+from graph.persona import load_persona
 from graph.services import GraphOptions, Services
 from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
 from retrievers.http.cache import make_response_cache
@@ -113,6 +114,7 @@ def build_sources(settings: Settings, http: ResilientHttp, declared: SourcesFile
                 settings.database_queries_file,
                 seed_file=settings.database_seed_file if settings.database_url is None else None,
                 statement_timeout_ms=settings.database_statement_timeout_ms,
+                cache=http.cache,  # the same cache as HTTP responses: one `voicerag cache clear`
             )
         )
     return SourceRegistry([*sources, *build_declared_sources(declared, http)])
@@ -134,12 +136,14 @@ async def close_http(http: ResilientHttp) -> None:
 
 
 def build_services(settings: Settings) -> Services:
+    persona = load_persona(settings.persona_file)  # a wrong file fails before anything heavy starts
     embeddings = build_embeddings(settings)
     http, sources = build_http_and_sources(settings)
     return Services(
         knowledge_base=build_knowledge_base(settings, embeddings),
         embeddings=embeddings,
         options=graph_options(settings),
+        persona=persona,
         chat_model=build_chat_model(settings),
         sources=sources,
         closers=[lambda: close_http(http)],

@@ -81,8 +81,12 @@ class Settings(BaseSettings):
     livekit_api_key: SecretStr | None = None
     livekit_api_secret: SecretStr | None = None
 
+    # --- the company ------------------------------------------------------------------------
+    persona_file: Path = Field(Path("data/persona.yaml"), description="the company's name and fixed sentences")
+
     # --- operations -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_format: Literal["console", "json"] = Field("console", description="json: one JSON object per log line")
     voicerag_debug: bool = False
 
     @field_validator("chunk_overlap")

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import elapsed_ms
+from graph.context import Context
+from graph.nodes.common import Node, elapsed_ms
 from graph.services import Services
-from graph.state import Context, SourceCall, State
+from graph.state import SourceCall, State
 from retrievers.sources.base import SourceContext, SourceResult, run_source
 from retrievers.turn.deadline import deadline_at
 
@@ -37,8 +37,8 @@ async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> Sou
     return await run_source(source, params, ctx)
 
 
-def make_call_apis(services: Services) -> Any:
-    async def call_apis(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def make_call_apis(services: Services) -> Node:
+    async def call_apis(state: State, runtime: Runtime[Context]) -> State:
         """Call every source the route chose, concurrently; report each outcome."""
         started = time.perf_counter()
         route = state.get("route")

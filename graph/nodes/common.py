@@ -1,11 +1,23 @@
-"""Small helpers shared by the nodes."""
+"""What the nodes share: the node signature, timing and JSON helpers."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
-from typing import Any
+from typing import Any, Protocol
+
+from langgraph.runtime import Runtime
+
+from graph.context import Context
+from graph.state import State
+
+
+class Node(Protocol):
+    """A node: the state and the run's runtime (its `context` is the caller) in, a partial state update out."""
+
+    async def __call__(self, state: State, *, runtime: Runtime[Context]) -> State: ...
+
 
 NOSTREAM = ["nostream"]  # LangGraph's tag: this model's tokens are not emitted in messages mode
 

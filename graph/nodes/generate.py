@@ -16,24 +16,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from graph.context import Context
 from graph.extractive import extract_answer
-from graph.nodes.common import elapsed_ms
+from graph.nodes.common import Node, elapsed_ms
 from graph.nodes.small_talk import small_talk_reply
-from graph.prompts import (
-    ANSWER_SYSTEM,
-    COULD_NOT_FETCH,
-    CUT_SHORT,
-    EXTRACTIVE_PREFIX,
-    FALLBACK_PREFIX,
-    NOT_FOUND,
-    SMALL_TALK_SYSTEM,
-    UNAVAILABLE_NOTE,
-)
+from graph.prompts import ANSWER_SYSTEM, SMALL_TALK_SYSTEM, UNAVAILABLE_NOTE
 from graph.services import GraphOptions, Services
-from graph.state import Context, State
+from graph.state import State
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.sources.base import SourceResult
@@ -99,12 +91,13 @@ def _context_block(docs: list[SearchHit], live: list[SourceResult]) -> str:
     return "\n\n".join(parts)
 
 
-def make_generate(services: Services) -> Any:
+def make_generate(services: Services) -> Node:
     options = services.options
+    phrases = services.persona.phrases
 
     async def answer_from_model(
         state: State, language: Language, system: str, question: str
-    ) -> tuple[list[AIMessage], str, bool] | None:
+    ) -> tuple[list[AnyMessage], str, bool] | None:
         """The model's streamed answer as messages, or None when it said nothing."""
         model = services.chat_model
         if model is None:
@@ -116,35 +109,35 @@ def make_generate(services: Services) -> Any:
         said = AIMessage(outcome.text, id=outcome.message_id)
         if outcome.error is None:
             return [said], outcome.text, False
-        apology = CUT_SHORT[language]
+        apology = phrases.cut_short[language]
         return [said, AIMessage(apology)], outcome.text + apology, True
 
-    async def generate(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    async def generate(state: State, runtime: Runtime[Context]) -> State:
         """Answer the question from the graded context, in the question's language."""
         started = time.perf_counter()
         language: Language = state.get("language", "en")
         question = state.get("question", "")
         route = state.get("route") or {"kind": "lookup"}
         graded = state.get("graded", [])
-        company = options.company[language]
+        company = services.persona.company[language]
         turn_started = state.get("started_at")
         pre_generation = round((time.monotonic() - turn_started) * 1000, 2) if turn_started else None
 
         problems = state.get("problems", [])
         joiner = "、" if language == "ja" else ", "
         unavailable = joiner.join(services.source_label(p, language) for p in dict.fromkeys(problems))
-        prefix = COULD_NOT_FETCH[language].format(what=unavailable) if problems else ""
+        prefix = phrases.could_not_fetch[language].format(what=unavailable) if problems else ""
         live = [r for r in state.get("api_results", []) if r["status"] == "ok"]
-        reply: tuple[list[AIMessage], str, bool] | None = None
+        reply: tuple[list[AnyMessage], str, bool] | None = None
         if route["kind"] == "small_talk":
             reply = await answer_from_model(
                 state, language, SMALL_TALK_SYSTEM[language].format(company=company), question
             )
             if reply is None:
-                reply_text = small_talk_reply(question, language, company)
+                reply_text = small_talk_reply(question, language, services.persona.small_talk)
                 reply = [AIMessage(reply_text)], reply_text, services.chat_model is not None  # model failed
         elif not graded and not live:
-            text = prefix or NOT_FOUND[language]
+            text = prefix or phrases.not_found[language]
             reply = [AIMessage(text)], text, bool(prefix)
         else:
             system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded, live))
@@ -156,7 +149,7 @@ def make_generate(services: Services) -> Any:
                 # without them, documents are read out, introduced as such.
                 text = prefix + (" " if language == "en" else "").join(r["summary"] for r in live)
                 if graded and not live:
-                    lead = FALLBACK_PREFIX if services.chat_model else EXTRACTIVE_PREFIX
+                    lead = phrases.fallback_prefix if services.chat_model else phrases.extractive_prefix
                     passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
                     text += lead[language] + passage
                 reply = [AIMessage(text)], text, True

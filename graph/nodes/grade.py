@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
+from graph.context import Context
+from graph.nodes.common import NOSTREAM, Node, elapsed_ms, parse_json_object
 from graph.prompts import GRADER_PROMPT
 from graph.services import Services
-from graph.state import Context, State
+from graph.state import State
 from retrievers.knowledge_base.hits import SearchHit
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,8 @@ async def grade_by_llm(services: Services, question: str, docs: list[SearchHit])
     return [doc for number, doc in enumerate(docs, start=1) if number in keep][:MAX_CONTEXT_DOCUMENTS]
 
 
-def make_grade_context(services: Services) -> Any:
-    async def grade_context(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def make_grade_context(services: Services) -> Node:
+    async def grade_context(state: State, runtime: Runtime[Context]) -> State:
         """Choose the documents the answer may use (possibly none: then the answer says so)."""
         started = time.perf_counter()
         ctx = runtime.context or Context()

@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import elapsed_ms
+from graph.context import Context
+from graph.nodes.common import Node, elapsed_ms
 from graph.services import Services
-from graph.state import Context, State
+from graph.state import State
 from retrievers.turn.deadline import as_timeout, deadline_at
 
 log = logging.getLogger(__name__)
 
 
-def make_retrieve(services: Services) -> Any:
-    async def retrieve(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def make_retrieve(services: Services) -> Node:
+    async def retrieve(state: State, runtime: Runtime[Context]) -> State:
         """Search the knowledge base; a failure is reported in `problems`, never raised."""
         started = time.perf_counter()
         ctx = runtime.context or Context()

@@ -20,11 +20,13 @@ import numpy as np
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.runtime import Runtime
 
-from graph.nodes.common import NOSTREAM, elapsed_ms, parse_json_object
+from graph.context import Context
+from graph.nodes.common import NOSTREAM, Node, elapsed_ms, parse_json_object
 from graph.nodes.small_talk import small_talk_kind
 from graph.prompts import ROUTER_PROMPT
 from graph.services import Services
-from graph.state import NEW_TURN, Context, Route, SourceCall, State
+from graph.state import NEW_TURN, Route, SourceCall, State
+from retrievers.documents import CATEGORIES
 from retrievers.embeddings import Embeddings
 from retrievers.follow_ups import is_follow_up
 from retrievers.language import Language, detect_language
@@ -80,22 +82,20 @@ _QUESTION = re.compile(
 EMBEDDING_MARGIN = 0.04
 
 
-# The plan's knowledge-base tool, listed for the LLM router beside the sources' own tools.
-KNOWLEDGE_BASE_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "search_knowledge_base",
-        "description": "Search the company's knowledge base (products, prices, support, policies, stores).",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "query": {"type": "string"},
-                "category": {"type": "string", "enum": ["product", "support", "general"]},
+def knowledge_base_tool(description: str) -> dict[str, Any]:
+    """The knowledge base as a tool for the LLM router, listed beside the sources' own tools."""
+    return {
+        "type": "function",
+        "function": {
+            "name": "search_knowledge_base",
+            "description": description,
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "category": {"type": "string", "enum": list(CATEGORIES)}},
+                "required": ["query"],
             },
-            "required": ["query"],
         },
-    },
-}
+    }
 
 
 def _llm_calls(services: Services, raw: Any) -> list[SourceCall]:
@@ -138,8 +138,8 @@ async def looks_like_small_talk(services: Services, question: str) -> bool:
     return float((small @ vector).max()) >= float((lookup @ vector).max()) + EMBEDDING_MARGIN
 
 
-def make_route_query(services: Services) -> Any:
-    async def route_query(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+def make_route_query(services: Services) -> Node:
+    async def route_query(state: State, runtime: Runtime[Context]) -> State:
         """Find the question, its language and standalone form; choose small talk or lookup."""
         started = time.perf_counter()
         turn_started = time.monotonic()
@@ -206,9 +206,12 @@ async def _llm_route(
     model = services.router_model or services.chat_model
     if model is None:
         return None, search_query
-    tools = [KNOWLEDGE_BASE_TOOL, *services.sources.tool_schemas()]
+    tools = [knowledge_base_tool(services.persona.knowledge_base), *services.sources.tool_schemas()]
     prompt = ROUTER_PROMPT.format(
-        tools=json.dumps(tools, ensure_ascii=False), history="\n".join(earlier[-4:]) or "(none)", question=question
+        categories=" | ".join(json.dumps(c) for c in CATEGORIES),
+        tools=json.dumps(tools, ensure_ascii=False),
+        history="\n".join(earlier[-4:]) or "(none)",
+        question=question,
     )
     try:
         async with asyncio.timeout(services.options.router_timeout_s):
@@ -217,7 +220,7 @@ async def _llm_route(
         kind = decision.get("kind")
         if kind not in ("lookup", "small_talk"):
             return None, search_query
-        category = decision.get("category") if decision.get("category") in ("product", "support", "general") else None
+        category = decision.get("category") if decision.get("category") in CATEGORIES else None
         rewritten = decision.get("query")
         if kind == "small_talk":
             route = Route(kind="small_talk", sources=[], category=None, reason="llm")

@@ -1,7 +1,7 @@
 """Small talk: recognising greetings, thanks and goodbyes, and the fixed replies to them.
 
 Small-talk turns skip every lookup and go straight to `generate`, which uses a chat model for
-the reply when one is configured and these fixed replies otherwise.
+the reply when one is configured and the persona's fixed replies otherwise.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from graph.prompts import SMALL_TALK_REPLIES
+from graph.persona import SmallTalkKind, SmallTalkReplies
 from retrievers.language import Language
 
-_SMALL_TALK_RULES: dict[str, re.Pattern[str]] = {
+_SMALL_TALK_RULES: dict[SmallTalkKind, re.Pattern[str]] = {
     "greeting": re.compile(
         r"^(hi|hello|hey|hiya|good (morning|afternoon|evening|day)|nice to meet you|"
         r"こんにちは|こんばんは|おはよう(ございます)?|もしもし|はじめまして|よろしく(お願いします)?)"
@@ -27,7 +27,7 @@ _SMALL_TALK_RULES: dict[str, re.Pattern[str]] = {
 _PUNCTUATION = re.compile(r"[\s\W_]+")
 
 
-def small_talk_kind(question: str) -> str | None:
+def small_talk_kind(question: str) -> SmallTalkKind | None:
     """The small-talk kind when the whole utterance is small talk, else None."""
     normal = unicodedata.normalize("NFKC", question).lower().strip()
     for kind, pattern in _SMALL_TALK_RULES.items():
@@ -37,7 +37,6 @@ def small_talk_kind(question: str) -> str | None:
     return None
 
 
-def small_talk_reply(question: str, language: Language, company: str) -> str:
-    """The fixed reply to a small-talk turn, in the turn's language."""
-    kind = small_talk_kind(question) or "other"
-    return SMALL_TALK_REPLIES[kind][language].format(company=company)
+def small_talk_reply(question: str, language: Language, replies: SmallTalkReplies) -> str:
+    """The fixed reply (from the persona) to a small-talk turn, in the turn's language."""
+    return replies.reply(small_talk_kind(question), language)

@@ -12,9 +12,10 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypedDict, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel
+from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it on Python < 3.12
 
 from retrievers.language import Language
 from retrievers.turn.deadline import remaining

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from retrievers.config_files import field_error, read_yaml
 from retrievers.errors import UserInputError
 from retrievers.sources.base import Source
 from retrievers.sources.declared import DeclaredSource, GraphQLSpec, RestSpec
@@ -78,14 +78,7 @@ def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> L
     environ = os.environ if environ is None else environ
     if not path.exists():
         return LoadedSources(SourcesFile())
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise UserInputError(f"{where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError(f"{path}: cannot read ({exc})") from None
+    raw = read_yaml(path, what="sources file", variable="SOURCES_FILE") or {}
     if not isinstance(raw, dict):
         raise UserInputError(f"{path}: expected a mapping with rest, graphql and realtime lists")
     disabled: dict[str, str] = {}
@@ -105,9 +98,7 @@ def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> L
     try:
         declarations = SourcesFile.model_validate(kept)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        location = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in error["loc"])
-        raise UserInputError(f"{path}: {location.replace('.[', '[')}: {error['msg']}") from None
+        raise field_error(path, exc) from None
     names = [s.name for s in declarations.rest] + [s.name for s in declarations.graphql]
     names += [s.name for s in declarations.realtime]
     duplicated = sorted({n for n in names if names.count(n) > 1})

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PHRASES
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
@@ -17,8 +18,8 @@ from livekit.plugins.langchain import LLMAdapter
 
 from agent.llm import RECENT_MESSAGES, GraphLLM
 from graph.builder import SPEAKING_NODE, build_graph
-from graph.prompts import EXTRACTIVE_PREFIX
-from graph.state import Context, State
+from graph.context import Context
+from graph.state import State
 from retrievers.documents import Document
 from voicerag.services import build_services
 from voicerag.settings import load_settings
@@ -66,7 +67,7 @@ async def test_stock_adapter_speaks_the_leak_so_the_check_below_can_fail() -> No
 
 
 async def test_only_the_speaking_node_is_spoken() -> None:
-    replies = await spoken_replies(GraphLLM(leaky_graph([])), "hi", "again")
+    replies = await spoken_replies(GraphLLM(leaky_graph([]), phrases=PHRASES), "hi", "again")
     assert replies == ["Hello anonymous.", "Hello anonymous."]
 
 
@@ -78,7 +79,7 @@ async def test_context_is_built_for_every_turn() -> None:
         calls.append(chat_ctx)
         return Context(user_id="caller-7", roles=["customer"], turn_id=f"turn-{len(calls)}")
 
-    replies = await spoken_replies(GraphLLM(leaky_graph(seen), context_factory=per_turn), "one", "two")
+    replies = await spoken_replies(GraphLLM(leaky_graph(seen), phrases=PHRASES, context_factory=per_turn), "one", "two")
     assert replies == ["Hello caller-7.", "Hello caller-7."]
     assert [c.turn_id for c in seen] == ["turn-1", "turn-2"]
     assert all(c.roles == ["customer"] for c in seen)
@@ -102,11 +103,11 @@ async def test_the_real_graph_answers_in_a_session_without_duplicating_history(r
         return Context()
 
     replies = await spoken_replies(
-        GraphLLM(real_graph, context_factory=record),
+        GraphLLM(real_graph, phrases=PHRASES, context_factory=record),
         "What is the warranty on the KH-300?",
         "thank you",
     )
-    assert replies[0].startswith(EXTRACTIVE_PREFIX["en"]) and "two-year warranty" in replies[0]
+    assert replies[0].startswith(PHRASES.extractive_prefix["en"]) and "two-year warranty" in replies[0]
     assert replies[1].startswith("You're welcome")
     # The second turn sees each earlier message exactly once.
     assert inputs[1] == [
@@ -123,7 +124,7 @@ async def test_the_graph_gets_the_instructions_and_only_the_recent_turns() -> No
     for turn in range(30):
         chat_ctx.add_message(role="user", content=f"question {turn}")
         chat_ctx.add_message(role="assistant", content=f"answer {turn}")
-    stream = GraphLLM(leaky_graph([])).chat(chat_ctx=chat_ctx)
+    stream = GraphLLM(leaky_graph([]), phrases=PHRASES).chat(chat_ctx=chat_ctx)
     try:
         messages = stream._chat_ctx_to_state()["messages"]
     finally:

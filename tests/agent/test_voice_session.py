@@ -31,18 +31,18 @@ from fakes.open_meteo import Failure, OpenMeteoServer
 from fakes.openai_server import Behaviour, FakeOpenAIServer, content_text
 from fakes.sources import Keyword, TimedSource, named
 from fakes.speech import FakeAudioInput, FakeAudioOutput, FakeSTT, FakeTTS, Utterance, server_error
+from helpers import PHRASES
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from livekit.agents import AgentSession, APIConnectionError, APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.run_result import RunResult
 
 from agent.assistant import Assistant
-from agent.identity import ANONYMOUS, Caller, context_for
-from agent.server import caller_in, slow_sources
+from agent.filler import filler_policy
+from agent.identity import ANONYMOUS, Caller, caller_in, context_for
 from graph.builder import VoiceGraph, build_graph
-from graph.prompts import CUT_SHORT, DID_NOT_CATCH, FALLBACK_PREFIX, FILLER, TURN_FAILED
+from graph.context import Context
 from graph.services import Services
-from graph.state import Context
 from retrievers.sources.base import Source, SourceContext, run_source
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
@@ -141,7 +141,10 @@ class Call:
     ) -> None:
         self.graph = RecordingGraph(build_graph(services))
         self.assistant = Assistant(
-            cast(VoiceGraph, self.graph), caller=caller, filler=slow_sources(services, THRESHOLD_MS)
+            cast(VoiceGraph, self.graph),
+            persona=services.persona,
+            caller=caller,
+            filler=filler_policy(services, THRESHOLD_MS),
         )
         self.stt, self.tts, self.speaker = FakeSTT(), FakeTTS(), FakeAudioOutput()
         self.voice = voice
@@ -346,12 +349,12 @@ async def test_a_slow_source_gets_a_filler_heard_soon_after_the_threshold_then_a
         heard_ms = (first_heard(call.speaker, observed) - observed.started) * 1000
         expected_heard_ms = (first_heard(call.speaker, expected) - expected.started) * 1000
 
-    assert observed.said == FILLER["en"] + "The stock value is 42."
+    assert observed.said == PHRASES.filler["en"] + "The stock value is 42."
     assert observed.report["filler"] == "observed"
     assert THRESHOLD_MS <= observed.report["filler_ms"] <= THRESHOLD_MS + FILLER_TARGET_MS
     assert heard_ms - THRESHOLD_MS <= FILLER_TARGET_MS, heard_ms  # audible, not just emitted
     # The source is now known to be slow: the next turn says the filler at once.
-    assert expected.said.startswith(FILLER["en"])
+    assert expected.said.startswith(PHRASES.filler["en"])
     assert expected.report["filler"] == "expected" and expected.report["filler_ms"] < 100
     assert expected_heard_ms < THRESHOLD_MS, expected_heard_ms
     print(
@@ -371,8 +374,8 @@ async def test_a_japanese_filler_is_heard_before_the_slow_answer_arrives(
         filler, answer = call.tts.requests[0], call.tts.requests[1]
         heard_ms = (first_heard(call.speaker, turn) - turn.started) * 1000
 
-    assert turn.said.startswith(FILLER["ja"]) and "大阪市の現在の天気は晴れ" in turn.said
-    assert filler.text == FILLER["ja"]
+    assert turn.said.startswith(PHRASES.filler["ja"]) and "大阪市の現在の天気は晴れ" in turn.said
+    assert filler.text == PHRASES.filler["ja"]
     assert filler.first_audio_at is not None and filler.first_audio_at < answer.asked_at
     assert heard_ms - THRESHOLD_MS <= FILLER_TARGET_MS, heard_ms
 
@@ -384,7 +387,7 @@ async def test_fast_turns_get_no_filler(services: Services) -> None:
         turns = [await call.ask("Is the stock fine?"), await call.ask("What is the warranty on the Kumo Halo?")]
 
     for turn in turns:
-        assert turn.report["filler"] is None and not turn.said.startswith(FILLER["en"])
+        assert turn.report["filler"] is None and not turn.said.startswith(PHRASES.filler["en"])
     assert turns[0].said == "The stock value is 42."
 
 
@@ -478,7 +481,7 @@ async def test_a_failing_graph_ends_in_an_apology_and_the_next_turn_works(servic
         failed = await call.ask("Is the broken thing fine?")
         after = await call.ask("What is the warranty on the Kumo Halo?")
 
-    assert failed.said == TURN_FAILED["en"]
+    assert failed.said == PHRASES.turn_failed["en"]
     assert failed.report["failed"] == "RuntimeError" and failed.report["degraded"] is True
     assert "2-year warranty" in after.said and after.report["failed"] is None
 
@@ -493,9 +496,9 @@ async def test_a_failing_chat_model_gives_a_degraded_answer_and_the_next_turn_wo
         cut = await call.ask("What is the warranty on the Kumo Halo?")
         after = await call.ask("What is the warranty on the Kumo Halo?")
 
-    assert failed.said.startswith(FALLBACK_PREFIX["en"]) and "2-year warranty" in failed.said
+    assert failed.said.startswith(PHRASES.fallback_prefix["en"]) and "2-year warranty" in failed.said
     assert failed.report["degraded"] is True
-    assert cut.said.endswith(CUT_SHORT["en"]) and cut.said.startswith("The warranty")
+    assert cut.said.endswith(PHRASES.cut_short["en"]) and cut.said.startswith("The warranty")
     assert after.said.startswith("As a premium model") and after.report["degraded"] is False
 
 
@@ -516,12 +519,12 @@ async def test_speech_recognition_failure_is_said_in_the_callers_language_and_th
     async with Call(services, voice=True) as call:
         await call.ask("東京の天気は？")  # the caller speaks Japanese (no language attribute)
         call.stt.fail_next(APIConnectionError("connection reset by peer"))
-        await until(lambda: DID_NOT_CATCH["ja"].split("。")[0] in call.spoken())
+        await until(lambda: PHRASES.did_not_catch["ja"].split("。")[0] in call.spoken())
         after = await call.speak(Utterance("What is the warranty on the Kumo Halo?"))
 
     assert [e.error.type for e in call.errors] == ["stt_error"]
     assert call.stt.streams == 2  # LiveKit reopened the recognizer
-    assert call.spoken().count(DID_NOT_CATCH["ja"].split("。")[0]) == 1
+    assert call.spoken().count(PHRASES.did_not_catch["ja"].split("。")[0]) == 1
     assert "2-year warranty" in after
 
 
@@ -534,7 +537,7 @@ async def test_a_recognition_error_livekit_recovers_from_is_not_apologised_for(s
 
     assert [(e.error.type, e.error.recoverable) for e in call.errors] == [("stt_error", True)]
     assert "2-year warranty" in said
-    assert DID_NOT_CATCH["en"].split(",")[0] not in call.spoken()
+    assert PHRASES.did_not_catch["en"].split(",")[0] not in call.spoken()
 
 
 @on_module_loop
@@ -546,7 +549,7 @@ async def test_a_speech_synthesis_failure_is_apologised_for_and_the_next_turn_wo
         after = await call.ask("What is the warranty on the Kumo Halo?")
 
     assert [(e.error.type, e.error.recoverable) for e in call.errors] == [("tts_error", True), ("tts_error", False)]
-    assert TURN_FAILED["en"].split(".")[0] in call.spoken()  # not silence
+    assert PHRASES.turn_failed["en"].split(".")[0] in call.spoken()  # not silence
     assert "2-year warranty" in after.said
     assert call.tts.requests[-1].failed is None and call.speaker.played[-1].duration_s > 0
 

@@ -8,6 +8,7 @@ base (embedded Chroma, `use` model) and `run_source` are the real ones.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,13 +16,13 @@ from typing import Any
 
 import pytest
 from fakes.sources import TimedSource, named
+from helpers import PHRASES
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 
 from graph.builder import VoiceGraph, build_graph, warm_up
-from graph.prompts import NOT_FOUND
-from graph.services import GraphOptions, Services
-from graph.state import Context
+from graph.context import Context
+from graph.services import Services
 from retrievers.documents import Document
 from retrievers.sources.registry import SourceRegistry
 from voicerag.services import build_services
@@ -43,7 +44,7 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
 
 def graph_with(services: Services, *sources: TimedSource, deadline_ms: int = 1500) -> VoiceGraph:
     services.sources = SourceRegistry(sources)
-    services.options = GraphOptions(deadline_ms=deadline_ms)
+    services.options = dataclasses.replace(services.options, deadline_ms=deadline_ms)
     return build_graph(services)
 
 
@@ -91,7 +92,7 @@ async def test_failing_and_crashing_sources_become_results_and_the_turn_still_an
 async def test_an_answer_from_a_source_alone_needs_no_document(services: Services) -> None:
     state = await ask(graph_with(services, named("alpha")), "alpha?")
     assert state["graded"] == [] and state["answer"] == "The alpha value is 42."
-    assert state["answer"] != NOT_FOUND["en"]
+    assert state["answer"] != PHRASES.not_found["en"]
 
 
 async def test_a_turn_without_sources_skips_the_step(services: Services) -> None:

@@ -17,13 +17,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from fakes.openai_server import Behaviour, FakeOpenAIServer, split_tokens
+from helpers import PHRASES
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.builder import VoiceGraph, build_graph, warm_up
-from graph.prompts import ANSWER_SYSTEM, CUT_SHORT, FALLBACK_PREFIX, NOT_FOUND, SMALL_TALK_SYSTEM
+from graph.context import Context
+from graph.prompts import ANSWER_SYSTEM, SMALL_TALK_SYSTEM
 from graph.services import Services
-from graph.state import Context
 from retrievers.documents import Document
 from voicerag.cli.turn import run_turn
 from voicerag.services import build_services
@@ -246,8 +247,8 @@ async def test_no_relevant_document_says_not_found_and_never_calls_the_model(
 
     assert turn.state["route"]["kind"] == "lookup"
     assert turn.state["graded"] == []
-    assert turn.answer == NOT_FOUND["en"]
-    assert turn.pieces == [NOT_FOUND["en"]]
+    assert turn.answer == PHRASES.not_found["en"]
+    assert turn.pieces == [PHRASES.not_found["en"]]
     assert turn.state["degraded"] is False
     assert server.chat_requests == []
 
@@ -256,7 +257,7 @@ async def test_each_turn_of_a_checkpointed_thread_answers_its_own_question(
     services: Services, server: FakeOpenAIServer
 ) -> None:
     """With a checkpointer, the state of the previous turn is still there when only the new user
-    message is sent (DESIGN §6); the new question must still be the one answered."""
+    message is sent (LiveKit resends the whole chat every turn); the new question must still be the one answered."""
     graph = build_graph(services, checkpointer=InMemorySaver())
     config: Any = {"configurable": {"thread_id": "caller-1"}}
     server.set(reply=lambda messages: "You asked: " + str(messages[-1]["content"]))
@@ -293,7 +294,7 @@ async def test_a_model_that_fails_before_its_first_token_gives_a_degraded_extrac
 
     turn = await ask(graph, QUESTION)
 
-    assert turn.answer.startswith(FALLBACK_PREFIX["en"])
+    assert turn.answer.startswith(PHRASES.fallback_prefix["en"])
     assert WARRANTY in turn.answer
     assert turn.state["degraded"] is True
     assert "".join(turn.pieces) == turn.answer  # the fallback is what was said, and all of it
@@ -313,8 +314,8 @@ async def test_a_connection_dropped_mid_stream_keeps_the_partial_answer_and_apol
 
     turn = await ask(graph, QUESTION)
 
-    assert turn.answer == said + CUT_SHORT["en"]
-    assert turn.pieces == [*split_tokens(reply)[:3], CUT_SHORT["en"]]
+    assert turn.answer == said + PHRASES.cut_short["en"]
+    assert turn.pieces == [*split_tokens(reply)[:3], PHRASES.cut_short["en"]]
     assert turn.state["degraded"] is True
     assert turn.seconds < MARGIN_S
 
@@ -328,10 +329,10 @@ async def test_an_answer_past_the_total_timeout_is_cut_short_with_an_apology(
 
     turn = await ask(graph, QUESTION)
 
-    assert turn.answer.endswith(CUT_SHORT["en"])
-    said = turn.answer.removesuffix(CUT_SHORT["en"])
+    assert turn.answer.endswith(PHRASES.cut_short["en"])
+    said = turn.answer.removesuffix(PHRASES.cut_short["en"])
     assert said and reply.startswith(said) and said != reply
-    assert turn.pieces[-1] == CUT_SHORT["en"] and "".join(turn.pieces[:-1]) == said
+    assert turn.pieces[-1] == PHRASES.cut_short["en"] and "".join(turn.pieces[:-1]) == said
     assert turn.state["degraded"] is True
     assert LLM_TIMEOUT_S * 0.9 <= turn.seconds < LLM_TIMEOUT_S + MARGIN_S
     await wait_until_closed(server)

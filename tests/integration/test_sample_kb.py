@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from helpers import PHRASES
 from langchain_core.messages import HumanMessage
 
 from graph.builder import VoiceGraph, build_graph, warm_up
-from graph.prompts import NOT_FOUND
+from graph.context import Context
 from graph.services import Services
-from graph.state import Context
 from retrievers.documents import load_documents
 from voicerag.services import build_services
 from voicerag.settings import load_settings
@@ -51,7 +51,7 @@ async def test_answerable_question_is_answered_from_the_right_document(sample_gr
     graded = [d["doc_id"] for d in state["graded"]]
     assert set(graded) & set(case["expect_doc"]), f"graded {graded}, expected one of {case['expect_doc']}"
     assert state["language"] == case["lang"]
-    assert state["answer"] != NOT_FOUND[case["lang"]]
+    assert state["answer"] != PHRASES.not_found[case["lang"]]
     assert case["expect_text"] in state["answer"]
 
 
@@ -59,4 +59,4 @@ async def test_answerable_question_is_answered_from_the_right_document(sample_gr
 async def test_out_of_scope_question_is_declined_not_invented(sample_graph: VoiceGraph, case: dict) -> None:
     state = await ask(sample_graph, case["question"])
     assert state["graded"] == [], [d["doc_id"] for d in state["graded"]]
-    assert state["answer"] == NOT_FOUND[case["lang"]]
+    assert state["answer"] == PHRASES.not_found[case["lang"]]

@@ -37,7 +37,7 @@ import pytest
 from fakes.openai_server import Behaviour, FakeOpenAIServer
 from langgraph_sdk import get_client, get_sync_client
 
-from graph.state import Context
+from graph.context import Context
 from voicerag.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

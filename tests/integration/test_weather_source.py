@@ -17,7 +17,7 @@ from fakes.redis_server import RedisServer
 from langchain_core.messages import HumanMessage
 
 from graph.builder import build_graph
-from graph.state import Context
+from graph.context import Context
 from retrievers.http.cache import InMemoryResponseCache
 from retrievers.http.client import ResilientHttp
 from retrievers.sources.base import SourceContext, run_source

@@ -19,6 +19,7 @@ from uuid import UUID
 
 import pytest
 import pytest_asyncio
+from helpers import PHRASES
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -29,9 +30,8 @@ from livekit.agents.llm import ChatContext
 from livekit.plugins.langchain import LLMAdapter
 
 from graph.builder import build_graph, warm_up
-from graph.prompts import CUT_SHORT, EXTRACTIVE_PREFIX
+from graph.context import Context
 from graph.services import Services
-from graph.state import Context
 from retrievers.documents import Document
 from voicerag.services import build_services
 from voicerag.settings import load_settings
@@ -177,6 +177,7 @@ def with_models(base: Services, answers: list[str], *, routes: list[str] | None 
         knowledge_base=base.knowledge_base,
         embeddings=base.embeddings,
         options=base.options,
+        persona=base.persona,
         chat_model=answer,
         router_model=router,
         grader_model=grader,
@@ -300,17 +301,19 @@ async def test_a_stream_cut_short_speaks_the_partial_answer_once_then_the_apolog
 
     partial = "".join(answer_calls.calls[0].tokens)
     assert partial and ANSWER.startswith(partial) and partial != ANSWER
-    assert replies == [partial + CUT_SHORT["en"]]  # the partial text is not repeated by the node's output
+    assert replies == [partial + PHRASES.cut_short["en"]]  # the partial text is not repeated by the node's output
 
 
 async def test_without_any_model_the_extractive_answer_is_spoken_and_nothing_else(base: Services) -> None:
-    services = Services(knowledge_base=base.knowledge_base, embeddings=base.embeddings, options=base.options)
+    services = Services(
+        knowledge_base=base.knowledge_base, embeddings=base.embeddings, options=base.options, persona=base.persona
+    )
     graph = build_graph(services)
     expected = (await graph.ainvoke({"messages": [HumanMessage(QUESTION)]}, context=LLM_CONTEXT))["answer"]
 
     replies, history = await session_replies(graph, LLM_CONTEXT, QUESTION)
 
-    assert expected.startswith(EXTRACTIVE_PREFIX["en"]) and WARRANTY in expected
+    assert expected.startswith(PHRASES.extractive_prefix["en"]) and WARRANTY in expected
     assert replies == [expected]
     assert history == [expected]
 

@@ -50,7 +50,7 @@ def agent(ctx: typer.Context) -> None:
             os.environ.setdefault(name, value)  # LiveKit reads the environment, not our .env
     from livekit.agents import cli
 
-    from agent.server import server
+    from voicerag.worker import server
 
     sys.argv = ["voicerag agent", *args]
     with warnings.catch_warnings():

@@ -14,7 +14,7 @@ from retrievers.errors import UserInputError
 from voicerag.cli.common import open_services, settings
 
 if TYPE_CHECKING:
-    from graph.state import Context
+    from graph.context import Context
 
 
 def ask(
@@ -29,7 +29,7 @@ def ask(
         raise UserInputError("QUESTION: is empty")
     if lang not in (None, "ja", "en"):
         raise UserInputError(f"--lang: expected ja or en, got {lang!r}")
-    from graph.state import Context
+    from graph.context import Context
 
     context = Context(
         user_id=user,

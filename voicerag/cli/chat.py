@@ -26,7 +26,7 @@ async def _chat(user: str, lang: str | None) -> None:
     from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
     from graph.builder import build_graph, warm_up
-    from graph.state import Context
+    from graph.context import Context
     from voicerag.cli.turn import run_turn
 
     async with open_services(settings()) as services:

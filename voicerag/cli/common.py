@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
@@ -11,6 +9,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from voicerag.logs import configure_logging
 from voicerag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -22,10 +21,9 @@ err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def settings() -> Settings:
+    """The settings of this command; logging is set up from them."""
     loaded = load_settings()
-    logging.basicConfig(level=loaded.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("chromadb", "httpx", "httpcore", "openai"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(loaded.log_level, loaded.log_format)
     return loaded
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage
 
 from graph.builder import SPEAKING_NODE, VoiceGraph
-from graph.state import Context
+from graph.context import Context
 
 
 async def run_turn(

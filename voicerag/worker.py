@@ -1,8 +1,8 @@
 """The LiveKit worker: AgentServer, per-process setup (prewarm) and the session entrypoint.
 
-This module wires the voice front door from settings (like `voicerag/cli/`), so it is the one
-place in `agent/` that reads them. `voicerag agent console|dev|start` runs it through LiveKit's
-CLI; `console --text` needs no keys at all (no STT/TTS: you type, it answers in text).
+The voice front door (`agent/`) wired from settings, as `voicerag/cli/` wires the text ones: `agent/`
+itself never reads settings. `voicerag agent console|dev|start` runs it through LiveKit's CLI;
+`console --text` needs no keys at all (no STT/TTS: you type, it answers in text).
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from typing import Any
 from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
 
 from agent.assistant import Assistant
-from agent.identity import Caller
-from agent.llm import FillerPolicy
+from agent.filler import filler_policy
+from agent.identity import Caller, caller_in
 from graph.builder import build_graph, warm_up
 from graph.services import Services
-from graph.state import Route
 from voicerag.services import build_services
 from voicerag.settings import Settings, load_settings
 
@@ -66,26 +65,6 @@ def speech(settings: Settings) -> dict[str, Any]:
     return {"stt": stt, "tts": tts, "turn_handling": turn_handling}
 
 
-def slow_sources(services: Services, threshold_ms: float) -> FillerPolicy:
-    def expected_slow(route: Route) -> bool:
-        return any(
-            (services.sources.expected_ms(call["source"]) or 0) > threshold_ms for call in route.get("calls", [])
-        )
-
-    return FillerPolicy(threshold_s=threshold_ms / 1000, expected_slow=expected_slow)
-
-
-def caller_in(room: Any) -> Caller | None:
-    """The first remote participant (the caller), or None (the console's room has no real one)."""
-    participants = getattr(room, "remote_participants", None)
-    if not isinstance(participants, dict) or not participants:
-        return None
-    first = next(iter(participants.values()))
-    attributes = first.attributes if isinstance(first.attributes, dict) else {}
-    metadata = first.metadata if isinstance(first.metadata, str) else ""
-    return Caller(first.identity, attributes, metadata) if isinstance(first.identity, str) else None
-
-
 server = AgentServer(setup_fnc=prewarm)
 
 
@@ -103,6 +82,9 @@ async def entrypoint(ctx: JobContext) -> None:
 
     session = AgentSession(vad=ctx.proc.userdata.get("vad"), **speech(settings))
     assistant = Assistant(
-        ctx.proc.userdata["graph"], caller=caller, filler=slow_sources(services, settings.filler_threshold_ms)
+        ctx.proc.userdata["graph"],
+        persona=services.persona,
+        caller=caller,
+        filler=filler_policy(services, settings.filler_threshold_ms),
     )
     await session.start(agent=assistant, room=ctx.room)

@@ -1,0 +1,38 @@
+"""The graph as LangGraph Studio shows it: a narrow input, the answer and how it was found as the
+output, and a context form whose fields say what they are."""
+
+from __future__ import annotations
+
+from helpers import SAMPLE_PERSONA
+
+from graph.builder import build_graph
+from graph.services import GraphOptions, Services
+from retrievers.embeddings import Embeddings
+from retrievers.knowledge_base import KnowledgeBaseManager
+
+OPTIONS = GraphOptions(
+    top_k=5,
+    router="rules",
+    grader="score",
+    min_relevance=None,
+    deadline_ms=1500,
+    llm_timeout_s=8,
+    llm_first_token_timeout_s=3,
+    router_timeout_s=1.5,
+)
+
+
+def test_studio_sees_a_question_in_and_the_answer_out(kb: KnowledgeBaseManager, embeddings: Embeddings) -> None:
+    graph = build_graph(Services(knowledge_base=kb, embeddings=embeddings, options=OPTIONS, persona=SAMPLE_PERSONA))
+
+    inputs = graph.get_input_jsonschema()["properties"]
+    assert set(inputs) == {"messages", "question"}
+
+    outputs = graph.get_output_jsonschema()["properties"]
+    assert {"answer", "documents", "graded", "api_results", "degraded", "timings_ms", "route"} <= set(outputs)
+    assert not {"started_at", "deadline_at", "search_query"} & set(outputs)  # internal to the run
+
+    context = graph.get_context_jsonschema()["properties"]
+    assert {"user_id", "roles", "tenant", "language", "top_k", "category"} <= set(context)
+    assert all(field.get("description") for field in context.values()), "every context field says what it is"
+    assert context["category"]["anyOf"][0]["enum"] == ["product", "support", "general"]

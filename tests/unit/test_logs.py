@@ -1,0 +1,42 @@
+"""Logs: every record renders through structlog; the per-turn line is one JSON object with its fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from voicerag.logs import configure_logging
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers, root.level = handlers, level
+
+
+def test_the_turn_line_is_one_json_object(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    record = {"turn_id": "t1", "user_id": "u1", "route": "lookup", "timings_ms": {"retrieve": 12.5}, "degraded": False}
+    logging.getLogger("voicerag.turns").info("turn", extra=record)
+    logging.getLogger("retrievers.sources").debug("not shown at INFO")
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert line["event"] == "turn" and line["logger"] == "voicerag.turns" and line["level"] == "info"
+    assert {k: line[k] for k in record} == record and "timestamp" in line
+
+
+def test_console_lines_are_readable_and_carry_the_fields(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("WARNING", "console")
+    logging.getLogger("graph.nodes.retrieve").warning("knowledge base search failed", extra={"reason": "timeout"})
+    logging.getLogger("httpx").info("HTTP Request: GET ...")  # noisy libraries stay quiet
+    err = capsys.readouterr().err
+    assert "knowledge base search failed" in err and "reason=timeout" in err and "HTTP Request" not in err
+    assert len(err.strip().splitlines()) == 1
