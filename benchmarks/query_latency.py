@@ -107,11 +107,11 @@ class Collections:
 
 def keyword_index_seconds(collections: Collections, kb: KnowledgeBaseManager) -> tuple[float, float]:
     """(build from Chroma, load of the saved copy) of the current version's keyword index."""
-    version = kb._read_version()
+    version = kb.store.read_version()
     started = now()
-    collections.manager(kb.collection_name, index_dir=None)._build_index(version)
+    collections.manager(kb.collection_name, index_dir=None).keyword_upkeep.build(version)
     build_s = now() - started
-    saved = kb._saved_index_path(version)
+    saved = kb.keyword_upkeep.saved_path(version)
     started = now()
     if saved is not None:
         KeywordIndex.load(saved)

@@ -4,8 +4,8 @@ Each synthetic document is one chunk: a real paragraph of the shared eval sets (
 English interleaved, cycled) with a document-number suffix, so every text is distinct and BM25
 sees a realistic vocabulary. Its vector is the e5 vector of that paragraph plus a little noise
 (random unit vectors with `--quick`). Chunks go straight to Chroma under the knowledge base's own
-id and metadata scheme (`KnowledgeBaseManager._chunk_metadata`); the manager then stamps a
-version and builds its keyword index exactly as after an ingest (`_after_write`).
+id and metadata scheme (`chroma_store.chunk_metadata`); the manager's writer then builds its
+keyword index and stamps a version exactly as after an ingest (`Writer.commit`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from benchmarks.common import DATA_DIR, Progress, eval_documents, interleave, se
 from retrievers.documents import CATEGORIES, Chunk, Document, chunk_document, embedding_text
 from retrievers.embeddings import E5Model, Embeddings, VectorCache
 from retrievers.knowledge_base import KnowledgeBaseManager
+from retrievers.knowledge_base.chroma_store import chunk_metadata
 
 VectorKind = Literal["e5", "random"]
 WRITE_BATCH = 5000
@@ -100,10 +101,10 @@ def write(kb: KnowledgeBaseManager, count: int, base: list[Paragraph], vectors: 
             ids=[chunk.id for chunk in chunks],
             embeddings=batch,
             documents=[chunk.text for chunk in chunks],
-            metadatas=[kb._chunk_metadata(doc, chunk, 1) for doc, chunk in zip(docs, chunks, strict=True)],
+            metadatas=[chunk_metadata(doc, chunk, 1) for doc, chunk in zip(docs, chunks, strict=True)],
         )
         progress(stop)
-    kb._after_write()
+    kb.writer.commit()
 
 
 class _Increments:

@@ -3,11 +3,14 @@
 One tokenizer serves both languages (see `tokenize`): character n-grams for Japanese text (no
 dictionary needed; on the shared eval sets they beat morphological tokens on recall@1), stemmed
 words for English. The index is derived from Chroma, never edited in place: it is
-rebuilt when the collection changes (see `KnowledgeBaseManager`) and can be saved beside the data.
+rebuilt when the collection changes (see `retrievers/knowledge_base/keyword_upkeep.py`) and can be
+saved beside the data. A saved copy records the tokenizer it was built with (`tokenizer_signature`):
+tokens from another tokenizer would silently miss, so such a copy is refused, not reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -18,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import bm25s
 import numpy as np
@@ -28,9 +31,16 @@ from retrievers.language import has_japanese
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG and logs every build
 
+# Bump when `tokenize` changes in a way the settings below do not show (saved indexes are then rebuilt).
+TOKENIZER_VERSION = 1
+
+_NORMAL_FORM: Final = "NFKC"
 _RUN = re.compile(r"[^\W_]+")  # letters, digits and Japanese script, split at space and punctuation
 _LATIN_WORD = re.compile(r"[a-z0-9]{2,}")
-_STEMMER = Stemmer.Stemmer("english")
+_JAPANESE_NGRAMS = (1, 2)  # character n-gram sizes for Japanese runs
+_STEMMER_LANGUAGE = "english"
+_STEMMER = Stemmer.Stemmer(_STEMMER_LANGUAGE)
+_BM25: dict[str, Any] = {"k1": 1.5, "b": 0.75, "method": "lucene"}
 # Very common English function words carry no topic; dropping them keeps short voice questions
 # from matching on "the" and "is" (measured: +1 point of recall@1 on en/squad_dev).
 _STOPWORDS = frozenset(
@@ -44,6 +54,28 @@ def _stem(word: str) -> str:
     return str(_STEMMER.stemWord(word))
 
 
+def tokenizer_signature() -> str:
+    """What shapes tokens and their scores, as one short string: equal signatures, same tokens.
+
+    Read at call time (not cached), so a test that changes a setting sees a new signature."""
+    settings = {
+        "version": TOKENIZER_VERSION,
+        "normal_form": _NORMAL_FORM,
+        "run": _RUN.pattern,
+        "latin_word": _LATIN_WORD.pattern,
+        "japanese_ngrams": list(_JAPANESE_NGRAMS),
+        "stemmer": _STEMMER_LANGUAGE,
+        "stopwords": sorted(_STOPWORDS),
+        "bm25": _BM25,
+    }
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return f"v{TOKENIZER_VERSION}-{digest}"
+
+
+class IncompatibleIndexError(ValueError):
+    """A saved keyword index built with another tokenizer (or by a version that did not record it)."""
+
+
 def tokenize(text: str) -> list[str]:
     """Tokens for BM25.
 
@@ -52,12 +84,12 @@ def tokenize(text: str) -> list[str]:
     questions, "KH-300の保証"), plus the stemmed Latin words, so that product codes and English
     names also match English documents. Other text: stemmed English words without stopwords.
     """
-    normal = unicodedata.normalize("NFKC", text).lower()
+    normal = unicodedata.normalize(_NORMAL_FORM, text).lower()
     tokens: list[str] = []
     if has_japanese(normal):
         for run in _RUN.findall(normal):
-            tokens.extend(run)
-            tokens.extend(run[i : i + 2] for i in range(len(run) - 1))
+            for n in _JAPANESE_NGRAMS:
+                tokens.extend(run[i : i + n] for i in range(len(run) - n + 1))
             tokens.extend(_stem(word) for word in _LATIN_WORD.findall(run))
         return tokens
     return [_stem(word) for word in _RUN.findall(normal) if word not in _STOPWORDS]
@@ -89,7 +121,7 @@ class KeywordIndex:
             tokenized = [tokenize(t) for t in texts]
             for tokens in tokenized:
                 self._document_frequency.update(set(tokens))
-            self._bm25 = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+            self._bm25 = bm25s.BM25(**_BM25)
             self._bm25.index(tokenized, show_progress=False)
 
     def __len__(self) -> int:
@@ -162,7 +194,10 @@ class KeywordIndex:
     # ---- persistence: the index is derived, so a saved copy is only a start-up shortcut ----
 
     def save(self, folder: Path) -> None:
+        """Save to `folder`. The tokenizer signature is written last: a save cut short has none,
+        so `load` refuses it."""
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / _SIGNATURE_FILE).unlink(missing_ok=True)
         if self._bm25 is not None:
             self._bm25.save(str(folder / "bm25"))
         with (folder / "chunks.json").open("w", encoding="utf-8") as file:
@@ -171,9 +206,16 @@ class KeywordIndex:
                 file,
                 ensure_ascii=False,
             )
+        (folder / _SIGNATURE_FILE).write_text(json.dumps({"signature": tokenizer_signature()}), encoding="utf-8")
 
     @classmethod
     def load(cls, folder: Path) -> KeywordIndex:
+        """A saved index; `IncompatibleIndexError` when it was not built by this tokenizer."""
+        saved_with = _saved_signature(folder)
+        if saved_with != tokenizer_signature():
+            raise IncompatibleIndexError(
+                f"{folder} was built with tokenizer {saved_with or 'unknown'}, not {tokenizer_signature()}"
+            )
         with (folder / "chunks.json").open(encoding="utf-8") as file:
             data = json.load(file)
         index = cls([], [], [])
@@ -184,3 +226,13 @@ class KeywordIndex:
         if index.chunk_ids:
             index._bm25 = bm25s.BM25.load(str(folder / "bm25"))
         return index
+
+
+_SIGNATURE_FILE = "tokenizer.json"  # beside the index, as bm25s keeps its tokenizer's settings
+
+
+def _saved_signature(folder: Path) -> str | None:
+    try:
+        return str(json.loads((folder / _SIGNATURE_FILE).read_text(encoding="utf-8"))["signature"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -66,10 +66,10 @@ async def test_hybrid_search_finds_the_answer_in_both_languages(kb: KnowledgeBas
 async def test_reingesting_unchanged_documents_writes_nothing(kb: KnowledgeBaseManager) -> None:
     first = await kb.index_documents(SAMPLE)
     assert (first.added, first.chunks_written) == (len(SAMPLE), len(SAMPLE))
-    version = kb._read_version()
+    version = kb.store.read_version()
     again = await kb.index_documents(SAMPLE)
     assert (again.added, again.updated, again.unchanged, again.chunks_written) == (0, 0, len(SAMPLE), 0)
-    assert kb._read_version() == version  # no write happened, so no new version either
+    assert kb.store.read_version() == version  # no write happened, so no new version either
 
 
 async def test_changed_document_replaces_all_its_chunks_without_orphans(kb: KnowledgeBaseManager) -> None:
@@ -129,7 +129,7 @@ async def test_keyword_index_follows_writes_made_by_another_process(
     await other_worker.index_documents([doc("pickup", "Orders can be picked up at the Umeda store counter.")])
     await kb.search("pickup", top_k=1)  # sees a new version: rebuilds in the background
     for _ in range(50):
-        if kb._index_version == other_worker._index_version:
+        if kb.index_version == other_worker.index_version:
             break
         await asyncio.sleep(0.05)
     assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0]["doc_id"] == "pickup"
@@ -152,7 +152,7 @@ async def test_saved_keyword_index_is_reused_by_a_new_process(
 ) -> None:
     await kb.index_documents(SAMPLE)
     saved = list((tmp_path / "keyword-index" / "test-kb").iterdir())
-    assert len(saved) == 1 and saved[0].name == kb._index_version
+    assert len(saved) == 1 and saved[0].name == kb.index_version
     fresh = KnowledgeBaseManager(
         make_chroma_client(tmp_path / "data", None), "test-kb", embeddings, index_dir=tmp_path / "keyword-index"
     )

@@ -1,0 +1,167 @@
+"""Hybrid search: dense and BM25 candidates, fused per document, returned as `SearchHit`s.
+
+The query is embedded once. Chroma is asked unfiltered and, when a filter is given, over-fetched
+and then masked (a Chroma `where` filter costs ~40x an unfiltered query); BM25 is exact and
+filtered by the same mask (`KeywordIndex.mask`). Each signal's chunks collapse to their
+documents, the two scores are fused (`retrievers/fusion.py`), and each winner is returned with
+its best chunk joined to the chunks around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from retrievers.documents import RESERVED_METADATA, Chunk, embedding_text
+from retrievers.embeddings import Embeddings
+from retrievers.fusion import fuse_scores
+from retrievers.keyword import KeywordIndex
+from retrievers.knowledge_base.chroma_store import ChromaStore
+from retrievers.knowledge_base.hits import SearchHit
+
+CANDIDATE_POOL = 100  # top-N of each signal that fusion looks at
+MAX_OVERFETCH = 1000  # cap on the unfiltered dense fetch used to serve a filter
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """Per signal: document id → (best chunk id, score), over the top chunks of that signal."""
+
+    dense: dict[str, tuple[str, float]]
+    keyword: dict[str, tuple[str, float]]
+    index: KeywordIndex
+
+
+class HybridSearch:
+    """Searches one collection with the keyword index it is given (the current version's)."""
+
+    def __init__(self, store: ChromaStore, embeddings: Embeddings) -> None:
+        self.store = store
+        self.embeddings = embeddings
+
+    async def candidates(
+        self,
+        index: KeywordIndex,
+        query: str,
+        conditions: Mapping[str, Any],
+        query_vector: np.ndarray | None = None,
+    ) -> Candidates | None:
+        """Each signal's best chunk and score per document, before fusion (None: nothing to search).
+        `conditions`: metadata that must match exactly (a list means any of)."""
+        if not len(index) or not query.strip():
+            return None
+        vector = query_vector if query_vector is not None else await self.embeddings.aembed_query(query)
+        mask = index.mask(conditions)
+        dense_hits, keyword_hits = await asyncio.gather(
+            asyncio.to_thread(self._dense, vector, index, mask),
+            asyncio.to_thread(index.search, query, CANDIDATE_POOL, mask),
+        )
+        return Candidates(
+            dense=_best_per_doc(dense_hits),
+            keyword=_best_per_doc((index.chunk_ids[h.row], h.score) for h in keyword_hits),
+            index=index,
+        )
+
+    def _dense(self, vector: np.ndarray, index: KeywordIndex, mask: np.ndarray | None) -> list[tuple[str, float]]:
+        """(chunk id, cosine) of the nearest chunks; a filter is applied after an over-fetch."""
+        total = len(index)
+        wanted = CANDIDATE_POOL
+        if mask is not None:
+            matching = int(mask.sum())
+            if matching == 0:
+                return []
+            wanted = min(MAX_OVERFETCH, int(CANDIDATE_POOL * total / matching) + 1)
+        hits = self.store.nearest(vector, min(wanted, total))
+        if mask is None:
+            return hits
+        kept = []
+        for chunk_id, score in hits:
+            row = index.row(chunk_id)
+            if row is not None and mask[row]:
+                kept.append((chunk_id, score))
+        return kept[:CANDIDATE_POOL]
+
+    async def hits(
+        self, found: Candidates, query: str, *, top_k: int, dense_weight: float, chunk_overlap: int
+    ) -> list[SearchHit]:
+        """The `top_k` best documents by fused score, each with its best passage."""
+        dense_by_doc, keyword_by_doc, index = found.dense, found.keyword, found.index
+        ranked = rank(found, top_k=top_k, dense_weight=dense_weight)
+        best_chunk = {d: c for d, (c, _) in keyword_by_doc.items()}
+        best_chunk.update({d: c for d, (c, _) in dense_by_doc.items()})  # dense picks the passage
+        # The answer gets the best chunk with its neighbours: a fact is often one chunk away from
+        # the words that matched (a product's battery life vs. its "in the box" list).
+        windows = {doc_id: _neighbours(best_chunk[doc_id]) for doc_id, _ in ranked}
+        stored = await asyncio.to_thread(self.store.chunks_by_id, [c for ids in windows.values() for c in ids])
+        results = []
+        for doc_id, score in ranked:
+            chunk = stored.get(best_chunk[doc_id])
+            if chunk is None:  # deleted since the keyword index was built
+                continue
+            meta = chunk[1]
+            text = _join_overlapping([stored[c][0] for c in windows[doc_id] if c in stored], chunk_overlap)
+            results.append(
+                SearchHit(
+                    doc_id=doc_id,
+                    title=str(meta.get("title", "")),
+                    text=text,
+                    score=round(score, 4),
+                    dense=_maybe(dense_by_doc.get(doc_id)),
+                    keyword=_maybe(keyword_by_doc.get(doc_id)),
+                    coverage=round(index.coverage(query, embedding_text(str(meta.get("title", "")), text)), 4),
+                    category=str(meta.get("category", "general")),
+                    lang=str(meta.get("lang", "")),
+                    source=str(meta.get("source", "")),
+                    chunk_index=int(meta.get("chunk_index", 0)),
+                    metadata={k: v for k, v in meta.items() if k not in RESERVED_METADATA},
+                )
+            )
+        return results
+
+
+def rank(found: Candidates, *, top_k: int, dense_weight: float) -> list[tuple[str, float]]:
+    """The `top_k` (document id, fused score), best first."""
+    fused = fuse_scores(
+        {d: s for d, (_, s) in found.dense.items()},
+        {d: s for d, (_, s) in found.keyword.items()},
+        dense_weight=dense_weight,
+    )
+    # Ties (two candidates standardise to +1/-1 and can sum to 0) break on dense, then id.
+    return sorted(
+        fused.items(),
+        key=lambda item: (-item[1], -found.dense.get(item[0], ("", -2.0))[1], item[0]),
+    )[:top_k]
+
+
+def _best_per_doc(hits: Iterable[tuple[str, float]]) -> dict[str, tuple[str, float]]:
+    """Collapse chunk hits to their document: (best chunk id, best score) per document id."""
+    best: dict[str, tuple[str, float]] = {}
+    for chunk_id, score in hits:
+        doc_id = chunk_id.rsplit("::", 1)[0]
+        if doc_id not in best or score > best[doc_id][1]:
+            best[doc_id] = (chunk_id, score)
+    return best
+
+
+def _neighbours(chunk_id: str) -> list[str]:
+    """The chunk and the ones before and after it in its document (some may not exist)."""
+    doc_id, index = chunk_id.rsplit("::", 1)
+    position = int(index)
+    return [Chunk.make_id(doc_id, i) for i in range(max(position - 1, 0), position + 2)]
+
+
+def _join_overlapping(texts: list[str], overlap: int) -> str:
+    """Consecutive chunks joined back into one passage, without repeating their overlap."""
+    passage = texts[0] if texts else ""
+    for text in texts[1:]:
+        shared = next((n for n in range(min(overlap, len(passage), len(text)), 0, -1) if passage.endswith(text[:n])), 0)
+        passage += ("" if shared else "\n") + text[shared:]
+    return passage
+
+
+def _maybe(hit: tuple[str, float] | None) -> float | None:
+    return None if hit is None else round(hit[1], 4)
