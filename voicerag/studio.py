@@ -15,8 +15,9 @@ name the model it was ingested with. `langgraph.json` sets `"env": {}` on purpos
 so `VOICERAG_DATA_DIR=... make studio` would be ignored. The graph package never reads
 settings, which is why this module lives in `voicerag/`.
 
-Input: `{"messages": [{"role": "user", "content": "..."}]}`. The per-turn `Context`
-(`graph.state.Context`: user, roles, language, top_k, ...) is the assistant's context schema,
+Input: `{"messages": [{"role": "user", "content": "..."}]}` or `{"question": "..."}` (the graph's
+`InputState`; its output is `OutputState`). The per-turn `Context` (`graph/context.py`: user,
+roles, language, top_k, ...) is the assistant's context schema,
 which Studio shows as the run's context form; every field has a default.
 
 The server brings its own checkpointer, so Studio threads keep their history (in

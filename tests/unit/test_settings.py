@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from retrievers.errors import UserInputError
-from voicerag.settings import load_settings
+from voicerag.settings import Settings, load_settings
 
 
 @pytest.fixture(autouse=True)
@@ -61,3 +62,11 @@ def test_secrets_are_not_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-value")
     settings = load_settings()
     assert settings.chat_model_configured and "sk-secret-value" not in repr(settings)
+
+
+def test_env_example_documents_every_setting() -> None:
+    """`.env.example` is the reference of every variable: a new setting must appear there."""
+    example = (Path(__file__).resolve().parents[2] / ".env.example").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
+    missing = sorted(name.upper() for name in Settings.model_fields if name.upper() not in documented)
+    assert not missing, f".env.example lacks {missing}"
