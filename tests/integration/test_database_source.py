@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from retrievers.language import Language
 from retrievers.sources.base import SourceContext, run_source
 from retrievers.sources.database import DatabaseSource, params_of, sqlite_url
+from retrievers.sources.database.runner import Row
 from retrievers.turn.deadline import turn_deadline
 from retrievers.turn.failures import FetchError
 
@@ -125,8 +126,13 @@ async def table_counts(database_url: str) -> dict[str, int]:
         await connection.close()
 
 
+async def execute(source: DatabaseSource, sql: str, arguments: dict[str, object]) -> list[Row]:
+    """Straight through the source's runner: no validation, no cache."""
+    return (await source.runner.run(sql, arguments)).rows
+
+
 async def order_123_status(source: DatabaseSource) -> str:
-    rows = await source._execute(source.queries["order_status"].sql, {"order_number": "KA-2026-000123"})
+    rows = await execute(source, source.queries["order_status"].sql, {"order_number": "KA-2026-000123"})
     return str(rows[0]["status"])
 
 
@@ -165,7 +171,7 @@ async def test_unknown_order_number_says_there_is_no_such_order(source: Database
 
 
 async def test_every_seeded_order_has_an_answer_in_both_languages(source: DatabaseSource) -> None:
-    numbers = [row["order_number"] for row in await source._execute("SELECT order_number FROM orders", {})]
+    numbers = [row["order_number"] for row in await execute(source, "SELECT order_number FROM orders", {})]
     assert len(numbers) == 20
     for number in numbers:
         params = params_of(source, query="order_status", order_number=number)
@@ -289,9 +295,9 @@ async def test_injection_payloads_bound_as_parameters_match_nothing_and_change_n
     # Straight into the executor, skipping validation: binding alone must make them inert.
     order_sql, stock_sql = source.queries["order_status"].sql, source.queries["product_stock"].sql
     for payload in PAYLOADS:
-        assert await source._execute(order_sql, {"order_number": payload}) == []
-        assert await source._execute(stock_sql, {"product_code": payload, "store": None}) == []
-        assert await source._execute(stock_sql, {"product_code": "KH-300", "store": payload}) == []
+        assert await execute(source, order_sql, {"order_number": payload}) == []
+        assert await execute(source, stock_sql, {"product_code": payload, "store": None}) == []
+        assert await execute(source, stock_sql, {"product_code": "KH-300", "store": payload}) == []
     assert await table_counts(database_url) == EXPECTED_COUNTS
 
 
@@ -324,7 +330,7 @@ async def test_writes_through_the_read_only_path_fail_and_leave_the_tables_intac
     source: DatabaseSource, database_url: str, statement: str
 ) -> None:
     with pytest.raises(FetchError) as caught:
-        await source._execute(statement, {})
+        await execute(source, statement, {})
     assert caught.value.kind == "server_error"
     assert await table_counts(database_url) == EXPECTED_COUNTS
     assert await order_123_status(source) == "shipped"
@@ -352,7 +358,7 @@ async def test_a_slow_statement_is_cancelled_at_the_statement_timeout(database_u
     try:
         started = time.perf_counter()
         with pytest.raises(FetchError) as caught:
-            await source._execute(slow_sql, {})
+            await execute(source, slow_sql, {})
         elapsed = time.perf_counter() - started
         assert caught.value.kind == "timeout"
         assert 0.25 < elapsed < 0.3 + 0.7, elapsed
@@ -367,7 +373,7 @@ async def test_the_turn_deadline_cuts_the_statement_timeout_shorter(database_url
     try:
         started = time.perf_counter()
         with turn_deadline(0.3), pytest.raises(FetchError) as caught:
-            await source._execute(SLOW_SQL, {})
+            await execute(source, SLOW_SQL, {})
         assert caught.value.kind == "timeout"
         assert time.perf_counter() - started < 1.0
     finally:
@@ -385,7 +391,7 @@ async def test_sqlite_file_is_seeded_on_first_use_then_opened_read_only(tmp_path
     assert path.exists() and len(fetched.data) == 8
     assert await table_counts(sqlite_url(path)) == EXPECTED_COUNTS
     with pytest.raises(FetchError, match="readonly"):
-        await source._execute("UPDATE stock SET quantity = 0", {})
+        await execute(source, "UPDATE stock SET quantity = 0", {})
     await source.aclose()
 
     # An existing file is used as it is, never re-seeded.

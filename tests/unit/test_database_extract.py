@@ -13,14 +13,10 @@ from pydantic import ValidationError
 
 from retrievers.errors import UserInputError
 from retrievers.sources.base import SourceContext, run_source
-from retrievers.sources.database import (
-    AnswerSpec,
-    DatabaseSource,
-    _sql_problem,
-    params_of,
-    render_answer,
-    sqlite_url,
-)
+from retrievers.sources.database import DatabaseSource, params_of, sqlite_url
+from retrievers.sources.database.answers import render_answer
+from retrievers.sources.database.spec import AnswerSpec
+from retrievers.sources.database.sql_checks import sql_problem
 from retrievers.turn.failures import FetchError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -326,7 +322,7 @@ def test_japanese_dates_are_written_the_japanese_way() -> None:
 
 def test_sample_queries_file_loads_three_read_only_queries(source: DatabaseSource) -> None:
     assert list(source.queries) == ["order_status", "product_stock", "store_hours"]
-    assert all(_sql_problem(query.sql) is None for query in source.queries.values())
+    assert all(sql_problem(query.sql) is None for query in source.queries.values())
 
 
 @pytest.mark.parametrize(
@@ -339,7 +335,7 @@ def test_sample_queries_file_loads_three_read_only_queries(source: DatabaseSourc
     ],
 )
 def test_sql_check_accepts_select_with_keywords_only_in_comments_and_strings(sql: str) -> None:
-    assert _sql_problem(sql) is None
+    assert sql_problem(sql) is None
 
 
 def write_queries(tmp_path: Path, change: Any) -> Path:
