@@ -11,9 +11,9 @@ import string
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
+from retrievers.config_files import read_yaml
 from retrievers.errors import UserInputError
 from retrievers.sources.database.extraction import value_template_problem
 from retrievers.sources.database.spec import (
@@ -45,19 +45,7 @@ def load_database_file(path: Path) -> DatabaseFile:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserInputError(f"{path}: the database queries file does not exist (DATABASE_QUERIES_FILE)") from None
-    except UnicodeDecodeError as exc:
-        raise UserInputError(f"{path}: cannot read the database queries file: not UTF-8 (byte {exc.start})") from None
-    except OSError as exc:
-        raise UserInputError(f"{path}: cannot read the database queries file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        # the problem and its place, without the snippet of the file PyYAML quotes
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise UserInputError(f"{path}: invalid YAML{at}: {problem or type(exc).__name__}") from None
+    raw = read_yaml(path, what="database queries file", variable="DATABASE_QUERIES_FILE")
     if not isinstance(raw, dict) or not isinstance(raw.get("queries"), dict):
         raise UserInputError(f"{path}: expected a mapping with a 'queries' mapping of named queries")
     return raw
