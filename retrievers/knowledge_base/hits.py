@@ -2,14 +2,16 @@
 
 The one type for a found document, everywhere: the knowledge base returns it, the graph state
 carries it (`documents`, `graded`), `voicerag ask --json` and Studio show it, and the LangChain
-adapter turns it into a LangChain `Document` (`retrievers/langchain_retriever.py`). A TypedDict,
+adapter turns it into a LangChain `Document` (`langchain_retriever.py` in this package). A TypedDict,
 so it is plain JSON in the graph state, in checkpoints and in traces.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, TypedDict, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it on Python < 3.12
 
 
 class SearchHit(TypedDict):

@@ -40,7 +40,7 @@ from retrievers.knowledge_base.result_cache import ResultCache
 from retrievers.knowledge_base.writer import Writer
 
 if TYPE_CHECKING:
-    from retrievers.langchain_retriever import KnowledgeBaseRetriever
+    from retrievers.knowledge_base.langchain_retriever import KnowledgeBaseRetriever
 
 
 class KnowledgeBaseManager:
@@ -233,6 +233,6 @@ class KnowledgeBaseManager:
 
     def as_retriever(self, top_k: int = 5, category: str | None = None) -> KnowledgeBaseRetriever:
         """This knowledge base as a LangChain retriever (for notebooks and LangChain chains)."""
-        from retrievers.langchain_retriever import KnowledgeBaseRetriever
+        from retrievers.knowledge_base.langchain_retriever import KnowledgeBaseRetriever
 
         return KnowledgeBaseRetriever(knowledge_base=self, top_k=top_k, category=category)
