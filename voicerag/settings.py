@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrievers.errors import UserInputError
 
+# The sample company's files, found from the code's own location so that the installed command works
+# from any folder; a relative path given in a variable is relative to the working directory.
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data"
+
 
 class Settings(BaseSettings):
     """Configuration of one voicerag process. Field names are the environment variables."""
@@ -58,10 +62,10 @@ class Settings(BaseSettings):
     # --- external sources -----------------------------------------------------------------
     redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared response cache")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: seeded SQLite in the data dir")
-    database_queries_file: Path = Path("data/database.yaml")
-    database_seed_file: Path = Field(Path("data/seed.sql"), description="seeds the default SQLite database")
+    database_queries_file: Path = SAMPLE_DATA / "database.yaml"
+    database_seed_file: Path = Field(SAMPLE_DATA / "seed.sql", description="seeds the default SQLite database")
     database_statement_timeout_ms: int = Field(1000, ge=50, le=60000)
-    sources_file: Path = Field(Path("data/sources.yaml"), description="REST, GraphQL and real-time sources")
+    sources_file: Path = Field(SAMPLE_DATA / "sources.yaml", description="REST, GraphQL and real-time sources")
     geocoding_api_url: AnyHttpUrl = AnyHttpUrl("https://geocoding-api.open-meteo.com")
     weather_api_url: AnyHttpUrl = AnyHttpUrl("https://api.open-meteo.com")
     weather_default_place: str | None = Field(None, max_length=80, description="for questions naming no place")
@@ -82,7 +86,7 @@ class Settings(BaseSettings):
     livekit_api_secret: SecretStr | None = None
 
     # --- the company ------------------------------------------------------------------------
-    persona_file: Path = Field(Path("data/persona.yaml"), description="the company's name and fixed sentences")
+    persona_file: Path = Field(SAMPLE_DATA / "persona.yaml", description="the company's name and fixed sentences")
 
     # --- operations -----------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"

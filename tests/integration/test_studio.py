@@ -287,7 +287,7 @@ async def new_thread(server: Server) -> str:
     return str(thread["thread_id"])
 
 
-async def test_graph_is_served_with_the_context_schema(server: Server) -> None:
+async def test_graph_is_served_with_narrow_input_and_output_and_a_described_context(server: Server) -> None:
     client = get_client(url=server.url)
     assistants = await client.assistants.search(graph_id=GRAPH_ID)
     assert [a["graph_id"] for a in assistants] == [GRAPH_ID]
@@ -295,8 +295,11 @@ async def test_graph_is_served_with_the_context_schema(server: Server) -> None:
     context_schema = schemas["context_schema"]
     assert context_schema is not None, schemas
     assert set(context_schema["properties"]) == {f.name for f in dataclasses.fields(Context)}
+    assert all(field.get("description") for field in context_schema["properties"].values()), context_schema
     state_schema = schemas["state_schema"]
     assert state_schema is not None and "messages" in state_schema["properties"], schemas
+    assert set(schemas["input_schema"]["properties"]) == {"messages", "question"}
+    assert {"answer", "graded", "api_results", "degraded"} <= set(schemas["output_schema"]["properties"])
 
 
 async def test_run_answers_from_the_knowledge_base(server: Server) -> None:
@@ -372,10 +375,14 @@ async def test_second_question_on_the_same_thread_gets_its_own_answer(server: Se
 async def test_each_turn_on_a_thread_starts_its_own_clock(server: Server) -> None:
     client = get_client(url=server.url)
     thread_id = await new_thread(server)
-    first = await client.runs.wait(thread_id, GRAPH_ID, input=user_message(WARRANTY_QUESTION))
+    await client.runs.wait(thread_id, GRAPH_ID, input=user_message(WARRANTY_QUESTION))
+    first = (await client.threads.get_state(thread_id))["values"]
     second = await client.runs.wait(thread_id, GRAPH_ID, input=user_message(STORE_QUESTION))
-    assert isinstance(first, dict) and isinstance(second, dict)
-    assert second["started_at"] > first["started_at"]
+    assert isinstance(second, dict)
+    assert "started_at" not in second  # the run's output is the narrow OutputState ...
+    kept = (await client.threads.get_state(thread_id))["values"]  # ... the thread keeps the whole State
+    assert isinstance(first, dict) and isinstance(kept, dict)
+    assert kept["started_at"] > first["started_at"]
 
 
 def test_a_bad_setting_stops_the_server_with_a_message_naming_it(tmp_path: Path) -> None:

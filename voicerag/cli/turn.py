@@ -35,7 +35,7 @@ async def run_turn(
 
 
 def turn_json(state: dict[str, Any]) -> dict[str, Any]:
-    """The `voicerag ask --json` object, as DESIGN.md's CLI contract specifies."""
+    """The `voicerag ask --json` object, the CLI contract of the README (docs/ARCHITECTURE.md: the path of a turn)."""
     route = state.get("route") or {"kind": "lookup", "sources": []}
     timings = dict(state.get("timings_ms") or {})
     return {

@@ -1,6 +1,6 @@
 """The `database_query` source: named, parameterised, read-only SQL queries from configuration.
 
-SQL is never written by the model or the user (DESIGN.md §5). The queries live in a YAML file
+SQL is never written by the model or the user. The queries live in a YAML file
 (`data/database.yaml`, or the file named by `DATABASE_QUERIES_FILE`): each has a name, a
 description, one SELECT with `:name` bound parameters, a parameter spec, a TTL, answer templates
 in Japanese and English, and optionally `find` rules that pick it from a question without an LLM.
