@@ -6,6 +6,7 @@ A wrong value stops start-up with one line naming the variable (see `load_settin
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,8 @@ from retrievers.errors import UserInputError
 # The sample company's files, found from the code's own location so that the installed command works
 # from any folder; a relative path given in a variable is relative to the working directory.
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data"
+PROJECT_DATA_DIR = SAMPLE_DATA.parent / ".voicerag"  # what `make demo` ingests into, wherever a command runs
+ENV_FILE_VARIABLE = "VOICERAG_ENV_FILE"  # which .env file is read (default `.env` here; empty: none)
 
 
 class Settings(BaseSettings):
@@ -32,7 +35,7 @@ class Settings(BaseSettings):
     )
 
     # --- knowledge base -------------------------------------------------------------------
-    voicerag_data_dir: Path = Field(Path(".voicerag"), description="embedded Chroma, caches, indexes")
+    voicerag_data_dir: Path = Field(PROJECT_DATA_DIR, description="embedded Chroma, caches, indexes")
     chroma_url: AnyHttpUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
     collection: str = Field("voicerag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")  # Chroma's rule
     embeddings: Literal["e5", "use", "openai"] = "e5"
@@ -108,7 +111,10 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings; turn a validation error into one line naming the variable."""
+    """Read settings (the environment, then the `.env` file named by `VOICERAG_ENV_FILE`, default
+    `.env` in the working directory); turn a validation error into one line naming the variable."""
+    if "_env_file" not in overrides:
+        overrides["_env_file"] = os.environ.get(ENV_FILE_VARIABLE, ".env") or None
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
