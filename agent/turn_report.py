@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from langgraph.types import Overwrite
+
 from graph.builder import SPEAKING_NODE
 from graph.state import Route
 from retrievers.language import Language
@@ -47,7 +49,9 @@ class TurnReport:
                     k: result[k] for k in ("status", "elapsed_ms", "cached") if k in result
                 }
             timings = values.get("timings_ms") or {}
-            self.timings_ms.update({k: v for k, v in timings.items() if not k.startswith("__")})
+            if isinstance(timings, Overwrite):  # a new turn's first timings (route_query)
+                timings = timings.value
+            self.timings_ms.update(timings)
             if "degraded" in values and node == SPEAKING_NODE:
                 self.degraded = bool(values["degraded"])
         return decided

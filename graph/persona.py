@@ -3,7 +3,7 @@
 Everything the caller hears that is not composed by a model — "nothing found", the extractive
 lead-in, the filler, the apologies, small-talk replies — and the company's name come from this
 file, so another company deploys the product by editing data, not code. `{company}` is filled in
-when the file is loaded; `{what}` (in `could_not_fetch`) when the sentence is said.
+when the file is loaded; `{what}` (the lookups that failed) when the sentence is said.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from retrievers.errors import UserInputError
 from retrievers.language import Language
 
 SmallTalkKind = Literal["greeting", "thanks", "goodbye", "how_are_you", "other"]
-_LATE_FIELDS = {"could_not_fetch": {"what"}}  # filled when said, not when loaded
+# Fields filled when the sentence is said, not when the file is loaded.
+_LATE_FIELDS = {name: {"what"} for name in ("could_not_reach", "took_too_long", "not_available")}
 
 
 class Phrase(BaseModel):
@@ -41,7 +42,9 @@ class Phrases(BaseModel):
     extractive_prefix: Phrase
     fallback_prefix: Phrase
     cut_short: Phrase
-    could_not_fetch: Phrase
+    could_not_reach: Phrase
+    took_too_long: Phrase
+    not_available: Phrase
     filler: Phrase
     turn_failed: Phrase
     did_not_catch: Phrase

@@ -7,6 +7,7 @@ printed by `voicerag ask --json` and traced in LangSmith.
 
 from __future__ import annotations
 
+import operator
 from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
@@ -33,22 +34,22 @@ class Route(TypedDict):
     calls: NotRequired[list[SourceCall]]  # the external sources to call, with their parameters
 
 
-NEW_TURN = "__new_turn__"  # marker in an update: forget what earlier turns of the thread added
+ProblemKind = Literal["unreachable", "timeout", "unavailable"]
+
+
+class Problem(TypedDict):
+    """A lookup of this turn that gave nothing, and why: the answer says so, truthfully ("that took
+    too long" is not "unreachable"; a source switched off is "not available")."""
+
+    source: str  # "knowledge_base" or a source name
+    kind: ProblemKind
 
 
 def merge_timings(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:
-    """Reducer: nodes add their own keys without overwriting each other's (parallel nodes write
-    in the same step); an update carrying NEW_TURN starts afresh (checkpointed threads keep state)."""
-    if right and right.get(NEW_TURN):
-        return {k: v for k, v in right.items() if k != NEW_TURN}
+    """Reducer: nodes add their own keys without overwriting each other's (parallel nodes write in
+    the same step). A new turn starts afresh with `Overwrite` (route_query), as checkpointed
+    threads keep the state of earlier turns."""
     return {**(left or {}), **(right or {})}
-
-
-def add_problems(left: list[str] | None, right: list[str] | None) -> list[str]:
-    """Reducer: problems of one turn accumulate; NEW_TURN as the first item starts afresh."""
-    if right and right[0] == NEW_TURN:
-        return list(right[1:])
-    return [*(left or []), *(right or [])]
 
 
 class InputState(TypedDict):
@@ -67,7 +68,7 @@ class OutputState(InputState):
     documents: NotRequired[list[SearchHit]]  # what retrieval returned
     graded: NotRequired[list[SearchHit]]  # what the answer may use
     api_results: NotRequired[list[SourceResult]]  # one per external source called this turn
-    problems: NotRequired[Annotated[list[str], add_problems]]  # sources that could not be fetched
+    problems: NotRequired[Annotated[list[Problem], operator.add]]  # lookups that gave nothing, and why
     answer: NotRequired[str]
     degraded: NotRequired[bool]  # the answer is not the full one: a fallback, or something failed
     timings_ms: NotRequired[Annotated[dict[str, Any], merge_timings]]

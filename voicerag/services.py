@@ -15,7 +15,7 @@ from retrievers.http.cache import make_response_cache
 from retrievers.http.client import ResilientHttp
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
 from retrievers.sources.base import Source
-from retrievers.sources.config import SourcesFile, build_declared_sources, load_sources_file
+from retrievers.sources.config import LoadedSources, SourcesFile, build_declared_sources, load_sources_file
 from retrievers.sources.database import DatabaseSource, sqlite_url
 from retrievers.sources.registry import SourceRegistry
 from retrievers.sources.weather import WeatherSource
@@ -98,8 +98,9 @@ def build_http(settings: Settings, extra_hosts: Iterable[str] = ()) -> Resilient
     )
 
 
-def build_sources(settings: Settings, http: ResilientHttp, declared: SourcesFile) -> SourceRegistry:
-    """Every external source the graph may call: weather, and what configuration declares."""
+def build_sources(settings: Settings, http: ResilientHttp, loaded: LoadedSources) -> SourceRegistry:
+    """Every external source the graph may call: weather, the database, what configuration declares
+    (and the declarations switched off for a missing secret, so that they can be said to be off)."""
     weather = WeatherSource(
         http=http,
         geocoding_url=str(settings.geocoding_api_url),
@@ -107,7 +108,7 @@ def build_sources(settings: Settings, http: ResilientHttp, declared: SourcesFile
         default_place=settings.weather_default_place,
     )
     sources: list[Source[Any]] = [weather]
-    if settings.database_queries_file.exists():
+    if settings.database_queries_file is not None:  # empty DATABASE_QUERIES_FILE: no database source
         sources.append(
             DatabaseSource(
                 settings.database_url or sqlite_url(settings.voicerag_data_dir / "company.sqlite"),
@@ -117,14 +118,15 @@ def build_sources(settings: Settings, http: ResilientHttp, declared: SourcesFile
                 cache=http.cache,  # the same cache as HTTP responses: one `voicerag cache clear`
             )
         )
-    return SourceRegistry([*sources, *build_declared_sources(declared, http)])
+    declared = build_declared_sources(loaded.declarations, http)
+    return SourceRegistry([*sources, *declared, *loaded.unavailable_sources()])
 
 
 def build_http_and_sources(settings: Settings) -> tuple[ResilientHttp, SourceRegistry]:
     """The HTTP client, allowed to call exactly the configured sources' hosts, and the sources."""
-    declared = load_sources_file(settings.sources_file).declarations
-    http = build_http(settings, declared.hosts())
-    return http, build_sources(settings, http, declared)
+    loaded = load_sources_file(settings.sources_file) if settings.sources_file else LoadedSources(SourcesFile())
+    http = build_http(settings, loaded.declarations.hosts())
+    return http, build_sources(settings, http, loaded)
 
 
 async def close_http(http: ResilientHttp) -> None:

@@ -65,10 +65,10 @@ class Settings(BaseSettings):
     # --- external sources -----------------------------------------------------------------
     redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared response cache")
     database_url: str | None = Field(None, description="SQLAlchemy URL; default: seeded SQLite in the data dir")
-    database_queries_file: Path = SAMPLE_DATA / "database.yaml"
+    database_queries_file: Path | None = Field(SAMPLE_DATA / "database.yaml", description="empty: no database")
     database_seed_file: Path = Field(SAMPLE_DATA / "seed.sql", description="seeds the default SQLite database")
     database_statement_timeout_ms: int = Field(1000, ge=50, le=60000)
-    sources_file: Path = Field(SAMPLE_DATA / "sources.yaml", description="REST, GraphQL and real-time sources")
+    sources_file: Path | None = Field(SAMPLE_DATA / "sources.yaml", description="REST, GraphQL, real-time; empty: none")
     geocoding_api_url: AnyHttpUrl = AnyHttpUrl("https://geocoding-api.open-meteo.com")
     weather_api_url: AnyHttpUrl = AnyHttpUrl("https://api.open-meteo.com")
     weather_default_place: str | None = Field(None, max_length=80, description="for questions naming no place")
@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     log_format: Literal["console", "json"] = Field("console", description="json: one JSON object per log line")
     voicerag_debug: bool = False
+
+    @field_validator("database_queries_file", "sources_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        """An empty variable switches the file (and what it declares) off; a named file must exist."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("chunk_overlap")
     @classmethod

@@ -17,8 +17,8 @@ from langgraph.runtime import Runtime
 from graph.context import Context
 from graph.nodes.common import Node, elapsed_ms
 from graph.services import Services
-from graph.state import SourceCall, State
-from retrievers.sources.base import SourceContext, SourceResult, run_source
+from graph.state import Problem, SourceCall, State
+from retrievers.sources.base import UNAVAILABLE, SourceContext, SourceResult, run_source
 from retrievers.turn.deadline import deadline_at
 
 
@@ -35,6 +35,22 @@ async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> Sou
             source=source.name, status="error", data={"error": str(exc)}, summary="", elapsed_ms=0.0, cached=False
         )
     return await run_source(source, params, ctx)
+
+
+def problem_of(result: SourceResult) -> Problem | None:
+    """What the answer must say about a source that gave nothing (None: it answered, or the caller
+    may not use it — then it is simply not consulted)."""
+    if result["status"] == "timeout":
+        return Problem(source=result["source"], kind="timeout")
+    if result["status"] == "error":
+        return Problem(source=result["source"], kind="unreachable")
+    if (
+        result["status"] == "skipped"
+        and isinstance(result["data"], dict)
+        and result["data"].get("error") == UNAVAILABLE
+    ):
+        return Problem(source=result["source"], kind="unavailable")
+    return None
 
 
 def make_call_apis(services: Services) -> Node:
@@ -54,10 +70,9 @@ def make_call_apis(services: Services) -> Node:
         for result in results:
             if result["status"] in ("ok", "error", "timeout") and not result["cached"]:
                 services.sources.observe(result["source"], result["elapsed_ms"])
-        failed = [r["source"] for r in results if r["status"] in ("error", "timeout")]
         return {
             "api_results": results,
-            "problems": failed,
+            "problems": [problem for result in results if (problem := problem_of(result)) is not None],
             "timings_ms": {
                 "call_apis": elapsed_ms(started),
                 "sources": {r["source"]: r["elapsed_ms"] for r in results},

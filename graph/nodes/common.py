@@ -27,6 +27,12 @@ def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 2)
 
 
+def describe(exc: BaseException) -> str:
+    """An exception for a log line: its type and message (a timeout's message is often empty)."""
+    message = str(exc).strip()
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
 def parse_json_object(text: str) -> dict[str, Any]:
     """The first JSON object in a model's reply (models wrap JSON in prose or fences); {} if none."""
     match = re.search(r"\{.*\}", text, re.DOTALL)

@@ -25,7 +25,7 @@ from graph.nodes.common import Node, elapsed_ms
 from graph.nodes.small_talk import small_talk_reply
 from graph.prompts import ANSWER_SYSTEM, SMALL_TALK_SYSTEM, UNAVAILABLE_NOTE
 from graph.services import GraphOptions, Services
-from graph.state import State
+from graph.state import Problem, State
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.sources.base import SourceResult
@@ -112,6 +112,24 @@ def make_generate(services: Services) -> Node:
         apology = phrases.cut_short[language]
         return [said, AIMessage(apology)], outcome.text + apology, True
 
+    def _names(sources: list[str], language: Language) -> str:
+        joiner = "、" if language == "ja" else ", "
+        return joiner.join(services.source_label(name, language) for name in dict.fromkeys(sources))
+
+    def problems_said(problems: list[Problem], language: Language) -> str:
+        """One true sentence per kind of failure: unreachable, too slow, switched off."""
+        said = ""
+        for kind, phrase in (
+            ("unreachable", phrases.could_not_reach),
+            ("timeout", phrases.took_too_long),
+            ("unavailable", phrases.not_available),
+        ):
+            names = _names([p["source"] for p in problems if p["kind"] == kind], language)
+            if names:
+                sentence = phrase[language].format(what=names)
+                said += sentence[:1].upper() + sentence[1:]  # "The weather service took too long..."
+        return said
+
     async def generate(state: State, runtime: Runtime[Context]) -> State:
         """Answer the question from the graded context, in the question's language."""
         started = time.perf_counter()
@@ -124,9 +142,8 @@ def make_generate(services: Services) -> Node:
         pre_generation = round((time.monotonic() - turn_started) * 1000, 2) if turn_started else None
 
         problems = state.get("problems", [])
-        joiner = "、" if language == "ja" else ", "
-        unavailable = joiner.join(services.source_label(p, language) for p in dict.fromkeys(problems))
-        prefix = phrases.could_not_fetch[language].format(what=unavailable) if problems else ""
+        prefix = problems_said(problems, language)
+        unavailable = _names([p["source"] for p in problems], language)
         live = [r for r in state.get("api_results", []) if r["status"] == "ok"]
         reply: tuple[list[AnyMessage], str, bool] | None = None
         if route["kind"] == "small_talk":

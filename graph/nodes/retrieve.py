@@ -9,9 +9,9 @@ import time
 from langgraph.runtime import Runtime
 
 from graph.context import Context
-from graph.nodes.common import Node, elapsed_ms
+from graph.nodes.common import Node, describe, elapsed_ms
 from graph.services import Services
-from graph.state import State
+from graph.state import Problem, ProblemKind, State
 from retrievers.turn.deadline import as_timeout, deadline_at
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,13 @@ def make_retrieve(services: Services) -> Node:
                         category=(route["category"] if route else None) or ctx.category,
                     )
         except Exception as exc:  # timeouts included: the turn goes on and says what it could not fetch
-            log.warning("knowledge base search failed: %s", exc or type(exc).__name__)
+            kind: ProblemKind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
+            took = elapsed_ms(started)
+            log.warning("knowledge base search failed (%s after %.0f ms): %s", kind, took, describe(exc))
             return {
                 "documents": [],
-                "problems": ["knowledge_base"],
-                "timings_ms": {"retrieve": elapsed_ms(started)},
+                "problems": [Problem(source="knowledge_base", kind=kind)],
+                "timings_ms": {"retrieve": took},
             }
         return {"documents": found, "timings_ms": {"retrieve": elapsed_ms(started)}}
 

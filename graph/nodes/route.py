@@ -14,18 +14,19 @@ import functools
 import json
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.runtime import Runtime
+from langgraph.types import Overwrite
 
 from graph.context import Context
 from graph.nodes.common import NOSTREAM, Node, elapsed_ms, parse_json_object
 from graph.nodes.small_talk import small_talk_kind
 from graph.prompts import ROUTER_PROMPT
 from graph.services import Services
-from graph.state import NEW_TURN, Route, SourceCall, State
+from graph.state import Route, SourceCall, State
 from retrievers.documents import CATEGORIES
 from retrievers.embeddings import Embeddings
 from retrievers.follow_ups import is_follow_up
@@ -156,21 +157,23 @@ def make_route_query(services: Services) -> Node:
             route = await _rules_route(services, question, language, earlier)
         if route["kind"] == "lookup" and ctx.category and not route["category"]:
             route["category"] = ctx.category
-        return {
+        update = {
             "question": question,
             "language": language,
             "search_query": search_query,
             "route": route,
-            # A checkpointed thread keeps the last turn's values: this turn starts from nothing.
+            # A checkpointed thread keeps the last turn's values: this turn starts from nothing
+            # (`Overwrite` replaces what the reducers of problems and timings would merge).
             "documents": [],
             "graded": [],
             "api_results": [],
-            "problems": [NEW_TURN],
+            "problems": Overwrite([]),
             "degraded": False,
             "started_at": turn_started,
             "deadline_at": turn_started + (ctx.deadline_ms or services.options.deadline_ms) / 1000,
-            "timings_ms": {NEW_TURN: True, "route": elapsed_ms(started)},
+            "timings_ms": Overwrite({"route": elapsed_ms(started)}),
         }
+        return cast(State, update)
 
     return route_query
 

@@ -69,6 +69,7 @@ class Source(ABC, Generic[P]):
     examples: dict[Language, list[str]]  # questions it answers (router examples)
     params_model: type[BaseModel]
 
+    unavailable: str | None = None  # why it cannot be used (a secret is not set): answered, never called
     ttl_s: float = 300.0  # how long its results may be cached
     timeout_s: float = 2.0  # its own budget; the turn's deadline may cut it shorter
     required_roles: tuple[str, ...] = ()  # empty: anyone may use it
@@ -104,6 +105,8 @@ class Source(ABC, Generic[P]):
         """Release what the source holds (connections, subscriptions)."""
 
 
+UNAVAILABLE = "unavailable"  # `data["error"]` of a skipped result whose source is switched off
+
 FAILED: dict[Language, str] = {
     "en": "I couldn't get {what} just now.",
     "ja": "{what}の情報を今取得できませんでした。",
@@ -121,6 +124,8 @@ async def run_source(source: Source[Any], params: BaseModel, ctx: SourceContext)
         )
 
     failed = FAILED[ctx.language].format(what=source.labels[ctx.language])
+    if source.unavailable is not None:
+        return result("skipped", {"error": UNAVAILABLE, "reason": source.unavailable}, failed)
     if not source.allowed_for(ctx):
         return result("skipped", None, failed)
     budget = min(source.timeout_s, remaining())

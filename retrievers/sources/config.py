@@ -24,6 +24,7 @@ from retrievers.errors import UserInputError
 from retrievers.sources.base import Source
 from retrievers.sources.declared import DeclaredSource, GraphQLSpec, RestSpec
 from retrievers.sources.realtime import RealtimeFeedConfig, RealtimeSource
+from retrievers.sources.unavailable import UnavailableSource
 
 if TYPE_CHECKING:
     from retrievers.http.client import ResilientHttp
@@ -51,6 +52,12 @@ class SourcesFile(BaseModel):
 class LoadedSources:
     declarations: SourcesFile
     disabled: dict[str, str] = field(default_factory=dict)  # name -> why (missing variable)
+    disabled_entries: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its declaration
+
+    def unavailable_sources(self) -> list[Source[Any]]:
+        """The disabled declarations as sources that are recognised but never called."""
+        entries = self.disabled_entries
+        return [UnavailableSource(entries.get(name, {"name": name}), why) for name, why in self.disabled.items()]
 
 
 def _substitute(value: Any, environ: Mapping[str, str], missing: set[str]) -> Any:
@@ -74,14 +81,13 @@ def _substitute(value: Any, environ: Mapping[str, str], missing: set[str]) -> An
 
 
 def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedSources:
-    """The declarations in `path` (none when the file does not exist)."""
+    """The declarations in `path` (a file that does not exist is an error naming SOURCES_FILE)."""
     environ = os.environ if environ is None else environ
-    if not path.exists():
-        return LoadedSources(SourcesFile())
     raw = read_yaml(path, what="sources file", variable="SOURCES_FILE") or {}
     if not isinstance(raw, dict):
         raise UserInputError(f"{path}: expected a mapping with rest, graphql and realtime lists")
     disabled: dict[str, str] = {}
+    disabled_entries: dict[str, dict[str, Any]] = {}
     kept: dict[str, list[Any]] = {}
     for kind, entries in raw.items():
         if not isinstance(entries, list):
@@ -93,6 +99,8 @@ def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> L
             if missing:
                 name = entry.get("name", f"{kind}[{index}]") if isinstance(entry, dict) else f"{kind}[{index}]"
                 disabled[str(name)] = f"{', '.join(sorted(missing))} not set"
+                if isinstance(entry, dict):
+                    disabled_entries[str(name)] = entry
                 continue
             kept[kind].append(value)
     try:
@@ -106,7 +114,7 @@ def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> L
         raise UserInputError(f"{path}: source name {duplicated[0]!r} is declared twice")
     for name, why in disabled.items():
         log.info("source %s is disabled: %s", name, why)
-    return LoadedSources(declarations, disabled)
+    return LoadedSources(declarations, disabled, disabled_entries)
 
 
 def build_declared_sources(declarations: SourcesFile, http: ResilientHttp | None) -> list[Source[Any]]:

@@ -163,7 +163,7 @@ async def base_services(
         geocoding_api_url=meteo.url,
         weather_api_url=meteo.url,
         sources_file=members_only_sources(company_apis, data / "sources.yaml"),
-        database_queries_file=data / "no-database.yaml",
+        database_queries_file=None,  # no database source in these calls
         openai_base_url=chat_server.base_url,
         openai_api_key="sk-test",
     )

@@ -19,12 +19,14 @@ from fakes.sources import TimedSource, named
 from helpers import PHRASES
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.builder import VoiceGraph, build_graph, warm_up
 from graph.context import Context
 from graph.services import Services
 from retrievers.documents import Document
 from retrievers.sources.registry import SourceRegistry
+from retrievers.sources.unavailable import UnavailableSource
 from voicerag.services import build_services
 from voicerag.settings import load_settings
 
@@ -72,7 +74,7 @@ async def test_a_source_past_the_deadline_is_cancelled_and_named_in_the_answer(s
     assert len(slow.cancelled) == 1
     (result,) = state["api_results"]
     assert result["status"] == "timeout" and result["elapsed_ms"] < 450
-    assert state["answer"].startswith("I couldn't reach the test source just now")
+    assert state["answer"].startswith("The test source took too long to answer just now")  # not "unreachable"
     assert "two-year warranty" in state["answer"]  # the knowledge base answered what it could
     assert state["degraded"] is True
     await asyncio.sleep(0)
@@ -86,7 +88,7 @@ async def test_failing_and_crashing_sources_become_results_and_the_turn_still_an
     assert statuses == {"alpha": "ok", "beta": "error", "gamma": "error"}
     assert "The alpha value is 42." in state["answer"]
     assert "the test source" in state["answer"]  # says what could not be fetched
-    assert state["problems"] == ["beta", "gamma"]
+    assert state["problems"] == [{"source": "beta", "kind": "unreachable"}, {"source": "gamma", "kind": "unreachable"}]
 
 
 async def test_an_answer_from_a_source_alone_needs_no_document(services: Services) -> None:
@@ -132,3 +134,37 @@ def test_tool_schemas_are_generated_from_the_sources() -> None:
     assert schema["function"]["name"] == "alpha"
     assert schema["function"]["parameters"]["properties"] == {"word": {"title": "Word", "type": "string"}}
     assert schema["function"]["parameters"]["required"] == ["word"]
+
+
+async def test_a_new_turn_on_a_thread_forgets_the_last_turns_problems_and_timings(services: Services) -> None:
+    """Checkpointed threads (Studio) keep the state between turns: each turn starts from nothing."""
+    services.sources = SourceRegistry([named("alpha"), named("beta", failure="fetch-error", delay_s=0.05)])
+    graph = build_graph(services, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t"}}
+    first = await graph.ainvoke({"messages": [HumanMessage("beta?")]}, thread, context=Context())
+    assert first["problems"] == [{"source": "beta", "kind": "unreachable"}]
+    assert "beta" in first["timings_ms"]["sources"]
+    second = await graph.ainvoke({"messages": [HumanMessage("alpha?")]}, thread, context=Context())
+    assert second["problems"] == [] and "couldn't reach" not in second["answer"]
+    assert set(second["timings_ms"]["sources"]) == {"alpha"}
+
+
+async def test_each_failure_is_said_as_what_it_was(services: Services) -> None:
+    """Unreachable is not slow is not switched off: the caller hears which one it was."""
+    services.sources = SourceRegistry(
+        [
+            named("beta", failure="fetch-error"),
+            named("gamma", delay_s=1.0),
+            UnavailableSource(
+                {"name": "parcels", "labels": {"en": "parcel tracking"}, "keywords": {"en": ["parcel"]}}, "KEY not set"
+            ),
+        ]
+    )
+    services.options = dataclasses.replace(services.options, deadline_ms=300)
+    state = await ask(build_graph(services), "beta gamma parcel?")
+    kinds = {p["source"]: p["kind"] for p in state["problems"]}
+    assert kinds == {"beta": "unreachable", "gamma": "timeout", "parcels": "unavailable"}
+    answer = state["answer"]
+    assert "I couldn't reach the test source just now" in answer
+    assert "The test source took too long to answer" in answer
+    assert "Parcel tracking isn't available right now." in answer

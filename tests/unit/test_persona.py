@@ -27,7 +27,7 @@ def test_the_company_is_filled_in_in_each_language() -> None:
     assert "Kumo Audio" in SAMPLE_PERSONA.small_talk.greeting["en"]
     assert "Kumo Audio" in SAMPLE_PERSONA.instructions
     # {what} is filled when the sentence is said, not when the file is loaded
-    assert "{what}" in SAMPLE_PERSONA.phrases.could_not_fetch["en"]
+    assert "{what}" in SAMPLE_PERSONA.phrases.could_not_reach["en"]
 
 
 def test_another_company_needs_only_another_file(tmp_path: Path) -> None:
