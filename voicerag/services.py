@@ -60,7 +60,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
 
     return ChatOpenAI(
         model=settings.llm_model,
-        api_key=settings.openai_api_key or "not-needed",  # type: ignore[arg-type]
+        api_key=settings.openai_api_key or "not-needed",
         base_url=str(settings.openai_base_url) if settings.openai_base_url else None,
         streaming=True,
         timeout=settings.llm_timeout_s,

@@ -3,9 +3,12 @@ output, and a context form whose fields say what they are."""
 
 from __future__ import annotations
 
+import pytest
 from helpers import SAMPLE_PERSONA
+from pydantic import ValidationError
 
 from graph.builder import build_graph
+from graph.context import Context
 from graph.services import GraphOptions, Services
 from retrievers.embeddings import Embeddings
 from retrievers.knowledge_base import KnowledgeBaseManager
@@ -36,3 +39,22 @@ def test_studio_sees_a_question_in_and_the_answer_out(kb: KnowledgeBaseManager, 
     assert {"user_id", "roles", "tenant", "language", "top_k", "category"} <= set(context)
     assert all(field.get("description") for field in context.values()), "every context field says what it is"
     assert context["category"]["anyOf"][0]["enum"] == ["product", "support", "general"]
+
+
+@pytest.mark.parametrize(
+    ("context", "field"),
+    [({"language": "fr"}, "language"), ({"bogus": 1}, "bogus"), ({"top_k": "many"}, "top_k")],
+)
+async def test_a_wrong_context_from_outside_fails_naming_the_field(
+    kb: KnowledgeBaseManager, embeddings: Embeddings, context: dict[str, object], field: str
+) -> None:
+    """Studio and the API send the context as JSON: a wrong value stops the run at once, naming the
+    field — not a KeyError half-way, and not an answer that blames the knowledge base."""
+    graph = build_graph(Services(knowledge_base=kb, embeddings=embeddings, options=OPTIONS, persona=SAMPLE_PERSONA))
+    with pytest.raises(ValidationError) as caught:
+        await graph.ainvoke({"question": "What is the warranty?"}, context=context)
+    assert caught.value.errors()[0]["loc"] == (field,)
+
+
+def test_roles_may_be_given_comma_separated() -> None:
+    assert Context(roles="member, staff").roles == ["member", "staff"]  # type: ignore[arg-type]
