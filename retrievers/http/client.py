@@ -5,7 +5,7 @@ A call goes, outermost first:
     allow-list check (fast refusal) → response cache (read-through; idempotent requests only)
     → circuit breaker per host (`breaker.py`) → retries within the deadline (`retry.py`)
     → one attempt: capped by the deadline, a streamed body read with a size limit
-    → httpx.AsyncClient: auth flow (`auth.py`) → redirects (same host only)
+    → httpx.AsyncClient: auth flow (`auth.py`) → redirects (same origin only)
     → transports (`transport.py`): allow-list → rate limit per host → the network
 
 Every failure is a `FetchError` with a `kind` a source can say truthfully; httpx errors never leak.
@@ -34,7 +34,7 @@ from retrievers.http.transport import (
     HostPolicy,
     RateLimitTransport,
     host_key,
-    refuse_cross_host_redirect,
+    refuse_cross_origin_redirect,
 )
 from retrievers.turn.deadline import turn_deadline
 from retrievers.turn.failures import FetchError
@@ -95,7 +95,7 @@ class ResilientHttp:
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
-            event_hooks={"response": [refuse_cross_host_redirect]},
+            event_hooks={"response": [refuse_cross_origin_redirect]},
         )
 
     async def request_json(

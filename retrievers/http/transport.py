@@ -3,7 +3,8 @@ including redirects and the token requests of auth flows.
 
 - `HostPolicy` / `AllowListTransport`: only allow-listed hosts (SSRF guard). Exact names, or
   `*.example.com` for subdomains; IP literals and `localhost` only when listed exactly; http(s) only.
-- `refuse_cross_host_redirect`: a response hook; a redirect may not leave its host (or drop to http).
+- `refuse_cross_origin_redirect`: a response hook; a redirect may not change origin (scheme, host,
+  port), so credentials never reach another origin.
 - `RateLimitTransport`: an outbound limit per host (`limits`, moving window); waits for a free slot
   within the remaining deadline, else `FetchError("rate_limited")` without sending anything.
 """
@@ -103,20 +104,54 @@ class AllowListTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-async def refuse_cross_host_redirect(response: httpx.Response) -> None:
-    """Response hook: a redirect must stay on its host and scheme (http → https on it is fine).
-    Keeps API keys and tokens from following a redirect elsewhere."""
+Origin = tuple[str, str, int | None]
+
+
+def origin(url: httpx.URL) -> Origin:
+    """The URL's origin (RFC 6454): scheme, host and port, the default port filled in."""
+    scheme = url.scheme.lower()
+    return scheme, hostname(url), url.port or DEFAULT_PORTS.get(scheme)
+
+
+def _origin_text(url: httpx.URL) -> str:
+    return f"{url.scheme.lower()}://{host_key(url)}"  # never the path or query: they may hold a key
+
+
+def redirect_target(response: httpx.Response) -> httpx.URL:
+    """Where httpx will go next, resolved from `Location` exactly as `httpx.AsyncClient` does."""
+    source = response.request.url
+    try:
+        target = httpx.URL(response.headers["Location"])
+    except httpx.InvalidURL:
+        raise FetchError("bad_response", f"{_origin_text(source)} redirected to an invalid URL") from None
+    if target.scheme and not target.host:  # "https:/path": httpx keeps the host
+        target = target.copy_with(host=source.host)
+    return source.join(target) if target.is_relative_url else target
+
+
+def _is_https_upgrade(source: Origin, target: Origin) -> bool:
+    # httpx's own exception (`_is_https_redirect`): the same host, from port 80 to 443.
+    return source[1] == target[1] and (source[0], source[2], target[0], target[2]) == ("http", 80, "https", 443)
+
+
+async def refuse_cross_origin_redirect(response: httpx.Response) -> None:
+    """Response hook: a redirect may not change origin (scheme, host or port), except http:80 →
+    https:443 on the same host. httpx strips only `Authorization` when a redirect changes origin: a
+    key header (`X-API-Key`), a key in the query or a re-sent body (307/308) would follow it, so
+    the redirect is refused before any request goes there, whatever auth is used."""
     if not response.has_redirect_location:
         return
     source = response.request.url
-    target = source.join(response.headers["Location"])
-    upgrade = source.scheme == "http" and target.scheme == "https"
-    if hostname(target) != hostname(source) or (target.scheme != source.scheme and not upgrade):
+    target = redirect_target(response)
+    if origin(target) != origin(source) and not _is_https_upgrade(origin(source), origin(target)):
         raise FetchError(
             "forbidden_host",
-            f"refused a redirect from {hostname(source)} to {target.scheme}://{hostname(target)}",
+            f"refused a redirect from {_origin_text(source)} to another origin, {_origin_text(target)}",
             status=response.status_code,
         )
+
+
+refuse_cross_host_redirect = refuse_cross_origin_redirect  # the former name, still used by tests
 
 
 class RateLimitTransport(httpx.AsyncBaseTransport):
