@@ -119,12 +119,11 @@ def extract_answer(
         if not any(_repeats(unit.text, other.text) for other in chosen):  # two documents often say the same
             chosen.append(unit)
     chosen.sort(key=lambda u: (u.doc_rank, u.position))
-    joiner = "" if language == "ja" else " "
     answer = ""
     for unit in chosen:
         if answer and len(answer) + len(unit.text) > MAX_CHARS:
             break
-        answer += (joiner if answer else "") + _sentence(unit.text, language)
+        answer = _joined(answer, _sentence(unit.text))
     return answer
 
 
@@ -160,8 +159,16 @@ def _join_items(heading: str, items: list[str]) -> str:
     return heading + ("：" if japanese else ": ") + text
 
 
-def _sentence(text: str, language: Language) -> str:
-    """End a unit like a sentence, so the next one does not run into it when spoken."""
+def _sentence(text: str) -> str:
+    """End a unit like a sentence, in its own script, so the next one does not run into it."""
     if text[-1] in "。！？.!?":
         return text
-    return text + ("。" if language == "ja" else ".")
+    return text + ("。" if detect_language(text) == "ja" else ".")
+
+
+def _joined(answer: str, sentence: str) -> str:
+    """Japanese sentences follow each other directly; after a Latin full stop comes a space
+    ("purchases. Unopened", never "purchases.Unopened"), whatever the answer's language."""
+    if not answer:
+        return sentence
+    return answer + ("" if answer[-1] in "。！？" else " ") + sentence

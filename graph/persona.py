@@ -40,6 +40,7 @@ class Phrases(BaseModel):
 
     not_found: Phrase
     extractive_prefix: Phrase
+    other_language: Phrase
     fallback_prefix: Phrase
     cut_short: Phrase
     could_not_reach: Phrase

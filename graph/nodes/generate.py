@@ -167,6 +167,8 @@ def make_generate(services: Services) -> Node:
                 text = prefix + (" " if language == "en" else "").join(r["summary"] for r in live)
                 if graded and not live:
                     lead = phrases.fallback_prefix if services.chat_model else phrases.extractive_prefix
+                    if not services.chat_model and not any(doc["lang"] == language for doc in graded):
+                        lead = phrases.other_language  # read out, never translated: say which language it is in
                     passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
                     text += lead[language] + passage
                 reply = [AIMessage(text)], text, True

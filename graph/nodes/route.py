@@ -81,6 +81,7 @@ _QUESTION = re.compile(
     r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう|か$"
 )
 EMBEDDING_MARGIN = 0.04
+_LATIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9]")  # product names and codes in any text
 
 
 def knowledge_base_tool(description: str) -> dict[str, Any]:
@@ -116,10 +117,16 @@ def last_human_text(messages: list[AnyMessage]) -> tuple[str, list[str]]:
 
 
 def standalone_query(question: str, earlier: list[str]) -> str:
-    """The question made standalone: a short or elliptic follow-up carries the previous question."""
-    if earlier and is_follow_up(question):
-        return f"{earlier[-1]} {question}"
-    return question
+    """The question made standalone: a short or elliptic follow-up carries the previous question.
+    Across languages ("KH-300の保証は？" then "And the price?") only the previous question's names and
+    codes are carried: the other language's words would pull its documents ahead of the caller's."""
+    if not earlier or not is_follow_up(question):
+        return question
+    previous = earlier[-1]
+    if detect_language(previous) != detect_language(question):
+        names = " ".join(_LATIN_NAME.findall(previous))
+        return f"{names} {question}" if names else f"{previous} {question}"
+    return f"{previous} {question}"
 
 
 @functools.cache

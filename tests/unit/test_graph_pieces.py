@@ -66,3 +66,21 @@ def test_extractive_answer_prefers_documents_in_the_question_language() -> None:
 def test_parallel_nodes_add_their_timings_without_overwriting_each_other() -> None:
     assert merge_timings({"route": 2.0}, {"retrieve": 5.0}) == {"route": 2.0, "retrieve": 5.0}
     assert merge_timings(None, {"call_apis": 1.0}) == {"call_apis": 1.0}
+
+
+def test_sentences_read_out_in_another_script_keep_their_own_spacing_and_full_stops() -> None:
+    english = [hit("The warranty is two years. The warranty covers repairs.", "en", title="Warranty")]
+    assert extract_answer("warranty", english, "ja") == "The warranty is two years. The warranty covers repairs."
+    japanese = [hit("保証期間は2年間です\n\nバッテリー交換は有料です", "ja", title="保証")]
+    assert extract_answer("保証期間", japanese, "en") == "保証期間は2年間です。"  # not "…です."
+
+
+def test_a_follow_up_in_the_other_language_carries_only_names_and_codes() -> None:
+    assert standalone_query("And how much does it cost?", ["KH-300の保証期間は何年ですか？"]) == (
+        "KH-300 And how much does it cost?"
+    )
+    assert standalone_query("価格は？", ["What is the warranty on the Kumo Halo?"]) == (
+        "What is the warranty on the Kumo Halo 価格は？"
+    )
+    # the same language: all of the previous question
+    assert standalone_query("保証は？", ["返品できる期間は？"]) == "返品できる期間は？ 保証は？"
