@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -11,9 +13,10 @@ from langchain_core.language_models import BaseChatModel
 from graph.persona import load_persona
 from graph.services import GraphOptions, Services
 from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
+from retrievers.errors import UserInputError
 from retrievers.http.cache import make_response_cache
 from retrievers.http.client import ResilientHttp
-from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.knowledge_base import KnowledgeBaseManager, default_writer_lock, make_chroma_client
 from retrievers.sources.base import Source
 from retrievers.sources.config import LoadedSources, SourcesFile, build_declared_sources, load_sources_file
 from retrievers.sources.database import DatabaseSource, sqlite_url
@@ -22,7 +25,20 @@ from retrievers.sources.weather import WeatherSource
 from voicerag.settings import Settings
 
 
+def writable_data_dir(settings: Settings) -> Path:
+    """The data dir, created if needed; one line naming VOICERAG_DATA_DIR when it cannot be used."""
+    folder = settings.voicerag_data_dir
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserInputError(f"VOICERAG_DATA_DIR: {folder} cannot be written ({exc.strerror or exc})") from None
+    return folder
+
+
 def build_embeddings(settings: Settings) -> Embeddings:
+    data_dir = writable_data_dir(settings)  # before the model loads: a wrong folder fails at once
     model = load_model(
         settings.embeddings,
         threads=settings.embeddings_threads,
@@ -30,16 +46,20 @@ def build_embeddings(settings: Settings) -> Embeddings:
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=str(settings.openai_base_url) if settings.openai_base_url else None,
     )
-    return Embeddings(model, VectorCache(settings.voicerag_data_dir / "embedding-cache.sqlite"))
+    return Embeddings(model, VectorCache(data_dir / "embedding-cache.sqlite"))
 
 
 def build_knowledge_base(
     settings: Settings, embeddings: Embeddings, collection: str | None = None
 ) -> KnowledgeBaseManager:
-    client = make_chroma_client(settings.voicerag_data_dir, str(settings.chroma_url) if settings.chroma_url else None)
+    """The knowledge base; its writers take turns through a file lock (embedded Chroma, or a server
+    without REDIS_URL: this machine's writers only) or a Redis lock (a server, with REDIS_URL)."""
+    chroma_url = str(settings.chroma_url) if settings.chroma_url else None
+    client = make_chroma_client(settings.voicerag_data_dir, chroma_url)
+    name = collection or settings.collection
     return KnowledgeBaseManager(
         client,
-        collection or settings.collection,
+        name,
         embeddings,
         chunk_size=settings.chunk_size,
         chunk_overlap=settings.chunk_overlap,
@@ -49,6 +69,9 @@ def build_knowledge_base(
             else default_dense_weight(embeddings.name)
         ),
         index_dir=settings.voicerag_data_dir / "keyword-index",
+        writer_lock=default_writer_lock(
+            client, name, redis_url=settings.redis_url, lock_dir=settings.voicerag_data_dir / "locks"
+        ),
     )
 
 
@@ -138,9 +161,10 @@ async def close_http(http: ResilientHttp) -> None:
 
 
 def build_services(settings: Settings) -> Services:
-    persona = load_persona(settings.persona_file)  # a wrong file fails before anything heavy starts
-    embeddings = build_embeddings(settings)
+    # Configuration files first: a mistake in one fails at once, before the model loads (seconds).
+    persona = load_persona(settings.persona_file)
     http, sources = build_http_and_sources(settings)
+    embeddings = build_embeddings(settings)
     return Services(
         knowledge_base=build_knowledge_base(settings, embeddings),
         embeddings=embeddings,

@@ -81,6 +81,9 @@ _QUESTION = re.compile(
     r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう|か$"
 )
 EMBEDDING_MARGIN = 0.04
+# What is searched of a question: its topic is in its first sentences, and a query embedding costs
+# time per character (measured: a 5,000-character question alone outran the turn's 1.5 s deadline).
+SEARCH_QUERY_MAX_CHARS = 1000
 _LATIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9]")  # product names and codes in any text
 
 
@@ -156,7 +159,7 @@ def make_route_query(services: Services) -> Node:
         # The new message wins: in a checkpointed thread `question` is still the previous turn's.
         question = (question or state.get("question") or "").strip()
         language: Language = ctx.language or detect_language(question)
-        search_query = standalone_query(question, earlier)
+        search_query = standalone_query(question, earlier)[:SEARCH_QUERY_MAX_CHARS]
         route: Route | None = None
         if (ctx.router or services.options.router) == "llm":
             route, search_query = await _llm_route(services, question, earlier, search_query)

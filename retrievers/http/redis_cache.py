@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from retrievers.errors import ServiceError
 from retrievers.http.keys import check_namespace
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,9 @@ class RedisResponseCache:
         self._succeeded()
 
     async def clear(self, namespace: str | None = None) -> int:
-        """Delete the namespace's entries (all of ours when None) with SCAN + UNLINK; the count deleted."""
+        """Delete the namespace's entries (all of ours when None) with SCAN + UNLINK; the count deleted.
+        Unlike a turn's reads and writes, an operator's clear must not pass silently: an unreachable
+        Redis raises `ServiceError` (naming REDIS_URL) with nothing, or only part, cleared."""
         pattern = PREFIX + (check_namespace(namespace) + ":*" if namespace is not None else "*")
         deleted = 0
         try:
@@ -110,9 +113,10 @@ class RedisResponseCache:
                     batch.clear()
             if batch:
                 deleted += await self._redis.unlink(*batch)
-        except Exception as exc:
-            self._failed("clear", exc)
-            return deleted
+        except Exception as exc:  # said once, by the command: no warning line besides it
+            raise ServiceError(
+                f"REDIS_URL: Redis is unreachable ({type(exc).__name__}); {deleted} cached response(s) cleared"
+            ) from None
         self._succeeded()
         return deleted
 

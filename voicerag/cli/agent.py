@@ -15,7 +15,7 @@ import warnings
 import typer
 
 from retrievers.errors import UserInputError
-from voicerag.cli.common import settings
+from voicerag.settings import load_settings
 
 MODES = ("console", "dev", "start", "connect", "download-files")
 
@@ -24,11 +24,16 @@ def agent(ctx: typer.Context) -> None:
     """Run the LiveKit voice agent: console [--text], dev or start (see `voicerag agent MODE --help`)."""
     args = list(ctx.args)
     mode = args[0] if args else None
+    if mode in (None, "--help", "-h"):  # `--help` after a mode is LiveKit's: that mode's own options
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0 if mode else 2)
     if mode not in MODES:
         raise UserInputError(
             f"MODE: expected one of {', '.join(MODES[:3])} (got {mode!r}); e.g. voicerag agent console --text"
         )
-    loaded = settings()
+    loaded = load_settings()  # LiveKit's CLI sets up logging for the worker: one handler, not two
+    # LiveKit logs at DEBUG by default in console and dev; follow LOG_LEVEL unless --log-level is given.
+    os.environ.setdefault("LIVEKIT_LOG_LEVEL", {"WARNING": "WARN"}.get(loaded.log_level, loaded.log_level))
     text = mode == "console" and "--text" in args
     if text:
         os.environ["VOICERAG_AGENT_TEXT"] = "1"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
 import uuid
 from typing import TYPE_CHECKING, Annotated
@@ -12,6 +10,8 @@ import typer
 
 from retrievers.errors import UserInputError
 from voicerag.cli.common import open_services, settings
+from voicerag.cli.running import run_async
+from voicerag.cli.terminal import json_text, stream
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -37,7 +37,7 @@ def ask(
         language=lang,  # type: ignore[arg-type]
         turn_id=uuid.uuid4().hex,
     )
-    asyncio.run(_ask(question, context, as_json))
+    run_async(_ask(question, context, as_json))
 
 
 async def _ask(question: str, context: Context, as_json: bool) -> None:
@@ -49,14 +49,9 @@ async def _ask(question: str, context: Context, as_json: bool) -> None:
     async with open_services(settings()) as services:
         graph = build_graph(services)
         await warm_up(services)  # model and index loading are not part of the turn's timings
-        on_text = None if as_json else _write
+        on_text = None if as_json else stream
         state = await run_turn(graph, [HumanMessage(question)], context, on_text)
     if as_json:
-        print(json.dumps(turn_json(state), ensure_ascii=False, indent=2))
+        print(json_text(turn_json(state), indent=2))
     else:
         sys.stdout.write("\n")
-
-
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()

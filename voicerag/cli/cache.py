@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
 
 from retrievers.errors import UserInputError
 from voicerag.cli.common import err, out, settings
+from voicerag.cli.running import run_async
 
 app = typer.Typer(help="Manage the response cache of external sources.", no_args_is_help=True)
 
@@ -19,7 +19,7 @@ def clear(
 ) -> None:
     """Drop cached responses (all, or one source's). With REDIS_URL every worker sees it at once;
     without it the cache lives inside each running process, so there is nothing to clear here."""
-    asyncio.run(_clear(source))
+    run_async(_clear(source))
 
 
 async def _clear(source: str | None) -> None:

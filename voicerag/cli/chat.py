@@ -10,6 +10,8 @@ from typing import Annotated
 import typer
 
 from voicerag.cli.common import err, open_services, settings
+from voicerag.cli.running import run_async
+from voicerag.cli.terminal import stream
 
 HISTORY_MESSAGES = 12  # what the graph sees of the conversation (follow-ups need the last turns)
 
@@ -19,7 +21,7 @@ def chat(
     lang: Annotated[str | None, typer.Option("--lang", help="Answer in this language: ja or en.")] = None,
 ) -> None:
     """Talk to the agent in the terminal. Empty line or Ctrl-D ends; /reset forgets the conversation."""
-    asyncio.run(_chat(user, lang))
+    run_async(_chat(user, lang))
 
 
 async def _chat(user: str, lang: str | None) -> None:
@@ -48,11 +50,6 @@ async def _chat(user: str, lang: str | None) -> None:
             history.append(HumanMessage(line))
             sys.stdout.write("agent> ")
             context = Context(user_id=user, language=lang, turn_id=uuid.uuid4().hex)  # type: ignore[arg-type]
-            state = await run_turn(graph, history[-HISTORY_MESSAGES:], context, _write)
+            state = await run_turn(graph, history[-HISTORY_MESSAGES:], context, stream)
             sys.stdout.write("\n")
             history.append(AIMessage(state.get("answer", "")))
-
-
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()

@@ -56,6 +56,15 @@ async def open_knowledge_base(
         embeddings.close()
 
 
+def waiting_note(collection: str) -> Callable[[str], None]:
+    """What a writer says on stderr (terminal or not) when it waits for another writer's lock."""
+
+    def note(lock: str) -> None:
+        err.print(f"waiting for another writer of {collection!r}… (lock: {lock})", markup=False)
+
+    return note
+
+
 @contextmanager
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A (stage, done, total) callback drawing a bar on a terminal; silent when stderr is piped."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import time
 from pathlib import Path
@@ -11,9 +9,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from retrievers.errors import UserInputError
 from voicerag.cli.common import err, open_knowledge_base, out, progress_bar, settings
+from voicerag.cli.running import run_async
+from voicerag.cli.terminal import json_text, safe
 from voicerag.settings import Settings
 
 
@@ -35,11 +36,11 @@ def evaluate(
     if not corpus.exists():
         raise UserInputError(f"{corpus}: no such file")
     documents = load_documents([corpus]).documents
-    metrics = asyncio.run(_evaluate(loaded, dataset_dir, documents, queries, top_k))
+    metrics = run_async(_evaluate(loaded, dataset_dir, documents, queries, top_k))
     if as_json:
-        print(json.dumps(metrics, ensure_ascii=False))
+        print(json_text(metrics))
         return
-    table = Table(title=f"{dataset_dir} ({metrics['queries']} queries, {metrics['embeddings']})")
+    table = Table(title=Text(safe(f"{dataset_dir} ({metrics['queries']} queries, {metrics['embeddings']})")))
     names = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "latency_ms_p50", "latency_ms_p95")
     for name in names:
         table.add_column(name, justify="right")

@@ -1,4 +1,9 @@
-"""`voicerag ingest PATH... [--collection NAME] [--dry-run]`: validate everything, then upsert."""
+"""`voicerag ingest PATH... [--collection NAME] [--dry-run]`: validate everything, then upsert.
+
+One writer at a time per knowledge base: an ingest that finds another one writing says so on stderr
+and waits for it (a bounded wait: it then fails naming the lock). An ingest that finds a write cut
+short (a killed ingest) repairs it first and says what it removed; this run adds it back.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from voicerag.cli.common import err, open_knowledge_base, out, progress_bar, settings
+from voicerag.cli.common import err, open_knowledge_base, out, progress_bar, settings, waiting_note
 from voicerag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -42,9 +47,19 @@ def ingest(
 
 async def _ingest(loaded: Settings, documents: list[Document]) -> None:
     async with open_knowledge_base(loaded) as kb:
+        if kb.writer_lock.note:
+            err.print(kb.writer_lock.note, markup=False)
         with progress_bar() as progress:
-            result = await kb.index_documents(documents, prune_sources=True, progress=progress)
+            result = await kb.index_documents(
+                documents, prune_sources=True, progress=progress, on_wait=waiting_note(kb.collection_name)
+            )
         chunks = await kb.count_chunks()
+    if result.recovered:
+        err.print(
+            f"repaired an earlier write that was cut short: removed {result.repaired} incomplete document(s) "
+            f"and {result.strays_deleted} stray chunk(s) (those of this input are counted as added)",
+            markup=False,
+        )
     out.print(
         f"{result.added} added, {result.updated} updated, {result.unchanged} unchanged, {result.removed} removed; "
         f"{result.chunks_written} chunks written, {result.chunks_deleted} deleted; "

@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib.metadata import version as package_version
+from typing import Annotated
 
 import typer
 
 from retrievers.errors import VoiceragError
 from voicerag.cli import agent, ask, cache, chat, evaluate, ingest, search
+from voicerag.cli.terminal import safe
+
+
+def _version(show: bool) -> None:
+    if show:
+        print(f"voicerag {package_version('voicerag')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="voicerag",
@@ -27,7 +37,22 @@ app.command("chat")(chat.chat)
 app.command("search")(search.search)
 app.command("eval")(evaluate.evaluate)
 app.add_typer(cache.app, name="cache")
-app.command("agent", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(agent.agent)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """A voice agent that answers from your knowledge base and live systems."""
+
+
+# Everything after `agent`, `--help` included, is for LiveKit's CLI (`voicerag agent console --help`).
+app.command(
+    "agent",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+)(agent.agent)
 
 
 def _debug() -> bool:
@@ -42,12 +67,12 @@ def run() -> None:
     except VoiceragError as exc:
         if _debug():
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(str(exc))}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:
         if _debug():
             raise
-        print(f"error: {type(exc).__name__}: {exc} (set VOICERAG_DEBUG=1 for details)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {safe(str(exc))} (set VOICERAG_DEBUG=1 for details)", file=sys.stderr)
         sys.exit(1)
 
 

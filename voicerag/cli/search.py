@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from retrievers.documents import CATEGORIES
 from retrievers.errors import UserInputError
 from voicerag.cli.common import open_knowledge_base, out, settings
+from voicerag.cli.running import run_async
+from voicerag.cli.terminal import json_text, safe
 
 if TYPE_CHECKING:
     from retrievers.knowledge_base import KnowledgeBaseManager
@@ -39,7 +40,7 @@ def search(
         lines = [query or ""]
     if not all(lines):
         raise UserInputError("QUERY: is empty")
-    asyncio.run(_search(lines, top_k, category, as_json or queries is not None))
+    run_async(_search(lines, top_k, category, as_json or queries is not None))
 
 
 async def _search(lines: list[str], top_k: int, category: str | None, as_json: bool) -> None:
@@ -47,7 +48,7 @@ async def _search(lines: list[str], top_k: int, category: str | None, as_json: b
         for line in lines:
             result = await _one(kb, line, top_k, category)
             if as_json:
-                print(json.dumps(result, ensure_ascii=False), flush=True)
+                print(json_text(result), flush=True)
             else:
                 _print_table(result)
 
@@ -63,13 +64,13 @@ async def _one(kb: KnowledgeBaseManager, query: str, top_k: int, category: str |
 
 
 def _print_table(result: dict[str, Any]) -> None:
-    table = Table(title=f"{result['query']}  ({result['elapsed_ms']} ms)")
+    table = Table(title=Text(f"{safe(result['query'])}  ({result['elapsed_ms']} ms)"))
     table.add_column("#", justify="right")
     table.add_column("doc_id")
     table.add_column("title")
     table.add_column("score", justify="right")
     for rank, hit in enumerate(result["results"], start=1):
-        table.add_row(str(rank), hit["doc_id"], hit["title"], f"{hit['score']:.3f}")
+        table.add_row(str(rank), Text(safe(hit["doc_id"])), Text(safe(hit["title"])), f"{hit['score']:.3f}")
     if not result["results"]:
         table.caption = "no documents found"
     out.print(table)
