@@ -87,7 +87,10 @@ async def test_context_is_built_for_every_turn() -> None:
 
 @pytest.fixture
 async def real_graph(tmp_path: Path) -> AsyncIterator[Any]:
-    services = build_services(load_settings(_env_file=None, voicerag_data_dir=tmp_path, embeddings="use"))
+    """The real graph on embedded Chroma, with no chat model: answers are extractive, nothing is paid for."""
+    settings = load_settings(voicerag_data_dir=tmp_path, embeddings="use", openai_api_key=None, openai_base_url=None)
+    services = build_services(settings)
+    assert services.chat_model is None
     await services.knowledge_base.index_documents(
         [Document(id="w", title="KH-300 warranty", text="The KH-300 has a two-year warranty.", lang="en")]
     )
@@ -95,6 +98,7 @@ async def real_graph(tmp_path: Path) -> AsyncIterator[Any]:
     await services.aclose()
 
 
+@pytest.mark.integration  # embedded Chroma and a model
 async def test_the_real_graph_answers_in_a_session_without_duplicating_history(real_graph: Any) -> None:
     inputs: list[list[str]] = []
 

@@ -31,7 +31,7 @@ from fakes.open_meteo import Failure, OpenMeteoServer
 from fakes.openai_server import Behaviour, FakeOpenAIServer, content_text
 from fakes.sources import Keyword, TimedSource, named
 from fakes.speech import FakeAudioInput, FakeAudioOutput, FakeSTT, FakeTTS, Utterance, server_error
-from helpers import PHRASES
+from helpers import PHRASES, lingering
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from livekit.agents import AgentSession, APIConnectionError, APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
@@ -54,9 +54,6 @@ CANCEL_BOUND_MS = 200  # ... and asserted with slack for a loaded machine
 ROUTER_MARKER, GRADER_MARKER = "ROUTERTOKEN", "GRADERTOKEN"  # in the fake model's router and grader replies
 # What must never be spoken: router and grader output, JSON, the context's tags and markdown.
 INTERNAL = (ROUTER_MARKER, GRADER_MARKER, "{", "}", '"kind"', '"relevant"', "[1]", "[weather]", "**")
-# Where the graph's work runs: any task of these still alive after a turn is a leak.
-GRAPH_CODE = ("/graph/", "/retrievers/", "/agent/", "/langgraph/", "/langchain_core/", "/langchain_openai/",
-              "/openai/", "/httpx/", "/livekit/plugins/langchain/", "/tests/agent/")  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------- test sources
@@ -104,19 +101,6 @@ def assert_speakable(said: str) -> None:
     assert said.strip(), "a silent turn"
     leaked = [token for token in INTERNAL if token in said]
     assert not leaked, f"internal tokens spoken: {leaked} in {said!r}"
-
-
-def lingering() -> list[str]:
-    """Tasks of the graph, its sources or its clients still alive (the test's own task aside)."""
-    found = []
-    for task in asyncio.all_tasks():
-        if task is asyncio.current_task() or task.done():
-            continue
-        code = getattr(task.get_coro(), "cr_code", None)
-        where = code.co_filename if code is not None else repr(task.get_coro())
-        if any(part in where for part in GRAPH_CODE):
-            found.append(f"{task.get_name()}: {where}")
-    return found
 
 
 async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:

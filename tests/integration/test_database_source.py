@@ -1,6 +1,6 @@
-"""database_query against real databases: SQLite (always) and PostgreSQL (when a server answers on
-127.0.0.1:5432), both seeded from data/seed.sql. Answers, injection payloads, the read-only path and
-the statement timeout are checked on each."""
+"""database_query against real databases: SQLite and PostgreSQL (the machine's, or one started for
+the session: `postgresql_url` in conftest.py), both seeded from data/seed.sql. Answers, injection
+payloads, the read-only path and the statement timeout are checked on each."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import json
 import re
 import sqlite3
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -37,53 +36,6 @@ SLOW_SQL = (  # about a billion rows: far longer than any timeout below, on both
 
 
 # ---- databases -----------------------------------------------------------------------------
-
-
-def probe_postgres() -> tuple[str | None, str]:
-    """The first user that can connect to database `test` on 127.0.0.1:5432, or why none could."""
-
-    async def connect(user: str) -> None:
-        connection = await asyncpg.connect(host="127.0.0.1", port=5432, user=user, database="test", timeout=1)
-        await connection.close()
-
-    problems = []
-    for user in ("postgres", "root"):
-        try:
-            asyncio.run(connect(user))
-            return user, ""
-        except Exception as exc:
-            problems.append(f"{user}: {type(exc).__name__}: {exc}")
-    return None, "; ".join(problems)
-
-
-async def admin(user: str, statement: str) -> None:
-    connection = await asyncpg.connect(host="127.0.0.1", port=5432, user=user, database="test", timeout=2)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-async def seed_postgres(user: str, database: str) -> None:
-    await admin(user, f'CREATE DATABASE "{database}"')
-    connection = await asyncpg.connect(host="127.0.0.1", port=5432, user=user, database=database, timeout=2)
-    try:
-        await connection.execute(SEED.read_text(encoding="utf-8"))  # simple protocol: the whole script
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(scope="module")
-def postgresql_url() -> Iterator[str]:
-    user, problem = probe_postgres()
-    if user is None:
-        pytest.skip(f"no PostgreSQL server reachable on 127.0.0.1:5432 (database test, users postgres/root): {problem}")
-    database = f"voicerag_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(seed_postgres(user, database))
-    try:
-        yield f"postgresql+asyncpg://{user}@127.0.0.1:5432/{database}"
-    finally:
-        asyncio.run(admin(user, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,23 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import pytest_asyncio
+from helpers import write
 
 from retrievers.documents import Chunk, Document
-from retrievers.embeddings import Embeddings
+from retrievers.embeddings import Embeddings, UseModel, VectorCache
 from retrievers.errors import UserInputError
-from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.knowledge_base import KnowledgeBaseManager, SearchHit, make_chroma_client
 
 pytestmark = pytest.mark.integration
 
-LONG_TEXT = " ".join(
-    f"Paragraph {i} explains detail number {i} of the Kumo Stone speaker, including its battery and its colours."
-    for i in range(40)
-)
+PARAGRAPH = "Paragraph {i} explains detail number {i} of the Kumo Stone speaker, including its battery and its colours."
+LONG_TEXT = " ".join(PARAGRAPH.format(i=i) for i in range(40))
 
 
 def doc(doc_id: str, text: str, **fields: object) -> Document:
@@ -46,13 +46,18 @@ def chunk_ids(kb: KnowledgeBaseManager) -> set[str]:
 
 
 async def test_search_returns_each_document_once_with_its_best_chunk(kb: KnowledgeBaseManager) -> None:
-    await kb.index_documents([*SAMPLE, doc("stone", LONG_TEXT, title="Kumo Stone")])
-    assert await kb.count_chunks() > len(SAMPLE) + 1  # the long document was split
-    hits = await kb.search("Kumo Stone speaker battery colours", top_k=5)
+    ordinary = (
+        "Paragraph 27 explains detail number 27 of the Kumo Stone speaker, including its battery and its colours."
+    )
+    text = LONG_TEXT.replace(ordinary, "Paragraph 27: the Kumo Stone survives the rain, being waterproof to IPX7.")
+    await kb.index_documents([*SAMPLE, doc("stone", text, title="Kumo Stone")])
+    chunks = kb.collection.get(where={"doc_id": "stone"}, include=["documents", "metadatas"])
+    holding = {m["chunk_index"] for t, m in zip(chunks["documents"], chunks["metadatas"], strict=True) if "IPX7" in t}
+    assert len(chunks["ids"]) > 3 and holding and 0 not in holding  # control: the first chunk is a wrong answer
+    hits = await kb.search("Is the Kumo Stone waterproof?", top_k=5)
     ids = [hit["doc_id"] for hit in hits]
-    assert ids[0] == "stone"
-    assert len(ids) == len(set(ids))
-    assert "Kumo Stone" in hits[0]["text"]
+    assert ids[0] == "stone" and len(ids) == len(set(ids))  # each document once
+    assert hits[0]["chunk_index"] in holding and "waterproof to IPX7." in hits[0]["text"]  # with its best chunk
 
 
 async def test_hybrid_search_finds_the_answer_in_both_languages(kb: KnowledgeBaseManager) -> None:
@@ -120,20 +125,57 @@ async def test_pruning_a_source_removes_documents_no_longer_in_it(kb: KnowledgeB
     assert await kb.count() == 2 and not any(c.startswith("faq-2::") for c in chunk_ids(kb))
 
 
-async def test_keyword_index_follows_writes_made_by_another_process(
-    kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
-) -> None:
-    await kb.index_documents(SAMPLE)
-    kb.refresh_interval_s = 0.0
-    other_worker = KnowledgeBaseManager(make_chroma_client(tmp_path / "data", None), "test-kb", embeddings)
-    await other_worker.index_documents([doc("pickup", "Orders can be picked up at the Umeda store counter.")])
-    await kb.search("pickup", top_k=1)  # sees a new version: rebuilds in the background
-    for _ in range(50):
-        if kb.index_version == other_worker.index_version:
-            break
+async def until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
         await asyncio.sleep(0.05)
-    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0]["doc_id"] == "pickup"
-    assert (await kb.search("picked up at the Umeda store counter", top_k=1))[0]["keyword"] is not None
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def after_another_process(
+    use_model: UseModel, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[dict[str, SearchHit]]:
+    """An operator runs `voicerag ingest` (a process of its own) on the agent's embedded Chroma
+    while the agent serves; the agent's hits for the new document's question, once it has noticed."""
+    folder = tmp_path_factory.mktemp("two-processes")
+    agent = KnowledgeBaseManager(
+        make_chroma_client(folder / "data", None), "test-kb", Embeddings(use_model, VectorCache(folder / "v.sqlite"))
+    )
+    await agent.index_documents(SAMPLE)
+    agent.refresh_interval_s = 0.0
+    before = agent.index_version
+    write(folder, "more/pickup.md", "# Pickup\n\nOrders can be picked up at the Umeda store counter.\n")
+    env = {**os.environ, "VOICERAG_DATA_DIR": str(folder / "data"), "COLLECTION": "test-kb", "EMBEDDINGS": "use"}
+    voicerag = str(Path(sys.executable).parent / "voicerag")
+    done = await asyncio.to_thread(
+        subprocess.run, [voicerag, "ingest", "more"], cwd=folder, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert agent.index_version == before  # nothing in this process knows yet
+    await agent.search("pickup", top_k=1)  # sees a new version: rebuilds in the background
+    await until(lambda: agent.index_version != before, "the keyword index to follow the other process's write")
+    hits = await agent.search("picked up at the Umeda store counter", top_k=5)
+    yield {hit["doc_id"]: hit for hit in hits}
+    await agent.close()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_keyword_index_follows_writes_made_by_another_process(
+    after_another_process: dict[str, SearchHit],
+) -> None:
+    pickup = after_another_process.get("pickup")
+    assert pickup is not None and pickup["keyword"] is not None  # found by BM25, no restart needed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="embedded Chroma keeps its vector index in memory: another process's vectors stay unseen until a "
+    "restart (a Chroma server, CHROMA_URL, is shared); reported in issue 14",
+)
+@pytest.mark.asyncio(loop_scope="module")
+async def test_dense_search_sees_writes_made_by_another_process(after_another_process: dict[str, SearchHit]) -> None:
+    assert after_another_process["pickup"]["dense"] is not None
 
 
 async def test_a_collection_built_with_another_model_is_refused(kb: KnowledgeBaseManager, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 from fakes.ws_server import FakeWebSocketServer
+from helpers import completes_without_waiting
+from hermetic import GUARD
 from pydantic import ValidationError
 from websockets.protocol import State
 
@@ -374,16 +375,15 @@ async def test_no_value_yet_raises_unreachable_and_run_source_says_it_failed(ser
 async def test_run_source_answers_from_the_latest_value(server: FakeWebSocketServer, source: RealtimeSource) -> None:
     await server.push(message(APP_DOWN))
     await eventually(value_is(source, APP_DOWN))
-    result = await run_source(source, RealtimeParams(), EN)
+    result = completes_without_waiting(run_source(source, RealtimeParams(), EN))  # from memory
     assert result["status"] == "ok" and result["cached"] is False
     assert result["summary"].startswith("Online store: operational. Kumo Connect app: down.")
-    assert result["elapsed_ms"] < 5
 
 
 # ---------------------------------------------------------------------- no network in fetch, nothing leaks
 
 
-async def test_fetch_is_instant_because_it_never_touches_the_network(
+async def test_fetch_answers_from_memory_never_waiting_nor_touching_the_network(
     server: FakeWebSocketServer, source: RealtimeSource
 ) -> None:
     await server.push(message(OPERATIONAL))
@@ -391,14 +391,20 @@ async def test_fetch_is_instant_because_it_never_touches_the_network(
     await server.go_down()  # no server at all: fetch must not care
     await eventually(lambda: not source.connected)
 
-    timings = []
-    for _ in range(500):
-        started = time.perf_counter()
-        fetched = await source.fetch(RealtimeParams(), EN)
-        timings.append((time.perf_counter() - started) * 1000)
-    assert fetched.data["value"] == OPERATIONAL
-    p95 = statistics.quantiles(timings, n=20)[18]
-    assert p95 < 5.0, f"fetch p95 {p95:.3f} ms"
+    with GUARD.watching() as network:
+        answers = [completes_without_waiting(source.fetch(RealtimeParams(), EN)) for _ in range(100)]
+    assert network == []  # `make bench` (sources) measures what a fetch costs
+    assert {a.data["value"]["app"] for a in answers} == {"operational"} and not answers[-1].data["connected"]
+
+
+def test_the_no_waiting_check_can_fail() -> None:
+    """Control: a fetch that waits on anything (here a zero sleep) is caught."""
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(AssertionError, match="suspended"):
+        completes_without_waiting(waits())
 
 
 async def test_aclose_cancels_the_task_and_closes_the_connection(server: FakeWebSocketServer) -> None:

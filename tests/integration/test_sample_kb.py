@@ -34,7 +34,11 @@ async def sample_graph(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[VoiceGraph]:
     data_dir = tmp_path_factory.mktemp(f"sample-{request.param}")
-    services: Services = build_services(load_settings(voicerag_data_dir=data_dir, embeddings=request.param))
+    settings = load_settings(
+        voicerag_data_dir=data_dir, embeddings=request.param, openai_api_key=None, openai_base_url=None
+    )
+    services: Services = build_services(settings)
+    assert services.chat_model is None  # extractive answers: the expectations are the documents' own words
     await services.knowledge_base.index_documents(load_documents([ROOT / "data/knowledge_base"]).documents)
     await warm_up(services)
     yield build_graph(services)
