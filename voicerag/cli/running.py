@@ -1,10 +1,11 @@
 """Running a command's async work so that Ctrl-C always works the first time.
 
 `asyncio.run` cancels the main task on Ctrl-C, then waits for every thread it started to finish —
-and a thread blocked in a call to a server that never answers (or in `input()`) can keep the command
-alive long after the user gave up. Here the first Ctrl-C cancels the work and, if the command has
-not ended `GRACE_S` later, ends the process; a second Ctrl-C ends it at once. Nothing is lost by
-that: every write the product makes survives a kill (docs/ARCHITECTURE.md, "crash safety").
+and a call blocked on a server that never answers (in a thread, or in the event loop itself while a
+client connects) or in `input()` can keep the command alive long after the user gave up. Here the
+first Ctrl-C cancels the work and, if the command has not ended `GRACE_S` later, ends the process (a
+timer thread does it, so even a blocked event loop cannot delay it); a second Ctrl-C ends it at once.
+Nothing is lost by that: every write the product makes survives a kill (docs/ARCHITECTURE.md).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 from collections.abc import Coroutine
+from types import FrameType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -23,34 +26,34 @@ INTERRUPTED = 130  # the shell's code for a command ended by SIGINT
 
 def run_async(work: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(work)`, with the Ctrl-C described above (KeyboardInterrupt when it cancels)."""
-    return asyncio.run(_interruptible(work))
+    if threading.current_thread() is not threading.main_thread():  # signals only reach the main thread
+        return asyncio.run(work)
+    interrupted = threading.Event()
 
+    async def main() -> T:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
 
-async def _interruptible(work: Coroutine[Any, Any, T]) -> T:
-    loop = asyncio.get_running_loop()
-    main = asyncio.current_task()
-    presses = 0
+        def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+            if interrupted.is_set():
+                _end_now()
+            interrupted.set()
+            if task is not None:
+                loop.call_soon_threadsafe(task.cancel)
+            timer = threading.Timer(GRACE_S, _end_now)
+            timer.daemon = True  # fires while the main thread is stuck; never delays a clean exit
+            timer.start()
 
-    def interrupt() -> None:
-        nonlocal presses
-        presses += 1
-        if presses > 1 or main is None:
-            _end_now()
-        main.cancel()
-        loop.call_later(GRACE_S, _end_now)  # still alive: a thread is stuck in a blocking call
+        previous = signal.signal(signal.SIGINT, on_ctrl_c)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if interrupted.is_set():
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
-    try:
-        loop.add_signal_handler(signal.SIGINT, interrupt)
-    except (NotImplementedError, RuntimeError):  # not the main thread (tests), or no signals here
-        return await work
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if presses:
-            raise KeyboardInterrupt from None
-        raise
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
+    return asyncio.run(main())
 
 
 def _end_now() -> None:
