@@ -2,6 +2,7 @@
 
 Loading is all-or-nothing: `load_documents` reads and validates every input before anything is
 written, and raises `UserInputError` naming the file and line (or field) of the first problem.
+Which files are read, and how, is `document_files.py`; what values may hold, `document_values.py`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from retrievers.document_files import FoundFile, find_files, named, read_found
+from retrievers.document_values import (
+    MAX_JSON_DEPTH,
+    MAX_TITLE_CHARS,
+    check_record,
+    id_problem,
+    line_of_depth,
+    metadata_problem,
+    shown,
+)
 from retrievers.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -42,12 +53,20 @@ class Document(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     id: str = Field(min_length=1, max_length=512)
-    title: str = ""
+    title: str = Field("", max_length=MAX_TITLE_CHARS)
     text: str = Field(min_length=1)
     category: Category = "general"
     lang: Language
     source: str = ""
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_characters(cls, value: str) -> str:
+        problem = id_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("text")
     @classmethod
@@ -58,14 +77,17 @@ class Document(BaseModel):
 
     @field_validator("metadata")
     @classmethod
-    def _no_reserved_keys(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+    def _metadata_allowed(cls, value: dict[str, MetadataValue]) -> dict[str, MetadataValue]:
+        problem = metadata_problem(value)  # first: the messages below quote keys
+        if problem:
+            raise ValueError(problem)
         clash = sorted(RESERVED_METADATA & value.keys())
         if clash:
             raise ValueError(f"uses reserved key(s) {', '.join(clash)}")
         # Chroma refuses these at write time, which would be too late for all-or-nothing.
         refused = sorted(key for key in value if not key or key[0] in "#$" or key == "chroma:document")
         if refused:
-            raise ValueError(f"key(s) {', '.join(map(repr, refused))} not allowed (empty, or start with # or $)")
+            raise ValueError(f"key(s) {', '.join(map(shown, refused))} not allowed (empty, or start with # or $)")
         return value
 
     @property
@@ -141,91 +163,59 @@ def load_documents(paths: Iterable[Path | str]) -> LoadReport:
     Raises `UserInputError` naming the file and line or field at the first problem, including a
     document id used twice anywhere in the inputs.
     """
-    files, skipped = _expand(Path(p) for p in paths)
+    files, skipped = find_files((Path(p) for p in paths), SUPPORTED_SUFFIXES)
     documents: list[Document] = []
     first_seen: dict[str, str] = {}
-    for file, root in files:
-        for where, doc in _load_file(file, root):
+    for file in files:
+        for where, doc in _load_file(file):
             if doc.id in first_seen:
                 raise UserInputError(f"{where}: duplicate id {doc.id!r} (first seen at {first_seen[doc.id]})")
             first_seen[doc.id] = where
             documents.append(doc)
-    return LoadReport(documents, [f for f, _ in files], skipped)
+    return LoadReport(documents, [f.path for f in files], skipped)
 
 
-def _expand(paths: Iterable[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
-    files: list[tuple[Path, Path]] = []
-    skipped: list[Path] = []
-    for path in paths:
-        if not path.exists():
-            raise UserInputError(f"{path}: no such file or folder")
-        if path.is_dir():
-            found = len(files)
-            for child in sorted(path.rglob("*")):
-                if not child.is_file() or any(part.startswith(".") for part in child.relative_to(path).parts):
-                    continue
-                if child.suffix.lower() in SUPPORTED_SUFFIXES:
-                    files.append((child, path))
-                else:
-                    skipped.append(child)
-            if len(files) == found:
-                raise UserInputError(f"{path}: no .jsonl, .json, .md or .txt files in this folder")
-        elif path.suffix.lower() in SUPPORTED_SUFFIXES:
-            files.append((path, path.parent))
-        else:
-            raise UserInputError(
-                f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
-                f"expected one of {', '.join(SUPPORTED_SUFFIXES)}"
-            )
-    if not files:
-        raise UserInputError("no documents found: give .jsonl, .json, .md or .txt files or folders")
-    return files, skipped
-
-
-def _read_text(file: Path) -> str:
-    size = file.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise UserInputError(f"{file}: {size / 1e6:.0f} MB is over the {MAX_FILE_BYTES // 2**20} MiB limit")
-    data = file.read_bytes()
+def _read_text(file: FoundFile) -> str:
+    data = read_found(file, MAX_FILE_BYTES)  # read once: everything below checks these bytes
     if b"\x00" in data:
-        raise UserInputError(f"{file}: binary file (contains NUL bytes), expected UTF-8 text")
+        raise UserInputError(f"{named(file.path)}: binary file (contains NUL bytes), expected UTF-8 text")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         start = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # past the BOM
         line = data[:start].count(b"\n") + 1
-        raise UserInputError(f"{file}:{line}: not valid UTF-8 (byte {start})") from None
+        raise UserInputError(f"{named(file.path)}:{line}: not valid UTF-8 (byte {start})") from None
 
 
-def _load_file(file: Path, root: Path) -> Iterator[tuple[str, Document]]:
-    text = _read_text(file)
+def _load_file(found: FoundFile) -> Iterator[tuple[str, Document]]:
+    text = _read_text(found)
+    file, name, path_id = found.path, named(found.path), _path_id(found.path, found.root)
     suffix = file.suffix.lower()
-    source = file.resolve().as_posix()  # the same file always has the same source, however named
     if suffix == ".jsonl":
         # Only "\n" ends a record: splitlines() would also split at U+2028, U+2029 and U+0085,
         # which JSON strings may hold unescaped (json.dumps(ensure_ascii=False) writes them).
         for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
-            where = f"{file}:{number}"
+            where = f"{name}:{number}"
             record = _parse_json(line, where, names_line=True)
             yield (
                 where,
-                _document_from_record(record, where, source, fallback_id=f"{_path_id(file, root)}-{number}"),
+                _document_from_record(record, where, found.source, fallback_id=f"{path_id}-{number}"),
             )
     elif suffix == ".json":
-        data = _parse_json(text, str(file))
+        data = _parse_json(text, name)
         records = data.get("documents") if isinstance(data, dict) else data
         if not isinstance(records, list):
-            raise UserInputError(f'{file}: expected a list of documents or {{"documents": [...]}}')
+            raise UserInputError(f'{name}: expected a list of documents or {{"documents": [...]}}')
         for index, record in enumerate(records):
-            where = f"{file}: documents[{index}]"
+            where = f"{name}: documents[{index}]"
             yield (
                 where,
-                _document_from_record(record, where, source, fallback_id=f"{_path_id(file, root)}-{index}"),
+                _document_from_record(record, where, found.source, fallback_id=f"{path_id}-{index}"),
             )
     else:
-        yield str(file), _document_from_text_file(file, root, text, source)
+        yield name, _document_from_text_file(found, text, path_id)
 
 
 def _parse_json(text: str, where: str, *, names_line: bool = False) -> Any:
@@ -235,11 +225,18 @@ def _parse_json(text: str, where: str, *, names_line: bool = False) -> Any:
         if names_line:  # a .jsonl line already names its line
             raise UserInputError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
         raise UserInputError(f"{where}:{exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno})") from None
+    except RecursionError:  # nesting deeper than the stack: check_record's limit is far lower
+        line = None if names_line else line_of_depth(text)
+        at = f"{where}:{line}" if line else where
+        raise UserInputError(f"{at}: invalid JSON (nested more than {MAX_JSON_DEPTH} levels deep)") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's int conversion limit)
+        raise UserInputError(f"{where}: invalid JSON (a number too long to be read)") from None
 
 
 def _document_from_record(record: Any, where: str, source: str, *, fallback_id: str) -> Document:
     if not isinstance(record, dict):
         raise UserInputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    check_record(record, where)
     text = record.get("text", record.get("content"))
     if text is None:
         raise UserInputError(f"{where}: field 'text' (or 'content') is missing")
@@ -263,34 +260,38 @@ def _document_from_record(record: Any, where: str, source: str, *, fallback_id: 
         "source": source,
         "metadata": {k: _scalar(v) for k, v in metadata.items() if v is not None},
     }
-    return _validated(fields, where)
+    hint = "" if "id" in record else "rename the file or give the record an id"
+    return _validated(fields, where, id_hint=hint)
 
 
-def _document_from_text_file(file: Path, root: Path, text: str, source: str) -> Document:
+def _document_from_text_file(found: FoundFile, text: str, path_id: str) -> Document:
+    file = found.path
     front, body = _split_front_matter(text)
+    hint = "" if front.get("id") else "rename the file or set `id:` in its front matter"
     title = front.pop("title", "") or _first_heading(body)
     parent = file.parent.name
     fields = {
-        "id": front.pop("id", "") or _path_id(file, root),
+        "id": front.pop("id", "") or path_id,
         "title": title or file.stem.replace("_", " ").replace("-", " "),
         "text": body,
         "category": front.pop("category", "") or (parent if parent in CATEGORIES else "general"),
         "lang": front.pop("lang", "") or detect_language(body),
-        "source": source,
+        "source": found.source,
         "metadata": dict(front),
     }
-    return _validated(fields, str(file))
+    return _validated(fields, named(file), id_hint=hint)
 
 
-def _validated(fields: dict[str, Any], where: str) -> Document:
+def _validated(fields: dict[str, Any], where: str, *, id_hint: str = "") -> Document:
     try:
         return Document(**fields)
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "document"
         if error["type"] == "missing":
-            raise UserInputError(f"{where}: field '{field}' is missing") from None
-        raise UserInputError(f"{where}: field '{field}' {_short(error['msg'])}") from None
+            raise UserInputError(f"{where}: field {shown(field, 80)} is missing") from None
+        hint = f" (the id comes from the file name: {id_hint})" if field == "id" and id_hint else ""
+        raise UserInputError(f"{where}: field {shown(field, 80)} {_short(error['msg'])}{hint}") from None
 
 
 def _short(message: str) -> str:

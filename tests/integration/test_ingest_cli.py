@@ -262,6 +262,29 @@ def _case_files(case: Path, name: str) -> tuple[list[str], str]:
     if name == "empty-folder":
         (case / "empty").mkdir()
         return [*args, f"{rel}/empty"], f"{rel}/empty: no .jsonl, .json, .md or .txt files in this folder"
+    if name == "link-leaving-the-folder":
+        secret = write(case, "system/passwd.txt", "root:x:0:0:secret\n")
+        (case / "kb").mkdir()
+        (case / "kb" / "passwd.txt").symlink_to(secret)
+        return [*args, f"{rel}/kb"], f"{rel}/kb/passwd.txt: a link to {secret}, outside {rel}/kb: refused"
+    if name == "deeply-nested-json":
+        write(case, "bad.jsonl", jsonl({"id": "b1", "text": "fine"}) + '{"id": "b2", "text": ' + "[" * 100_000 + "\n")
+        return [*args, f"{rel}/bad.jsonl"], f"{rel}/bad.jsonl:2: invalid JSON (nested more than"
+    if name == "nan-metadata":
+        write(case, "bad.jsonl", '{"id": "b1", "text": "t", "metadata": {"score": NaN}}\n')
+        return [*args, f"{rel}/bad.jsonl"], f"{rel}/bad.jsonl:1: field 'metadata.score' is NaN"
+    if name == "huge-metadata-value":
+        write(case, "bad.jsonl", jsonl({"id": "b1", "text": "t", "notes": "x" * 5_000_000}))
+        return [*args, f"{rel}/bad.jsonl"], f"{rel}/bad.jsonl:1: field 'metadata' value of key 'notes' is 5,000,000"
+    if name == "nul-escape-in-text":
+        write(case, "bad.jsonl", '{"id": "b1", "text": "a\\u0000b"}\n')
+        return [*args, f"{rel}/bad.jsonl"], f"{rel}/bad.jsonl:1: field 'text' holds a NUL character"
+    if name == "markup-in-id":
+        write(case, "bad.jsonl", jsonl({"id": "[blink]b1[/]", "text": "t"}))
+        return [*args, f"{rel}/bad.jsonl"], f"{rel}/bad.jsonl:1: field 'id' '[blink]b1[/]' has U+005B"
+    if name == "bidi-override-in-id":
+        write(case, "bad.jsonl", jsonl({"id": "b1\u202etxt.exe", "text": "t"}))
+        return [*args, f"{rel}/bad.jsonl"], f"{rel}/bad.jsonl:1: field 'id' 'b1\\u202etxt.exe' has U+202E"
     if name == "dry-run-still-validates":
         write(case, "bad.jsonl", jsonl({"id": "b1", "text": ""}))
         return [*args, f"{rel}/bad.jsonl", "--dry-run"], f"{rel}/bad.jsonl:1: field 'text'"
@@ -282,6 +305,14 @@ REFUSED = [
     "unsupported-extension",
     "empty-folder",
     "dry-run-still-validates",
+    # issue 13, item 5
+    "link-leaving-the-folder",
+    "deeply-nested-json",
+    "nan-metadata",
+    "huge-metadata-value",
+    "nul-escape-in-text",
+    "markup-in-id",
+    "bidi-override-in-id",
 ]
 
 
