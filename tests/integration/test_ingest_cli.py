@@ -22,6 +22,8 @@ from helpers import jsonl, write
 
 from voicerag.settings import Settings
 
+pytestmark = pytest.mark.integration  # the CLI in subprocesses: embedded Chroma and a model
+
 VOICERAG = str(Path(sys.executable).parent / "voicerag")
 
 # Reads a collection straight from Chroma in a fresh process (no model, no cached client).
