@@ -6,6 +6,10 @@ requests — is sent by the same client through the same transport layers (allow
 - `OAuth2ClientCredentials`: a token fetched on first use (one fetch even when many requests start
   together), cached until shortly before `expires_in`, and refreshed once when the API answers 401;
   a second 401 is returned as is (the client reports it as an "auth" failure).
+
+Credentials stay on their origin: the flow runs once, before httpx follows redirects, and httpx
+strips only `Authorization` when a redirect changes origin; so the client refuses any redirect that
+changes origin (`transport.refuse_cross_origin_redirect`), for every auth type and token request.
 """
 
 from __future__ import annotations

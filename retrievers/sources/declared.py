@@ -3,7 +3,8 @@
 No code per endpoint: a declaration names the URL template, method or GraphQL query, parameters
 (each with a validation pattern, and how to find it in a question), auth, TTL, which fields of the
 response to keep, and the sentence to say. The host of every URL is fixed by the declaration (only
-path and query values are filled in, escaped), and the HTTP client only calls declared hosts.
+path and query values are filled in, escaped), and the HTTP client only calls declared hosts and
+follows no redirect to another origin: a source's credentials reach only the origins it declares.
 """
 
 from __future__ import annotations
