@@ -151,7 +151,6 @@ async def refuse_cross_origin_redirect(response: httpx.Response) -> None:
         )
 
 
-refuse_cross_host_redirect = refuse_cross_origin_redirect  # the former name, still used by tests
 
 
 class RateLimitTransport(httpx.AsyncBaseTransport):

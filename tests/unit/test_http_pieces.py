@@ -18,7 +18,7 @@ from retrievers.http.body import parse_json, read_limited
 from retrievers.http.breaker import HostBreakers
 from retrievers.http.cache import InMemoryResponseCache, RedisResponseCache, cache_key, make_response_cache
 from retrievers.http.retry import AttemptFailed, RetryPolicy, parse_retry_after
-from retrievers.http.transport import HostPolicy, host_key, refuse_cross_host_redirect
+from retrievers.http.transport import HostPolicy, host_key, refuse_cross_origin_redirect
 from retrievers.turn.deadline import turn_deadline
 from retrievers.turn.failures import FetchError
 
@@ -180,10 +180,10 @@ def redirect(source: str, location: str) -> httpx.Response:
 async def test_redirects_stay_on_their_host(source: str, location: str, refused: bool) -> None:
     if refused:
         with pytest.raises(FetchError) as caught:
-            await refuse_cross_host_redirect(redirect(source, location))
+            await refuse_cross_origin_redirect(redirect(source, location))
         assert caught.value.kind == "forbidden_host"
     else:
-        await refuse_cross_host_redirect(redirect(source, location))
+        await refuse_cross_origin_redirect(redirect(source, location))
 
 
 # ----------------------------------------------------------------------------------- retry-after
