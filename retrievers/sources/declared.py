@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from retrievers.http.auth import ApiKeyAuth, BearerAuth, OAuth2ClientCredentials
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.sources.keywords import KeywordMatcher
 from retrievers.turn.failures import FetchError
 
 if TYPE_CHECKING:
@@ -184,11 +185,11 @@ class DeclaredSource(Source[BaseModel]):
             spec.examples,
         )
         self.params_model = _params_model(spec)
+        self._keywords = KeywordMatcher(word for words in spec.keywords.values() for word in words)  # either language
         self._auth = spec.auth.build() if spec.auth else None
 
     def extract(self, question: str, language: Language, earlier: list[str]) -> BaseModel | None:
         normal = unicodedata.normalize("NFKC", question)
-        keywords = self.spec.keywords.get(language, []) + self.spec.keywords.get("en" if language == "ja" else "ja", [])
         values: dict[str, Any] = {}
         for name, param in self.spec.params.items():
             if param.caller:
@@ -198,7 +199,7 @@ class DeclaredSource(Source[BaseModel]):
                 values[name] = match.group(1)
         # Declared keywords must be heard ("KH-300" alone is not a question about its reviews);
         # without keywords, finding the parameters is enough.
-        mentioned = any(word.lower() in normal.lower() for word in keywords) if keywords else bool(values)
+        mentioned = self._keywords.heard_in(question) if self._keywords else bool(values)
         if not mentioned:
             return None
         try:

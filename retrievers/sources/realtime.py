@@ -25,7 +25,6 @@ import random
 import re
 import string
 import time
-import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.sources.keywords import KeywordMatcher
 from retrievers.turn.failures import FetchError
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,7 @@ class RealtimeSource(Source[RealtimeParams]):
         super().__init__(ttl_s=0.0, timeout_s=self.config.timeout_s, required_roles=self.config.required_roles)
         self.name, self.description = self.config.name, self.config.description
         self.labels, self.examples = self.config.labels, self.config.examples
-        self._keywords = {
-            language: _keyword_pattern(words) for language, words in self.config.keywords.items() if words
-        }
+        self._keywords = {language: KeywordMatcher(words) for language, words in self.config.keywords.items() if words}
         self._latest: Latest | None = None
         self._task: asyncio.Task[None] | None = None
         self._ws: ClientConnection | None = None
@@ -290,8 +288,8 @@ class RealtimeSource(Source[RealtimeParams]):
 
     def extract(self, question: str, language: Language, earlier: list[str]) -> RealtimeParams | None:
         """The feed applies when the question has one of its keywords for that language."""
-        pattern = self._keywords.get(language)
-        if pattern is None or not pattern.search(_normalise(question)):
+        keywords = self._keywords.get(language)
+        if keywords is None or not keywords.heard_in(question):
             return None
         return RealtimeParams()
 
@@ -354,22 +352,6 @@ def _ago(seconds: float, language: Language) -> str:
             n = int(seconds // size)
             return f"{n}{ja}前" if language == "ja" else f"{n} {unit}{'' if n == 1 else 's'} ago"
     return "たった今" if language == "ja" else "just now"
-
-
-def _normalise(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def _keyword_pattern(words: list[str]) -> re.Pattern[str]:
-    """One regex for a language's keywords. Latin-script keywords match whole words (so "down" does
-    not match "download"; a plural "s"/"es" is allowed); others (Japanese) match anywhere."""
-    parts = []
-    for word in sorted({_normalise(w) for w in words if w.strip()}, key=len, reverse=True):
-        escaped = re.escape(word)
-        if re.search(r"[a-z0-9]", word):
-            escaped = rf"(?<![a-z0-9]){escaped}(?:e?s)?(?![a-z0-9])"
-        parts.append(escaped)
-    return re.compile("|".join(parts)) if parts else re.compile(r"(?!)")
 
 
 def _parse(message: str | bytes) -> Any:

@@ -8,13 +8,13 @@ it as unavailable, which the answer says.
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.sources.keywords import KeywordMatcher
 
 
 class NoParams(BaseModel):
@@ -34,16 +34,15 @@ class UnavailableSource(Source[NoParams]):
         self.labels = _both_languages(entry.get("labels"), self.name)
         self.examples = {}
         keywords = entry.get("keywords")
-        self._keywords = [
-            str(word).casefold()
+        self._keywords = KeywordMatcher(
+            str(word)
             for words in (keywords.values() if isinstance(keywords, dict) else [])
             if isinstance(words, list)
             for word in words
-        ]
+        )
 
     def extract(self, question: str, language: Language, earlier: list[str]) -> NoParams | None:
-        normal = unicodedata.normalize("NFKC", question).casefold()
-        return NoParams() if any(word in normal for word in self._keywords) else None
+        return NoParams() if self._keywords.heard_in(question) else None
 
     async def fetch(self, params: NoParams, ctx: SourceContext) -> Fetched:  # pragma: no cover - never called
         raise RuntimeError(f"{self.name} is unavailable: {self.unavailable}")
