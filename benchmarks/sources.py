@@ -7,7 +7,11 @@ client, in the real graph over the sample knowledge base (e5, no chat model). Re
   the same three sources and the knowledge-base search run one after another;
 - cache hits: `request_json` served from the in-process cache and from Redis (loopback);
 - a dead source: a hanging host under the turn deadline with its breaker closed, and the same
-  host once its breaker is open, against a turn without it.
+  host once its breaker is open, against a turn without it;
+- fast paths, what must cost a turn (almost) nothing (the tests check they touch no network):
+  `request_json` to a dead host behind an open breaker, the real-time feed answered from memory
+  (`run_source` on the sample `service_status` feed, fed by a local WebSocket server), and the
+  database source's rules choosing a query (`extract`, per question).
 """
 
 from __future__ import annotations
@@ -15,18 +19,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from langchain_core.messages import HumanMessage
 
-from benchmarks.common import Result, log, ms_since, now, print_table, stats
+from benchmarks.common import ROOT, Result, log, ms_since, now, print_table, stats
 from benchmarks.graph_overhead import knowledge_base
 from graph.builder import build_graph, warm_up
 from graph.context import Context
@@ -35,8 +41,12 @@ from retrievers.http.cache import InMemoryResponseCache, ResponseCache
 from retrievers.http.client import ResilientHttp
 from retrievers.http.redis_cache import RedisResponseCache
 from retrievers.sources.base import SourceContext, run_source
+from retrievers.sources.config import build_declared_sources, load_sources_file
+from retrievers.sources.database import DatabaseSource, sqlite_url
 from retrievers.sources.declared import DeclaredSource, RestSpec
+from retrievers.sources.realtime import RealtimeSource
 from retrievers.sources.registry import SourceRegistry
+from retrievers.turn.failures import FetchError
 
 NAME = "sources"
 DEADLINE_MS = 1500
@@ -218,6 +228,92 @@ async def dead_source(services: Services, base: str, turns: int) -> dict[str, An
     }
 
 
+EXTRACT_QUESTIONS = [
+    "What is the warranty on the Kumo Halo?",
+    "Is the Kumo Halo in stock in Shibuya?",
+    "札幌店の営業時間は？",
+    "Where is my order KA-2026-000123?",
+    "渋谷店にクモ ハロの在庫はありますか？",
+    "How do I reset my earbuds?",
+]
+
+
+async def breaker_open(calls: int) -> dict[str, float]:
+    """`request_json` to a dead host once its breaker is open: refused before any connection."""
+    http = client(breaker_threshold=2)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/x"  # nothing listens once the probe is closed
+    times = []
+    try:
+        for _ in range(2):
+            with contextlib.suppress(FetchError):
+                await http.request_json("GET", url, retries=0)
+        for _ in range(calls):
+            started = now()
+            with contextlib.suppress(FetchError):
+                await http.request_json("GET", url, retries=0)
+            times.append(ms_since(started))
+        assert http.counters["attempts"] == 2, http.counters  # none after the breaker opened
+    finally:
+        await http.aclose()
+    return stats(times)
+
+
+async def realtime_from_memory(calls: int) -> dict[str, float]:
+    """The sample `service_status` feed (data/sources.yaml) on a local WebSocket server: once a
+    value has arrived, what `run_source` costs a turn."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def feed(connection: ServerConnection) -> None:
+        await connection.recv()  # the subscribe message
+        status = {"store": "operational", "app": "operational", "support": "operational"}
+        await connection.send(json.dumps({"type": "status", "data": status, "ts": time.time()}))
+        await connection.wait_closed()
+
+    async with serve(feed, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        loaded = load_sources_file(ROOT / "data" / "sources.yaml", {"STATUS_WS_URL": f"ws://127.0.0.1:{port}/"})
+        (source,) = [s for s in build_declared_sources(loaded.declarations, None) if isinstance(s, RealtimeSource)]
+        await source.start()
+        try:
+            for _ in range(500):
+                if source.latest is not None:
+                    break
+                await asyncio.sleep(0.01)
+            params, ctx, times = source.params_model(), SourceContext(), []
+            for _ in range(calls):
+                started = now()
+                result = await run_source(source, params, ctx)
+                times.append(ms_since(started))
+            assert result["status"] == "ok", result
+        finally:
+            await source.aclose()
+    return stats(times)
+
+
+def database_extract(rounds: int) -> dict[str, float]:
+    """The database source's rules (data/database.yaml) choosing a query and its arguments, per question."""
+    with tempfile.TemporaryDirectory() as folder:
+        source = DatabaseSource(sqlite_url(Path(folder) / "unused.sqlite"), ROOT / "data" / "database.yaml")
+        times = []
+        for _ in range(rounds):
+            for question in EXTRACT_QUESTIONS:
+                started = now()
+                source.extract(question, "en", ["渋谷店の営業時間は？"])
+                times.append(ms_since(started))
+    return stats(times)
+
+
+async def fast_paths(quick: bool) -> dict[str, Any]:
+    calls = 200 if quick else 2000
+    return {
+        "breaker_open_request_json": await breaker_open(calls),
+        "realtime_run_source_from_memory": await realtime_from_memory(calls),
+        "database_extract_per_question": database_extract(calls // len(EXTRACT_QUESTIONS)),
+    }
+
+
 async def run(quick: bool) -> Result:
     turns = 5 if quick else 30
     services = await knowledge_base("sample_kb", quick)
@@ -232,6 +328,8 @@ async def run(quick: bool) -> Result:
             cache = await cache_hits(base, 200 if quick else 2000)
             log("  dead source")
             dead = await dead_source(services, base, turns)
+        log("  fast paths")
+        fast = await fast_paths(quick)
     finally:
         await services.aclose()
     print_table(
@@ -260,4 +358,16 @@ async def run(quick: bool) -> Result:
             )
         ],
     )
-    return Result(NAME, quick, {"fan_out": fan, "cache_hits": cache, "dead_source": dead})
+    print_table(
+        "sources: fast paths (the tests check they touch no network), ms",
+        ["what", "p50", "p95", "n"],
+        [
+            [label, fast[key]["p50"], fast[key]["p95"], fast[key]["n"]]
+            for key, label in (
+                ("breaker_open_request_json", "request_json, dead host, breaker open"),
+                ("realtime_run_source_from_memory", "real-time feed: run_source from memory"),
+                ("database_extract_per_question", "database rules: extract, per question"),
+            )
+        ],
+    )
+    return Result(NAME, quick, {"fan_out": fan, "cache_hits": cache, "dead_source": dead, "fast_paths": fast})

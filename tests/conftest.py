@@ -34,7 +34,7 @@ from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client  
 
 # Fixtures that start a server, or embedded Chroma with a model: their tests are `integration`.
 SERVER_FIXTURES = frozenset(
-    {"kb", "api_server", "redis_url", "redis_server", "postgres_admin_url", "postgresql_url"}
+    {"kb", "api_server", "fake_openai_server", "redis_url", "redis_server", "postgres_admin_url", "postgresql_url"}
     | {"meteo", "company_apis", "chat_server", "base_services"}  # tests/agent/conftest.py
 )
 

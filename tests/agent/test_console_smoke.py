@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import write
+from helpers import SAMPLE_PERSONA, write
 
 from voicerag.settings import Settings
 
@@ -207,5 +207,6 @@ def test_text_console_answers_from_the_knowledge_base(console: Terminal) -> None
     console.ask("thank you")
     pane = console.wait_for(lambda text: len(agent_replies(text)) >= 2, 30)
     replies = agent_replies(pane)
-    assert len(replies) == 2 and replies[1].strip(), f"no reply to small talk:\n{pane}"
+    thanks = SAMPLE_PERSONA.small_talk.reply("thanks", "en")  # small talk, not a lookup nor "not found"
+    assert len(replies) == 2 and replies[1] == thanks, f"not the reply to thanks ({thanks!r}):\n{pane}"
     assert "Traceback" not in pane, pane

@@ -21,7 +21,10 @@ PARCELS = {
     }
 }
 PRODUCTS = {"KH-300": {"name": "Kumo Halo KH-300", "rating": 4.6, "reviewCount": 312}}
-MEMBERS = {"member-42": {"balance": 1280, "expires_on": "2027-03-31"}}
+MEMBERS = {
+    "member-42": {"balance": 1280, "expires_on": "2027-03-31"},
+    "member-7": {"balance": 35, "expires_on": "2026-12-31"},
+}
 
 
 @dataclass

@@ -60,6 +60,7 @@ async def test_an_attempt_the_code_swallows_still_fails_the_test() -> None:
     assert len(taken) == 3 and "api.openai.com" in taken[0] and NON_LOOPBACK_IP in taken[1] + taken[2]
 
 
+@pytest.mark.integration  # a server, if a tiny one
 def test_loopback_stays_reachable() -> None:
     class Hello(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -81,6 +82,19 @@ def test_loopback_stays_reachable() -> None:
         server.server_close()
     assert socket.getaddrinfo(socket.gethostname(), None)  # this machine's own name is not the outside
     assert GUARD.take() == []
+
+
+def test_watching_sees_socket_use_in_any_thread_and_nothing_else() -> None:
+    with GUARD.watching() as quiet:
+        sum(range(1000))
+    with GUARD.watching() as busy:
+        thread = threading.Thread(target=socket.getaddrinfo, args=("localhost", 80))
+        thread.start()
+        thread.join(timeout=5)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+    assert quiet == []
+    assert busy == ["socket.getaddrinfo 'localhost'", "socket.__new__"]
 
 
 # ------------------------------------------------------------------------------ the environment

@@ -37,7 +37,7 @@ from voicerag.services import build_services
 from voicerag.settings import load_settings
 
 # One event loop for the module: the knowledge base and its embedding model are built once.
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]  # embedded Chroma and a model
 
 ROUTER_REPLY = '{"kind": "lookup", "category": null, "query": "ROUTERTOKEN warranty"}'
 GRADER_REPLY = '{"relevant": [1]} GRADERTOKEN'

@@ -49,10 +49,16 @@ def test_coverage_weighs_rare_words_over_common_ones() -> None:
 
 
 def test_standardised_fusion_rewards_agreement_and_keeps_single_signal_candidates() -> None:
-    fused = fuse_scores({"a": 0.9, "b": 0.8, "c": 0.7}, {"a": 12.0, "c": 3.0, "d": 10.0}, dense_weight=0.5)
-    assert max(fused, key=fused.__getitem__) == "a"
-    assert set(fused) == {"a", "b", "c", "d"}
-    assert fused["b"] < fused["a"] and fused["d"] < fused["a"]
+    """`both` leads neither signal, but both signals rank it high: it wins the fusion."""
+    dense = {"dense_top": 0.90, "both": 0.85, "x": 0.70, "y": 0.68}
+    keyword = {"kw_top": 14.0, "both": 12.0, "z": 3.0, "w": 2.0}
+    assert max(dense, key=dense.__getitem__) != "both" and max(keyword, key=keyword.__getitem__) != "both"
+    fused = fuse_scores(dense, keyword, dense_weight=0.5)
+    assert sorted(fused, key=fused.__getitem__, reverse=True)[:3] == ["both", "dense_top", "kw_top"]
+    assert set(fused) == dense.keys() | keyword.keys()  # single-signal candidates are kept
+    # control: found by one signal only, the same candidate no longer wins
+    alone = fuse_scores(dense, {k: v for k, v in keyword.items() if k != "both"}, dense_weight=0.5)
+    assert max(alone, key=alone.__getitem__) == "dense_top"
 
 
 def test_fusion_with_one_signal_returns_its_scores() -> None:
