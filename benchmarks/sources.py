@@ -305,12 +305,40 @@ def database_extract(rounds: int) -> dict[str, float]:
     return stats(times)
 
 
-async def fast_paths(quick: bool) -> dict[str, Any]:
+async def unreachable_redis(base: str, calls: int) -> dict[str, Any]:
+    """`request_json` with a Redis cache nobody answers for: the first request finds it gone, the
+    next ones leave it alone (the tests check they do not dial it); against no cache at all."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        redis = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    cache, without = RedisResponseCache(redis), client()
+    http = client(cache)
+    url = f"{base}/delay/0"
+    try:
+        started = now()
+        await http.request_json("GET", url, cache_ttl_s=30)
+        first = ms_since(started)
+        gone, alone = [], []
+        for _ in range(calls):
+            started = now()
+            await http.request_json("GET", url, cache_ttl_s=30)
+            gone.append(ms_since(started))
+            started = now()
+            await without.request_json("GET", url)
+            alone.append(ms_since(started))
+    finally:
+        for closing in (http, without, cache):
+            await closing.aclose()
+    return {"first_ms": round(first, 2), "then": stats(gone), "no_cache": stats(alone)}
+
+
+async def fast_paths(base: str, quick: bool) -> dict[str, Any]:
     calls = 200 if quick else 2000
     return {
         "breaker_open_request_json": await breaker_open(calls),
         "realtime_run_source_from_memory": await realtime_from_memory(calls),
         "database_extract_per_question": database_extract(calls // len(EXTRACT_QUESTIONS)),
+        "unreachable_redis": await unreachable_redis(base, calls // 10),
     }
 
 
@@ -328,8 +356,8 @@ async def run(quick: bool) -> Result:
             cache = await cache_hits(base, 200 if quick else 2000)
             log("  dead source")
             dead = await dead_source(services, base, turns)
-        log("  fast paths")
-        fast = await fast_paths(quick)
+            log("  fast paths")
+            fast = await fast_paths(base, quick)
     finally:
         await services.aclose()
     print_table(
@@ -368,6 +396,16 @@ async def run(quick: bool) -> Result:
                 ("realtime_run_source_from_memory", "real-time feed: run_source from memory"),
                 ("database_extract_per_question", "database rules: extract, per question"),
             )
+        ],
+    )
+    redis = fast["unreachable_redis"]
+    print_table(
+        "sources: request_json (a cache miss) with Redis unreachable, ms",
+        ["request", "p50", "p95", "n"],
+        [
+            ["the first (finds Redis gone)", redis["first_ms"], redis["first_ms"], 1],
+            ["the next ones (Redis left alone)", redis["then"]["p50"], redis["then"]["p95"], redis["then"]["n"]],
+            ["without a cache", redis["no_cache"]["p50"], redis["no_cache"]["p95"], redis["no_cache"]["n"]],
         ],
     )
     return Result(NAME, quick, {"fan_out": fan, "cache_hits": cache, "dead_source": dead, "fast_paths": fast})

@@ -9,12 +9,26 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from graph.persona import load_persona
+from graph.services import Services
+from voicerag.services import build_services
+from voicerag.settings import load_settings
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_PERSONA = load_persona(REPO / "data" / "persona.yaml")  # the sample company's phrases
 PHRASES = SAMPLE_PERSONA.phrases
+
+
+def offline_services(data_dir: Path, embeddings: str = "use") -> Services:
+    """The product's `Services` on embedded Chroma in `data_dir` and an offline embedding model, with
+    no chat model (answers are extractive): nothing is paid for, whatever the environment says."""
+    settings = load_settings(
+        voicerag_data_dir=data_dir, embeddings=embeddings, openai_api_key=None, openai_base_url=None
+    )
+    services = build_services(settings)
+    assert services.chat_model is None
+    return services
 
 
 def write(folder: Path, name: str, content: str | bytes) -> Path:

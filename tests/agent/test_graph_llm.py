@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PHRASES
+from helpers import PHRASES, offline_services
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, StateGraph
@@ -21,8 +21,6 @@ from graph.builder import SPEAKING_NODE, build_graph
 from graph.context import Context
 from graph.state import State
 from retrievers.documents import Document
-from voicerag.services import build_services
-from voicerag.settings import load_settings
 
 LEAK = "ROUTERLEAK"
 
@@ -87,10 +85,7 @@ async def test_context_is_built_for_every_turn() -> None:
 
 @pytest.fixture
 async def real_graph(tmp_path: Path) -> AsyncIterator[Any]:
-    """The real graph on embedded Chroma, with no chat model: answers are extractive, nothing is paid for."""
-    settings = load_settings(voicerag_data_dir=tmp_path, embeddings="use", openai_api_key=None, openai_base_url=None)
-    services = build_services(settings)
-    assert services.chat_model is None
+    services = offline_services(tmp_path)
     await services.knowledge_base.index_documents(
         [Document(id="w", title="KH-300 warranty", text="The KH-300 has a two-year warranty.", lang="en")]
     )

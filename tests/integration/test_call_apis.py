@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fakes.sources import TimedSource, named
-from helpers import PHRASES, lingering
+from helpers import PHRASES, lingering, offline_services
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -27,8 +27,6 @@ from graph.services import Services
 from retrievers.documents import Document
 from retrievers.sources.registry import SourceRegistry
 from retrievers.sources.unavailable import UnavailableSource
-from voicerag.services import build_services
-from voicerag.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +34,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 async def services(tmp_path: Path) -> AsyncIterator[Services]:
     """Extractive answers: no chat model, so the answers below are the graph's own sentences."""
-    settings = load_settings(voicerag_data_dir=tmp_path, embeddings="use", openai_api_key=None, openai_base_url=None)
-    built = build_services(settings)
-    assert built.chat_model is None
+    built = offline_services(tmp_path)
     await built.knowledge_base.index_documents(
         [Document(id="w", title="Warranty", text="The KH-300 has a two-year warranty.", lang="en")]
     )

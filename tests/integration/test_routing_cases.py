@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import offline_services
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.nodes.common import Node
 from graph.nodes.route import make_route_query
-from voicerag.services import build_services
-from voicerag.settings import load_settings
 
 pytestmark = pytest.mark.integration  # the embedding models
 
@@ -45,14 +44,8 @@ def labelled(case: dict[str, str]) -> Any:
 
 @pytest.fixture(scope="module", params=["use", "e5"])
 def route_query(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    settings = load_settings(
-        voicerag_data_dir=tmp_path_factory.mktemp(f"routing-{request.param}"),
-        embeddings=request.param,
-        openai_api_key=None,
-        openai_base_url=None,
-    )
-    services = build_services(settings)  # the sample sources: nothing is called, routing only extracts
-    assert services.chat_model is None and "database_query" in services.sources.names
+    services = offline_services(tmp_path_factory.mktemp(f"routing-{request.param}"), request.param)
+    assert "database_query" in services.sources.names  # the sample sources: routing only extracts, calls none
     yield make_route_query(services)
 
 

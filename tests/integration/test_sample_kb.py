@@ -13,15 +13,12 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from helpers import PHRASES
+from helpers import PHRASES, offline_services
 from langchain_core.messages import HumanMessage
 
 from graph.builder import VoiceGraph, build_graph, warm_up
 from graph.context import Context
-from graph.services import Services
 from retrievers.documents import load_documents
-from voicerag.services import build_services
-from voicerag.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -34,11 +31,7 @@ async def sample_graph(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[VoiceGraph]:
     data_dir = tmp_path_factory.mktemp(f"sample-{request.param}")
-    settings = load_settings(
-        voicerag_data_dir=data_dir, embeddings=request.param, openai_api_key=None, openai_base_url=None
-    )
-    services: Services = build_services(settings)
-    assert services.chat_model is None  # extractive answers: the expectations are the documents' own words
+    services = offline_services(data_dir, request.param)  # extractive: the expectations are the documents' words
     await services.knowledge_base.index_documents(load_documents([ROOT / "data/knowledge_base"]).documents)
     await warm_up(services)
     yield build_graph(services)
