@@ -7,6 +7,7 @@ itself never reads settings. `voicerag agent console|dev|start` runs it through 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from typing import Any
@@ -18,7 +19,8 @@ from agent.filler import filler_policy
 from agent.identity import Caller, caller_in
 from graph.builder import build_graph, warm_up
 from graph.services import Services
-from voicerag.services import build_services
+from retrievers.errors import VoiceragError
+from voicerag.services import build_embeddings, build_knowledge_base, build_services
 from voicerag.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,30 @@ def text_mode() -> bool:
     return os.environ.get(TEXT_MODE_ENV) == "1"
 
 
+def check_ready(settings: Settings) -> None:
+    """Fail now, in one line, when the knowledge base cannot be reached — not on a caller's first turn
+    (`voicerag agent` runs this before LiveKit starts; a Chroma call has a timeout)."""
+
+    async def reach() -> None:
+        embeddings = build_embeddings(settings)
+        knowledge_base = build_knowledge_base(settings, embeddings)
+        try:
+            await knowledge_base.count_chunks()
+        finally:
+            await knowledge_base.close()
+            embeddings.close()
+
+    asyncio.run(reach())
+
+
 def prewarm(proc: JobProcess) -> None:
     """Once per worker process: settings, the embedding model, the knowledge base, the graph, VAD."""
-    settings = load_settings()
-    services = build_services(settings)
+    try:
+        settings = load_settings()
+        services = build_services(settings)
+    except VoiceragError as exc:  # one line, and a worker that does not pretend to be ready
+        log.error("voice worker cannot start: %s", exc)
+        raise SystemExit(exc.exit_code) from None
     services.embeddings.embed_query("warm up")  # loads the model now, not on the first caller's turn
     proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False)
     if not text_mode():

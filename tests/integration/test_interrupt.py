@@ -1,5 +1,6 @@
-"""Ctrl-C works the first time: a command stuck in a blocking call (a server that never answers,
-`input()`) still ends promptly with exit code 130."""
+"""A Chroma server that accepts and never answers hangs nothing: commands fail in one line naming
+CHROMA_URL, the voice worker refuses to start, a turn answers degraded within its deadline — and
+Ctrl-C works the first time, even in a blocking call (such a server, `input()`): exit code 130."""
 
 from __future__ import annotations
 
@@ -84,3 +85,27 @@ def test_ctrl_c_ends_a_search_stuck_on_a_chroma_server_that_never_answers(tmp_pa
     assert process.poll() is None, "the search ended before it could be interrupted"
     code, took = interrupt_and_wait(process)
     assert code == 130 and took < ENDS_WITHIN_S, (code, took)
+
+
+def one_line_naming_chroma_url(process: subprocess.Popen[str]) -> None:
+    try:
+        code = process.wait(timeout=ENDS_WITHIN_S * 6)
+    finally:
+        process.kill()
+    assert process.stderr is not None
+    lines = [line for line in process.stderr.read().splitlines() if line.strip()]
+    assert code == 1, (code, lines)
+    assert len(lines) == 1 and lines[0].startswith("error: CHROMA_URL"), lines
+
+
+@pytest.mark.parametrize("args", [["search", "warranty"], ["ask", "What is the warranty?"]])
+def test_a_command_on_a_chroma_server_that_never_answers_fails_naming_it(
+    tmp_path: Path, silent_server: str, args: list[str]
+) -> None:
+    one_line_naming_chroma_url(start(args, tmp_path, CHROMA_URL=silent_server))
+
+
+def test_the_voice_worker_refuses_to_start_on_a_chroma_server_that_never_answers(
+    tmp_path: Path, silent_server: str
+) -> None:
+    one_line_naming_chroma_url(start(["agent", "console", "--text"], tmp_path, CHROMA_URL=silent_server))

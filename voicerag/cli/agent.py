@@ -55,7 +55,10 @@ def agent(ctx: typer.Context) -> None:
             os.environ.setdefault(name, value)  # LiveKit reads the environment, not our .env
     from livekit.agents import cli
 
-    from voicerag.worker import server
+    from voicerag.worker import check_ready, server
+
+    if "--help" not in args:
+        check_ready(loaded)  # an unreachable knowledge base stops here, in one line (exit 1)
 
     sys.argv = ["voicerag agent", *args]
     with warnings.catch_warnings():
