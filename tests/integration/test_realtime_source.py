@@ -12,12 +12,13 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from fakes.ws_server import FakeWebSocketServer
-from helpers import completes_without_waiting
+from helpers import completes_without_waiting, offline_services
 from hermetic import GUARD
 from pydantic import ValidationError
 from websockets.protocol import State
@@ -345,6 +346,39 @@ async def test_server_down_for_a_while_then_back_reconnects_and_backoff_resets(
         await server.drop_all()
         await eventually(lambda: source.connections == 3, what="the reconnection after the reset")
         assert time.perf_counter() - dropped_at <= BACKOFF_INITIAL_S + 0.35
+
+
+# ---------------------------------------------------------------------- the sample company's feed
+
+
+async def test_the_sample_feed_starts_only_when_asked_for(
+    server: FakeWebSocketServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """data/sources.yaml declares `service_status` only when STATUS_WS_URL is set, and the test
+    session clears it (tests/hermetic.py): a test that wants the feed points it at a local server."""
+    without = offline_services(tmp_path / "without")
+    switched_off = without.sources.get("service_status")  # known, so that it can be said to be off
+    assert switched_off is not None and "STATUS_WS_URL" in str(switched_off.unavailable)
+    with GUARD.watching() as network:
+        await without.sources.start()  # what warm_up does at start-up
+    assert network == []  # no feed dialled, no name looked up
+    await without.aclose()
+
+    monkeypatch.setenv("STATUS_WS_URL", server.url)
+    services = offline_services(tmp_path / "with")
+    try:
+        await services.sources.start()  # what warm_up does at start-up
+        await eventually(lambda: server.clients == 1, what="the sample feed to connect to the local server")
+        status = {"store": "operational", "app": "down", "support": "operational"}
+        await server.push({"type": "status", "data": status, "ts": time.time()})
+        source = services.sources.get("service_status")
+        assert isinstance(source, RealtimeSource)
+        await eventually(lambda: source.latest is not None, what="the pushed status")
+        result = await run_source(source, RealtimeParams(), EN)
+        assert result["status"] == "ok" and "app: down" in result["summary"]
+    finally:
+        await services.aclose()
+    await eventually(lambda: server.clients == 0, what="the feed to be closed with the services")
 
 
 # ---------------------------------------------------------------------- no value yet
