@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any
 
+import pytest
+
 # Everything that points the product at the outside world or at a paid service. Later issues that
 # add such a variable add it here (a prefix covers a family: LANGSMITH_TRACING, LANGSMITH_ENDPOINT...).
 OUTSIDE_WORLD_PREFIXES = (
@@ -140,6 +142,12 @@ class NetworkGuard:
         with self._lock:
             attempts, self._attempts = self._attempts, []
         return attempts
+
+    def check(self) -> None:
+        """Fail the running test if anything was refused since the last check (or `take`)."""
+        failure = outside_network_failure(self.take())
+        if failure:
+            pytest.fail(failure, pytrace=False)
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[list[str]]:
