@@ -1,58 +1,56 @@
-"""The Chroma collection of one knowledge base: the source of truth, and every call made to Chroma.
+"""The Chroma collection of one knowledge base: the source of truth, and every call made to it.
 
-Storage scheme: chunk ids are `doc_id::i`; every chunk carries its document's fields; the head
-chunk (`::0`) also carries the content hash and chunk count, so "is this document stored, and
-unchanged?" is a lookup by id, never a scan. The collection's metadata holds the embedding model
-(checked on open) and `kb_version`, a stamp that changes with every write.
+Storage scheme: chunk ids are `doc_id::i`; every chunk carries its document's fields and content
+hash (the version of the document it belongs to); the head chunk (`::0`) also carries the chunk
+count, so "is this document stored, and unchanged?" is a lookup by id, never a scan (what counts
+as stored: `consistency.py`). The collection's metadata holds the embedding model (checked on
+open), `kb_version` (a stamp that changes with every committed write), `kb_format` (the storage
+scheme) and, while a write is under way, `kb_writing`: still there when a writer is found dead.
 
-Every Chroma call of the knowledge base is a method here: the one place for call timeouts.
+Every Chroma call of the knowledge base is a method here, and goes through `ChromaEndpoint.calling`:
+failures become `ServiceError`, timeouts `ChromaTimeout` (the timeout itself is the client's,
+`chroma_client.py`).
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
 
-import chromadb
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import NotFoundError
 
 from retrievers.documents import Chunk, Document
-from retrievers.errors import ServiceError, UserInputError
+from retrievers.errors import UserInputError
+from retrievers.knowledge_base.chroma_client import ChromaEndpoint
 
 WRITE_BATCH = 1000  # chunks per Chroma upsert (Chroma's own cap is ~5k)
 _PAGE = 5000  # chunks per page when reading many
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]")
 EMPTY_VERSION = "empty"  # the version of a collection nothing was ever written to
+STORAGE_FORMAT = 2  # 2: every chunk carries its document's content hash
 
 StoredChunk = tuple[str, dict[str, Any]]  # (text, metadata)
+Row = tuple[str, str, dict[str, Any]]  # (chunk id, text, metadata)
 
 
-def make_chroma_client(data_dir: Path, chroma_url: str | None) -> ClientAPI:
-    """An embedded PersistentClient in `data_dir/chroma`, or an HttpClient for `chroma_url`."""
-    settings = ChromaSettings(anonymized_telemetry=False)
-    if chroma_url:
-        url = urlparse(str(chroma_url))
-        try:
-            return chromadb.HttpClient(
-                host=url.hostname or "127.0.0.1",
-                port=url.port or (443 if url.scheme == "https" else 8000),
-                ssl=url.scheme == "https",
-                settings=settings,
-            )
-        except Exception as exc:
-            raise ServiceError(f"CHROMA_URL: cannot reach Chroma at {chroma_url} ({exc})") from None
-    return chromadb.PersistentClient(path=str(data_dir / "chroma"), settings=settings)
+@dataclass(frozen=True, slots=True)
+class StoreState:
+    """The collection's metadata, read fresh."""
+
+    version: str
+    writing: bool  # a write began and never finished: its writer died or failed half-way
+    current_format: bool  # False: written by an older scheme, not verified since
 
 
-def chunk_metadata(doc: Document, chunk: Chunk, chunk_count: int) -> dict[str, Any]:
-    """What a stored chunk carries: its document's fields; the head chunk also hash and count."""
+def chunk_metadata(doc: Document, chunk: Chunk, chunk_count: int, content_hash: str | None = None) -> dict[str, Any]:
+    """What a stored chunk carries: its document's fields and hash; the head chunk also the count.
+    `content_hash`: `doc.content_hash` when the caller has it (it hashes the whole text)."""
     meta: dict[str, Any] = dict(doc.metadata)
     meta.update(
         doc_id=doc.id,
@@ -61,9 +59,10 @@ def chunk_metadata(doc: Document, chunk: Chunk, chunk_count: int) -> dict[str, A
         lang=doc.lang,
         source=doc.source,
         chunk_index=chunk.index,
+        content_hash=content_hash or doc.content_hash,  # on every chunk: readers tell versions apart
     )
     if chunk.index == 0:  # the head chunk describes the document
-        meta.update(content_hash=doc.content_hash, chunk_count=chunk_count)
+        meta.update(chunk_count=chunk_count)
     return meta
 
 
@@ -84,6 +83,7 @@ class ChromaStore:
         self.client = client
         self.name = name
         self.embedding_model = embedding_model
+        self.endpoint = ChromaEndpoint.of(client)
         self._collection: Collection | None = None
 
     @property
@@ -93,15 +93,13 @@ class ChromaStore:
         return self._collection
 
     def _open(self) -> Collection:
-        try:
+        with self.endpoint.calling(f"opening collection {self.name!r}"):
             collection = self.client.get_or_create_collection(
                 self.name,
                 embedding_function=None,  # never Chroma's default model: it downloads one
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata={"embedding_model": self.embedding_model, "kb_version": EMPTY_VERSION},
+                metadata=self._metadata(EMPTY_VERSION),
             )
-        except Exception as exc:
-            raise ServiceError(f"Chroma: cannot open collection {self.name!r} ({exc})") from None
         built_with = (collection.metadata or {}).get("embedding_model")
         if built_with and built_with != self.embedding_model:
             raise UserInputError(
@@ -110,43 +108,83 @@ class ChromaStore:
             )
         return collection
 
-    # ---- the version stamp
+    # ---- the collection's state: version stamp, write in progress, storage format
+
+    def _metadata(self, version: str, writing: str | None = None) -> dict[str, Any]:
+        """The collection's whole metadata (Chroma replaces it as a whole on every change)."""
+        meta: dict[str, Any] = {
+            "embedding_model": self.embedding_model,
+            "kb_version": version,
+            "kb_format": STORAGE_FORMAT,
+        }
+        if writing:
+            meta["kb_writing"] = writing
+        return meta
+
+    def read_state(self) -> StoreState:
+        """The collection's state, read fresh (another process may have written)."""
+        with self.endpoint.calling(f"reading collection {self.name!r}"):
+            try:
+                meta = self.client.get_collection(self.name, embedding_function=None).metadata or {}
+            except NotFoundError:  # nothing ingested yet (or deleted): an empty knowledge base
+                self._collection = None
+                meta = self.collection.metadata or {}
+        return StoreState(
+            version=str(meta.get("kb_version", EMPTY_VERSION)),
+            writing=bool(meta.get("kb_writing")),
+            current_format=meta.get("kb_format") == STORAGE_FORMAT,
+        )
 
     def read_version(self) -> str:
-        """The collection's current version, read fresh (another process may have written)."""
-        try:
-            collection = self.client.get_collection(self.name, embedding_function=None)
-        except NotFoundError:  # nothing ingested yet (or deleted): an empty knowledge base
-            self._collection = None
-            collection = self.collection
-        return str((collection.metadata or {}).get("kb_version", EMPTY_VERSION))
+        return self.read_state().version
+
+    def begin_write(self) -> None:
+        """Mark a write as under way (the version stays: readers keep the last committed one)."""
+        version = self.read_version()
+        with self.endpoint.calling(f"marking a write on {self.name!r}"):
+            self.collection.modify(metadata=self._metadata(version, writing=uuid.uuid4().hex))
 
     def stamp_version(self, version: str) -> None:
-        """Announce a new version: every process rebuilds (or loads) its keyword index on seeing it."""
-        self.collection.modify(metadata={"embedding_model": self.embedding_model, "kb_version": version})
+        """Announce a new version, and end the write under way: every process rebuilds (or loads)
+        its keyword index on seeing it."""
+        with self.endpoint.calling(f"stamping a version on {self.name!r}"):
+            self.collection.modify(metadata=self._metadata(version))
 
     # ---- reads
 
     def count(self) -> int:
-        return self.collection.count()
+        with self.endpoint.calling(f"counting the chunks of {self.name!r}"):
+            return self.collection.count()
 
-    def all_chunks(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
-        """(id, text, metadata) of every chunk, page by page."""
+    def pages(self, *, texts: bool) -> Iterator[list[Row]]:
+        """Every chunk, page by page: (id, text or "", metadata)."""
+        include: Any = ["documents", "metadatas"] if texts else ["metadatas"]
         offset = 0
         while True:
-            page = self.collection.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
-            for chunk_id, text, meta in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True):
-                yield chunk_id, text or "", dict(meta or {})
+            with self.endpoint.calling(f"reading the chunks of {self.name!r}"):
+                page = self.collection.get(include=include, limit=_PAGE, offset=offset)
+            documents = page.get("documents") or [""] * len(page["ids"])
+            metadatas = page["metadatas"] or [{}] * len(page["ids"])
+            yield [
+                (chunk_id, text or "", dict(meta or {}))
+                for chunk_id, text, meta in zip(page["ids"], documents, metadatas, strict=True)
+            ]
             if len(page["ids"]) < _PAGE:
                 return
             offset += _PAGE
+
+    def all_chunks(self) -> Iterator[Row]:
+        """(id, text, metadata) of every chunk."""
+        for page in self.pages(texts=True):
+            yield from page
 
     def heads(self, doc_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Head-chunk metadata of the given documents that exist, by id (a lookup by id, no scan)."""
         heads: dict[str, dict[str, Any]] = {}
         ids = [Chunk.make_id(doc_id, 0) for doc_id in doc_ids]
         for start in range(0, len(ids), _PAGE):
-            page = self.collection.get(ids=ids[start : start + _PAGE], include=["metadatas"])
+            with self.endpoint.calling(f"reading documents of {self.name!r}"):
+                page = self.collection.get(ids=ids[start : start + _PAGE], include=["metadatas"])
             for meta in page["metadatas"] or []:
                 if meta:
                     heads[str(meta["doc_id"])] = dict(meta)
@@ -156,7 +194,10 @@ class ChromaStore:
         """Head-chunk metadata, by document id, of the documents ingested from one of `sources`."""
         found: dict[str, dict[str, Any]] = {}
         for source in sorted(sources):
-            page = self.collection.get(where={"$and": [{"source": source}, {"chunk_index": 0}]}, include=["metadatas"])
+            with self.endpoint.calling(f"reading documents of {self.name!r}"):
+                page = self.collection.get(
+                    where={"$and": [{"source": source}, {"chunk_index": 0}]}, include=["metadatas"]
+                )
             for meta in page["metadatas"] or []:
                 if meta:
                     found[str(meta["doc_id"])] = dict(meta)
@@ -166,7 +207,8 @@ class ChromaStore:
         """The chunks that exist among `chunk_ids`: id → (text, metadata)."""
         if not chunk_ids:
             return {}
-        page = self.collection.get(ids=list(chunk_ids), include=["documents", "metadatas"])
+        with self.endpoint.calling(f"reading chunks of {self.name!r}"):
+            page = self.collection.get(ids=list(chunk_ids), include=["documents", "metadatas"])
         return {
             chunk_id: (text or "", dict(meta or {}))
             for chunk_id, text, meta in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
@@ -174,7 +216,8 @@ class ChromaStore:
 
     def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[str, float]]:
         """(chunk id, cosine) of the `limit` chunks nearest to `vector`, best first (unfiltered)."""
-        result = self.collection.query(query_embeddings=[vector], n_results=max(1, limit), include=["distances"])
+        with self.endpoint.calling(f"searching {self.name!r}"):
+            result = self.collection.query(query_embeddings=[vector], n_results=max(1, limit), include=["distances"])
         distances = (result["distances"] or [[]])[0]
         return [(chunk_id, 1.0 - float(dist)) for chunk_id, dist in zip(result["ids"][0], distances, strict=True)]
 
@@ -188,18 +231,24 @@ class ChromaStore:
         metadatas: Sequence[dict[str, Any]],
         on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        """Write chunks in batches of `WRITE_BATCH`; `on_batch` gets the number written so far."""
+        """Write chunks in batches of `WRITE_BATCH`; `on_batch` gets the number written in each."""
         for start in range(0, len(ids), WRITE_BATCH):
-            stop = start + WRITE_BATCH
-            self.collection.upsert(
-                ids=list(ids[start:stop]),
-                embeddings=vectors[start:stop],
-                documents=list(texts[start:stop]),
-                metadatas=list(metadatas[start:stop]),
-            )
+            stop = min(start + WRITE_BATCH, len(ids))
+            with self.endpoint.calling(f"writing chunks to {self.name!r}"):
+                self.collection.upsert(
+                    ids=list(ids[start:stop]),
+                    embeddings=vectors[start:stop],
+                    documents=list(texts[start:stop]),
+                    metadatas=list(metadatas[start:stop]),
+                )
             if on_batch:
-                on_batch(min(stop, len(ids)))
+                on_batch(stop - start)
 
-    def delete(self, chunk_ids: Sequence[str]) -> None:
+    def delete(self, chunk_ids: Sequence[str], on_batch: Callable[[int], None] | None = None) -> None:
+        """Delete chunks in batches; `on_batch` gets the number deleted in each."""
         for start in range(0, len(chunk_ids), WRITE_BATCH):
-            self.collection.delete(ids=list(chunk_ids[start : start + WRITE_BATCH]))
+            batch = list(chunk_ids[start : start + WRITE_BATCH])
+            with self.endpoint.calling(f"deleting chunks from {self.name!r}"):
+                self.collection.delete(ids=batch)
+            if on_batch:
+                on_batch(len(batch))

@@ -5,6 +5,10 @@ and then masked (a Chroma `where` filter costs ~40x an unfiltered query); BM25 i
 filtered by the same mask (`KeywordIndex.mask`). Each signal's chunks collapse to their
 documents, the two scores are fused (`retrievers/fusion.py`), and each winner is returned with
 its best chunk joined to the chunks around it.
+
+The keyword index is the snapshot of one committed version: dense hits outside it are ignored, and
+a chunk read live is used only when it carries the content hash the snapshot has for it. A document
+being rewritten by a writer is thus briefly absent or shorter, never two versions joined.
 """
 
 from __future__ import annotations
@@ -75,13 +79,10 @@ class HybridSearch:
             if matching == 0:
                 return []
             wanted = min(MAX_OVERFETCH, int(CANDIDATE_POOL * total / matching) + 1)
-        hits = self.store.nearest(vector, min(wanted, total))
-        if mask is None:
-            return hits
         kept = []
-        for chunk_id, score in hits:
+        for chunk_id, score in self.store.nearest(vector, min(wanted, total)):
             row = index.row(chunk_id)
-            if row is not None and mask[row]:
+            if row is not None and (mask is None or mask[row]):  # outside the snapshot: not committed
                 kept.append((chunk_id, score))
         return kept[:CANDIDATE_POOL]
 
@@ -96,11 +97,12 @@ class HybridSearch:
         # The answer gets the best chunk with its neighbours: a fact is often one chunk away from
         # the words that matched (a product's battery life vs. its "in the box" list).
         windows = {doc_id: _neighbours(best_chunk[doc_id]) for doc_id, _ in ranked}
-        stored = await asyncio.to_thread(self.store.chunks_by_id, [c for ids in windows.values() for c in ids])
+        read = await asyncio.to_thread(self.store.chunks_by_id, [c for ids in windows.values() for c in ids])
+        stored = {c: chunk for c, chunk in read.items() if _in_snapshot(index, c, chunk[1])}
         results = []
         for doc_id, score in ranked:
             chunk = stored.get(best_chunk[doc_id])
-            if chunk is None:  # deleted since the keyword index was built
+            if chunk is None:  # deleted or rewritten since the keyword index was built
                 continue
             meta = chunk[1]
             text = _join_overlapping([stored[c][0] for c in windows[doc_id] if c in stored], chunk_overlap)
@@ -145,6 +147,13 @@ def _best_per_doc(hits: Iterable[tuple[str, float]]) -> dict[str, tuple[str, flo
         if doc_id not in best or score > best[doc_id][1]:
             best[doc_id] = (chunk_id, score)
     return best
+
+
+def _in_snapshot(index: KeywordIndex, chunk_id: str, meta: Mapping[str, Any]) -> bool:
+    """Whether a chunk read now is the version the keyword index holds (chunks stored before hashes
+    were written on every chunk have none on either side)."""
+    row = index.row(chunk_id)
+    return row is not None and meta.get("content_hash") == index.metadatas[row].get("content_hash")
 
 
 def _neighbours(chunk_id: str) -> list[str]:

@@ -5,6 +5,10 @@ A document is added (no head chunk), unchanged (same content hash: nothing writt
 `prune_sources`, documents stored from the same source files that are no longer among the input
 are removed (deleting a line of a .jsonl deletes its document). Nothing here writes: `writer.py`
 applies the plan.
+
+A plan records what it was based on (`basis`: the stored version of every document it looked at),
+so one made before the writer lock was taken (the slow part, embedding, needs no lock) can be
+checked under the lock and made again when another writer changed those documents meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ class IngestReport:
     chunks_deleted: int = 0
     seconds: float = 0.0
     changed_doc_ids: list[str] = field(default_factory=list)
+    recovered: bool = False  # a write cut short was found and repaired before this one
+    repaired: int = 0  # documents that write had left incomplete, removed (and re-added when in `docs`)
+    strays_deleted: int = 0  # chunks such a write had left with no document
+
+
+Basis = dict[str, tuple[object, object]]  # document id → (content hash, chunk count) stored, or absent
 
 
 @dataclass(slots=True)
@@ -43,6 +53,7 @@ class WritePlan:
     metadatas: list[dict[str, Any]] = field(default_factory=list)
     vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
     stale_ids: list[str] = field(default_factory=list)
+    basis: Basis = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -61,13 +72,14 @@ def plan_ingest(
 ) -> tuple[WritePlan, IngestReport]:
     """What to write for `docs` (embedding the changed chunks), and the report of what changes."""
     report = IngestReport()
-    existing = store.heads([doc.id for doc in docs])
+    existing, pruned = _stored(store, docs, prune_sources)
     to_write: list[tuple[Document, list[Chunk], int]] = []  # (document, its chunks, old chunk count)
+    hashes = {doc.id: doc.content_hash for doc in docs}  # each hashes the whole text: once per document
     for doc in docs:
         head = existing.get(doc.id)
         if head is None:
             report.added += 1
-        elif head.get("content_hash") == doc.content_hash:
+        elif head.get("content_hash") == hashes[doc.id]:
             report.unchanged += 1
             continue
         else:
@@ -75,28 +87,49 @@ def plan_ingest(
         old_count = int(head.get("chunk_count", 0)) if head else 0
         to_write.append((doc, chunk_document(doc, size=chunk_size, overlap=chunk_overlap), old_count))
 
-    plan = WritePlan()
-    if prune_sources:
-        wanted = {doc.id for doc in docs}
-        for doc_id, head in store.heads_from_sources({doc.source for doc in docs if doc.source}).items():
-            if doc_id not in wanted:
-                report.removed += 1
-                report.changed_doc_ids.append(doc_id)
-                plan.stale_ids.extend(document_chunk_ids(doc_id, head))
+    plan = WritePlan(basis=_basis(docs, existing, pruned))
+    for doc_id, head in pruned.items():
+        report.removed += 1
+        report.changed_doc_ids.append(doc_id)
+        plan.stale_ids.extend(document_chunk_ids(doc_id, head))
 
     chunks = [(doc, chunk, len(doc_chunks)) for doc, doc_chunks, _ in to_write for chunk in doc_chunks]
     plan.vectors = embeddings.embed_passages(
         [embedding_text(doc.title, chunk.text) for doc, chunk, _ in chunks],
-        progress=_Counter("embed", len(chunks), progress) if progress else None,
+        progress=StageCounter("embed", len(chunks), progress) if progress else None,
     )
     plan.ids = [chunk.id for _, chunk, _ in chunks]
     plan.texts = [chunk.text for _, chunk, _ in chunks]
-    plan.metadatas = [chunk_metadata(doc, chunk, count) for doc, chunk, count in chunks]
+    plan.metadatas = [chunk_metadata(doc, chunk, count, hashes[doc.id]) for doc, chunk, count in chunks]
     for doc, doc_chunks, old_count in to_write:
         # Chunks beyond the new count would be orphans: delete them.
         plan.stale_ids.extend(Chunk.make_id(doc.id, i) for i in range(len(doc_chunks), old_count))
         report.changed_doc_ids.append(doc.id)
     return plan, report
+
+
+def plan_still_holds(store: ChromaStore, plan: WritePlan, docs: Sequence[Document], *, prune_sources: bool) -> bool:
+    """Whether the documents `plan` looked at are still stored as they were when it was made."""
+    existing, pruned = _stored(store, docs, prune_sources)
+    return _basis(docs, existing, pruned) == plan.basis
+
+
+def _stored(
+    store: ChromaStore, docs: Sequence[Document], prune_sources: bool
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Heads of the stored versions of `docs`, and of the documents pruning would remove."""
+    existing = store.heads([doc.id for doc in docs])
+    pruned: dict[str, dict[str, Any]] = {}
+    if prune_sources:
+        wanted = {doc.id for doc in docs}
+        from_sources = store.heads_from_sources({doc.source for doc in docs if doc.source})
+        pruned = {doc_id: head for doc_id, head in from_sources.items() if doc_id not in wanted}
+    return existing, pruned
+
+
+def _basis(docs: Sequence[Document], existing: dict[str, dict[str, Any]], pruned: dict[str, dict[str, Any]]) -> Basis:
+    seen = {doc.id: existing.get(doc.id, {}) for doc in docs} | pruned
+    return {doc_id: (head.get("content_hash"), head.get("chunk_count")) for doc_id, head in seen.items()}
 
 
 def plan_delete(doc_id: str, head: dict[str, Any]) -> WritePlan:
@@ -117,8 +150,8 @@ def document_from_head(doc_id: str, head: dict[str, Any], text: str) -> Document
     )
 
 
-class _Counter:
-    """Turns per-batch increments into (stage, done, total) progress calls."""
+class StageCounter:
+    """Turns per-batch increments into (stage, done, total) progress calls, from (stage, 0, total)."""
 
     def __init__(self, stage: str, total: int, callback: ProgressCallback) -> None:
         self.stage, self.total, self.done, self.callback = stage, total, 0, callback

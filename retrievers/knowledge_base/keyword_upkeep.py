@@ -6,6 +6,9 @@ built from every chunk in Chroma or loaded from the copy saved under `index_dir/
 saved copy is kept. A saved copy made by another tokenizer is refused and rebuilt (see
 `KeywordIndex.load`). Writes by another process are noticed at most every `refresh_interval_s`
 and the new index is built in the background while the old one keeps serving.
+
+An index holds only documents stored whole (`consistency.py`), with each chunk's content hash: it
+is the snapshot readers trust, so a document being rewritten is briefly absent, never mixed.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from retrievers.documents import embedding_text
 from retrievers.keyword import KeywordIndex
-from retrievers.knowledge_base.chroma_store import EMPTY_VERSION, ChromaStore
+from retrievers.knowledge_base.chroma_store import EMPTY_VERSION, ChromaStore, Row
+from retrievers.knowledge_base.consistency import verify
+from retrievers.knowledge_base.ingest import ProgressCallback
 
 log = logging.getLogger(__name__)
 
-_INDEXED_METADATA = ("doc_id", "category", "lang")  # what filters (masks) and counts need
+# What filters (masks) and counts need, and the version readers check chunks against.
+_INDEXED_METADATA = ("doc_id", "category", "lang", "content_hash")
 
 
 class KeywordUpkeep:
@@ -41,7 +46,7 @@ class KeywordUpkeep:
 
     # ---- building: from a saved copy, or from Chroma
 
-    def build(self, version: str) -> KeywordIndex:
+    def build(self, version: str, progress: ProgressCallback | None = None) -> KeywordIndex:
         """The index of `version`: its saved copy when there is a usable one, else read from Chroma
         (and saved for the next process)."""
         saved = self.saved_path(version)
@@ -50,21 +55,28 @@ class KeywordUpkeep:
                 return KeywordIndex.load(saved)
             except Exception as exc:  # refused (another tokenizer) or damaged: rebuild it
                 log.info("not reusing the saved keyword index %s: %s", saved, exc)
-        index = self.build_from_chroma()
+        # (without progress, the plain call: tests count rebuilds by replacing `build_from_chroma`)
+        index = self.build_from_chroma(progress) if progress else self.build_from_chroma()
         if saved:
             self._save(index, saved)
         return index
 
-    def build_from_chroma(self) -> KeywordIndex:
-        """A BM25 index of every chunk in the collection (title + text, as they were embedded)."""
-        ids: list[str] = []
-        texts: list[str] = []
-        metadatas: list[dict[str, Any]] = []
-        for chunk_id, text, meta in self.store.all_chunks():
-            ids.append(chunk_id)
-            texts.append(embedding_text(str(meta.get("title", "")), text))
-            metadatas.append({k: meta[k] for k in _INDEXED_METADATA if k in meta})
-        return KeywordIndex(ids, texts, metadatas)
+    def build_from_chroma(self, progress: ProgressCallback | None = None) -> KeywordIndex:
+        """A BM25 index of the whole documents in the collection (title + text, as embedded).
+        `progress("index", chunks read, chunks stored)` after each page read."""
+        total = self.store.count() if progress else 0
+        rows: list[Row] = []
+        for page in self.store.pages(texts=True):
+            rows.extend(page)
+            if progress:
+                progress("index", len(rows), max(total, len(rows)))
+        whole = verify((chunk_id, meta) for chunk_id, _, meta in rows)
+        kept = [row for row in rows if whole.keeps(row[0])]
+        return KeywordIndex(
+            [chunk_id for chunk_id, _, _ in kept],
+            [embedding_text(str(meta.get("title", "")), text) for _, text, meta in kept],
+            [{k: meta[k] for k in _INDEXED_METADATA if k in meta} for _, _, meta in kept],
+        )
 
     def saved_path(self, version: str) -> Path | None:
         """Where the saved copy of `version` lives (None: nothing is saved)."""
@@ -73,22 +85,28 @@ class KeywordUpkeep:
         return self.index_dir / self.store.name / version
 
     def _save(self, index: KeywordIndex, folder: Path) -> None:
-        """Keep only the newest saved copy; a failed save only costs a rebuild later."""
+        """A failed save only costs a rebuild later."""
         try:
-            if folder.parent.exists():
-                for old in folder.parent.iterdir():
-                    if old != folder:
-                        shutil.rmtree(old, ignore_errors=True)
             index.save(folder)
         except OSError as exc:
             log.warning("could not save keyword index to %s: %s", folder, exc)
 
+    def prune_saved(self) -> None:
+        """Keep only the saved copy of the version this process serves. Called once that version
+        is stamped: until then other processes may still load the copy of the previous one."""
+        keep = self.saved_path(self.version) if self.version else None
+        if keep is None or not keep.parent.exists():
+            return
+        for old in keep.parent.iterdir():
+            if old != keep:
+                shutil.rmtree(old, ignore_errors=True)
+
     # ---- following the version
 
-    def install(self, version: str) -> KeywordIndex:
+    def install(self, version: str, progress: ProgressCallback | None = None) -> KeywordIndex:
         """Build (or load) the index of `version` and serve it from now on. The writer calls this
         for a version it is about to stamp, so the saved copy exists before others see it."""
-        self.index = index = self.build(version)
+        self.index = index = self.build(version, progress)
         self.version = version
         return index
 

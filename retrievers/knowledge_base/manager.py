@@ -1,9 +1,12 @@
 """KnowledgeBaseManager: the one entry point to a knowledge base, composing its parts.
 
+- `chroma_client.py`: Chroma clients with call timeouts, failures as `ServiceError`/`ChromaTimeout`;
 - `chroma_store.py`: the Chroma collection (source of truth; every Chroma call, version stamp);
+- `consistency.py`: which stored documents are whole (the rule readers and repairs share);
 - `keyword_upkeep.py`: the BM25 index of the current version (saved copies, rebuilds, refresh);
 - `ingest.py`: documents diffed against what is stored → a write plan and an `IngestReport`;
-- `writer.py`: applies a write plan, then publishes a new version;
+- `writer.py`: applies a write plan all-or-nothing, repairs a write cut short, publishes versions;
+- `writer_lock.py`: one writer per knowledge base across processes (file lock, or Redis);
 - `hybrid_search.py`: dense + BM25 candidates, fusion, `SearchHit`s;
 - `result_cache.py`: recent results per version.
 
@@ -26,18 +29,22 @@ from retrievers.documents import Document
 from retrievers.embeddings import Embeddings
 from retrievers.keyword import KeywordIndex
 from retrievers.knowledge_base.chroma_store import ChromaStore, document_chunk_ids
+from retrievers.knowledge_base.consistency import verify
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.knowledge_base.hybrid_search import Candidates, HybridSearch
 from retrievers.knowledge_base.ingest import (
     IngestReport,
     ProgressCallback,
+    WritePlan,
     document_from_head,
     plan_delete,
     plan_ingest,
+    plan_still_holds,
 )
 from retrievers.knowledge_base.keyword_upkeep import KeywordUpkeep
 from retrievers.knowledge_base.result_cache import ResultCache
-from retrievers.knowledge_base.writer import Writer
+from retrievers.knowledge_base.writer import WaitCallback, Writer
+from retrievers.knowledge_base.writer_lock import DEFAULT_LOCK_TIMEOUT_S, WriterLock, default_writer_lock
 
 if TYPE_CHECKING:
     from retrievers.knowledge_base.langchain_retriever import KnowledgeBaseRetriever
@@ -58,7 +65,11 @@ class KnowledgeBaseManager:
         index_dir: Path | None = None,
         refresh_interval_s: float = 2.0,
         result_cache_size: int = 256,
+        writer_lock: WriterLock | None = None,
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     ) -> None:
+        """`writer_lock`: what serialises writers across processes (default: `default_writer_lock`,
+        a file lock); `lock_timeout_s`: how long a write waits for another writer before failing."""
         self.store = ChromaStore(client, collection_name, embeddings.name)  # checks the name first
         self.client = client
         self.collection_name = collection_name
@@ -68,7 +79,12 @@ class KnowledgeBaseManager:
         self.dense_weight = dense_weight
         self.index_dir = index_dir
         self.keyword_upkeep = KeywordUpkeep(self.store, index_dir, refresh_interval_s)
-        self.writer = Writer(self.store, self.keyword_upkeep)
+        self.writer = Writer(
+            self.store,
+            self.keyword_upkeep,
+            writer_lock or default_writer_lock(client, collection_name),
+            lock_timeout_s,
+        )
         self._search = HybridSearch(self.store, embeddings)
         self._results = ResultCache(result_cache_size)
 
@@ -119,8 +135,13 @@ class KnowledgeBaseManager:
     async def count_chunks(self) -> int:
         return await asyncio.to_thread(self.store.count)
 
+    @property
+    def writer_lock(self) -> WriterLock:
+        return self.writer.lock
+
     async def close(self) -> None:
         await self.keyword_upkeep.close()
+        self.writer.close()
 
     # ---- writes
 
@@ -130,20 +151,27 @@ class KnowledgeBaseManager:
         *,
         prune_sources: bool = False,
         progress: ProgressCallback | None = None,
+        on_wait: WaitCallback | None = None,
     ) -> IngestReport:
         """Upsert documents: unchanged ones are skipped, changed ones replace all their chunks.
 
         With `prune_sources`, documents previously ingested from the same source files that are
         no longer among `docs` are removed (so deleting a line of a .jsonl deletes its document).
+        Embedding happens before the writer lock is taken; `on_wait(lock name)` is called once if
+        another writer holds it.
         """
-        async with self.writer.exclusive():
-            return await asyncio.to_thread(self._index_documents_sync, list(docs), prune_sources, progress)
-
-    def _index_documents_sync(
-        self, docs: list[Document], prune_sources: bool, progress: ProgressCallback | None
-    ) -> IngestReport:
+        docs = list(docs)
         started = time.perf_counter()
-        plan, report = plan_ingest(
+        draft = await asyncio.to_thread(self._plan, docs, prune_sources, progress)
+        async with self.writer.exclusive(on_wait):
+            report = await asyncio.to_thread(self._write, docs, prune_sources, progress, draft)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _plan(
+        self, docs: list[Document], prune_sources: bool, progress: ProgressCallback | None
+    ) -> tuple[WritePlan, IngestReport]:
+        return plan_ingest(
             self.store,
             self.embeddings,
             docs,
@@ -152,10 +180,25 @@ class KnowledgeBaseManager:
             chunk_overlap=self.chunk_overlap,
             progress=progress,
         )
+
+    def _write(
+        self,
+        docs: list[Document],
+        prune_sources: bool,
+        progress: ProgressCallback | None,
+        draft: tuple[WritePlan, IngestReport],
+    ) -> IngestReport:
+        """Under the writer lock: repair a write cut short, re-plan if another writer changed these
+        documents since `draft` was made (vectors come from the cache then), and write."""
+        repair = self.writer.recover(progress)
+        plan, report = draft
+        if not plan_still_holds(self.store, plan, docs, prune_sources=prune_sources):
+            plan, report = self._plan(docs, prune_sources, progress)
         if not plan.empty:
             self.writer.apply(plan, progress)
             report.chunks_written, report.chunks_deleted = len(plan.ids), len(plan.stale_ids)
-        report.seconds = time.perf_counter() - started
+        if repair is not None:
+            report.recovered, report.repaired, report.strays_deleted = True, repair.documents, repair.strays
         return report
 
     async def update_index(self, doc_id: str, new_content: str) -> bool:
@@ -173,6 +216,7 @@ class KnowledgeBaseManager:
             return await asyncio.to_thread(self._delete_sync, doc_id)
 
     def _delete_sync(self, doc_id: str) -> bool:
+        self.writer.recover()
         head = self.store.heads([doc_id]).get(doc_id)
         if head is None:
             return False
@@ -223,13 +267,16 @@ class KnowledgeBaseManager:
         return await self._search.candidates(index, query, conditions, query_vector)
 
     async def get_document(self, doc_id: str) -> str | None:
-        """The full stored text of a document (its chunks joined), or None."""
+        """The full stored text of a document (its chunks joined), or None (also while a writer
+        has it half-written: never two versions joined)."""
         head = (await asyncio.to_thread(self.store.heads, [doc_id])).get(doc_id)
         if head is None:
             return None
         ids = document_chunk_ids(doc_id, head)
         chunks = await asyncio.to_thread(self.store.chunks_by_id, ids)
-        return "\n".join(chunks[i][0] for i in ids if i in chunks)
+        if doc_id not in verify((chunk_id, meta) for chunk_id, (_, meta) in chunks.items()).whole:
+            return None
+        return "\n".join(chunks[i][0] for i in ids)
 
     def as_retriever(self, top_k: int = 5, category: str | None = None) -> KnowledgeBaseRetriever:
         """This knowledge base as a LangChain retriever (for notebooks and LangChain chains)."""
