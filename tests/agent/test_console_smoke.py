@@ -76,9 +76,17 @@ def test_voice_console_without_openai_key_names_it(tmp_path: Path) -> None:
     assert "OPENAI_API_KEY" in line and "--text" in line
 
 
-def test_no_mode_is_refused(tmp_path: Path) -> None:
-    line = refusal(run_cli(tmp_path, "agent"))
-    assert "MODE" in line
+def test_no_mode_is_refused_with_the_usage(tmp_path: Path) -> None:
+    """No mode: the command's usage (which names the modes), exit 2 (voicerag/cli/agent.py)."""
+    done = run_cli(tmp_path, "agent")
+    assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, done.stderr
+    usage = " ".join(done.stdout.split())  # however the terminal width wrapped it
+    assert "Usage: voicerag agent" in usage and "console [--text], dev or start" in usage
+
+
+def test_an_unknown_mode_names_it(tmp_path: Path) -> None:
+    line = refusal(run_cli(tmp_path, "agent", "serve"))
+    assert line.startswith("error: MODE:") and "'serve'" in line
 
 
 # --------------------------------------------------------------------------------------------
