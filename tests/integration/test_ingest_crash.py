@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from helpers import jsonl, write
-from ingest_driver import ChromaServer, HashModel, cli_env, points, run_cli
+from ingest_driver import ChromaServer, HashModel, cli_env, points, run_cli, start_cli
 
 from retrievers.documents import Document, chunk_document, embedding_text, load_documents
 from retrievers.embeddings import Embeddings, VectorCache
@@ -201,6 +201,31 @@ async def test_an_ingest_killed_anywhere_then_run_again_equals_a_clean_ingest(
         await kb.close()
 
 
+async def test_an_ingest_killed_inside_a_chroma_write_then_run_again_equals_a_clean_ingest(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    """Killed from outside, not at a checkpoint: 0.2 s into the second write batch (~0.5 s long)."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(scenario.before, data_dir)
+    running = start_cli(scenario.cwd, cli_env(data_dir, **SETTINGS), "ingest", "kb")
+    running.wait_for("@ write:1000/")
+    await asyncio.sleep(0.2)
+    running.process.kill()
+    killed = running.wait()
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert points(killed.stdout)[-1].startswith("write:")
+    kb = manager(data_dir)
+    try:
+        # A control: the store itself now holds "grow" in both versions (its head still alpha, the
+        # rest bravo), so the readers' check below has a mixture to keep out.
+        raw = kb.store.chunks_by_id(["grow::0", "grow::1"])
+        assert raw["grow::0"][0].startswith("alpha grow") and raw["grow::1"][0].startswith("bravo grow")
+        await assert_readers_see_no_mixed_document(kb)
+        await assert_rerun_leaves_what_a_clean_ingest_does(kb, scenario, "inside a write")
+    finally:
+        await kb.close()
+
+
 def test_an_ingest_killed_while_repairing_is_repaired_by_the_next_and_the_cli_says_so(
     scenario: Scenario, tmp_path: Path
 ) -> None:
@@ -244,5 +269,41 @@ async def test_an_ingest_into_a_chroma_server_killed_then_run_again_equals_a_cle
         assert points(killed.stdout)[-1] == point
         await assert_readers_see_no_mixed_document(kb)
         await assert_rerun_leaves_what_a_clean_ingest_does(kb, scenario, point)
+    finally:
+        await kb.close()
+
+
+# ---------------------------------------------------------------------------- stores written before this scheme
+
+
+async def test_a_store_the_old_ingest_left_half_written_is_repaired_by_the_first_ingest(tmp_path: Path) -> None:
+    """The issue's own damage: a head claiming 30 chunks with only 0-9 stored, no hash on the other
+    chunks and no format mark (as the old ingest left it). A whole old document is kept as it is."""
+    docs = [Document(**record("manual", "alpha", 60)), Document(**record("leaflet", "alpha", 8))]
+    model = HashModel()
+    client = make_chroma_client(tmp_path / "old", None)
+    old = client.create_collection(
+        "crash-kb", embedding_function=None, metadata={"embedding_model": model.name, "kb_version": "old"}
+    )
+    for doc, kept in ((docs[0], 10), (docs[1], None)):
+        chunks = chunk_document(doc, size=SIZE, overlap=OVERLAP)
+        metas = [{"doc_id": doc.id, "title": doc.title, "chunk_index": c.index} for c in chunks]
+        metas[0].update(content_hash=doc.content_hash, chunk_count=len(chunks))  # only the head had them
+        old.add(
+            ids=[c.id for c in chunks][:kept],
+            embeddings=model.passages([embedding_text(doc.title, c.text) for c in chunks])[:kept],
+            documents=[c.text for c in chunks][:kept],
+            metadatas=metas[:kept],  # type: ignore[arg-type]
+        )
+    kb = manager(tmp_path / "old")
+    try:
+        report = await kb.index_documents(docs)
+        assert (report.recovered, report.repaired, report.added, report.unchanged) == (True, 1, 1, 1)
+        assert await kb.get_document("manual") == whole_versions([record("manual", "alpha", 60)])["manual"]
+        first = chunk_document(docs[1], size=SIZE, overlap=OVERLAP)[0]
+        hit = (await kb.search(embedding_text(docs[1].title, first.text), top_k=1))[0]
+        assert (hit["doc_id"], hit["dense"]) == ("leaflet", 1.0)  # its old chunks still serve
+        again = await kb.index_documents(docs)
+        assert (again.recovered, again.unchanged, again.chunks_written) == (False, 2, 0)
     finally:
         await kb.close()
