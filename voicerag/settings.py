@@ -7,6 +7,7 @@ A wrong value stops start-up with one line naming the variable (see `load_settin
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -96,6 +97,14 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field("console", description="json: one JSON object per log line")
     voicerag_debug: bool = False
 
+    # --- audit log --------------------------------------------------------------------------
+    audit_database_url: str | None = Field(
+        None, description="SQLAlchemy URL (SQLite or PostgreSQL); default: audit.sqlite in the data dir"
+    )
+    audit_queue_size: int = Field(
+        10_000, ge=1, le=1_000_000, description="records waiting for the database; beyond it new ones are dropped"
+    )
+
     @field_validator("database_queries_file", "sources_file", mode="before")
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
@@ -126,4 +135,16 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         variable = str(first["loc"][0]).upper() if first["loc"] else "settings"
-        raise UserInputError(f"{variable}: {first['msg']} (got {first.get('input')!r})") from None
+        raise UserInputError(f"{variable}: {first['msg']}{_shown(variable, first.get('input'))}") from None
+
+
+_CREDENTIALS = re.compile(r"(?<=://)([^/@\s:]*):[^/@\s]*@")  # scheme://user:password@host
+
+
+def _shown(variable: str, value: object) -> str:
+    """The rejected value, for the error line: never a secret, never a URL's password, never long."""
+    field = Settings.model_fields.get(variable.lower())
+    if field is not None and "SecretStr" in str(field.annotation):
+        return ""
+    text = _CREDENTIALS.sub(r"\1:***@", str(value))
+    return f" (got {text[:80] + '…' if len(text) > 80 else text!r})"

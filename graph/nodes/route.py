@@ -78,7 +78,7 @@ LOOKUP_EXAMPLES = [
 ]
 EMBEDDING_ROUTE_MAX_CHARS = 40
 _QUESTION = re.compile(
-    r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう|か$"
+    r"[?？]|\b(who|what|when|where|why|how|which|can|do|does|is|are)\b|誰|何|いつ|どこ|なぜ|どう(?!も)|か$"
 )
 EMBEDDING_MARGIN = 0.04
 # What is searched of a question: its topic is in its first sentences, and a query embedding costs

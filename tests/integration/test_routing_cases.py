@@ -31,9 +31,7 @@ CASES = [
 
 
 # Cases the product gets wrong today (the case is right): strict, so a fix makes them fail until removed.
-MISROUTED = {
-    "わかりました、どうも": "route.py's question pattern takes どう in どうも (thanks) for どう (how): issue 14 report",
-}
+MISROUTED: dict[str, str] = {}
 
 
 def labelled(case: dict[str, str]) -> Any:

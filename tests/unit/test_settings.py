@@ -102,9 +102,6 @@ def test_a_cli_error_shows_no_secret(tmp_path: Path, debug: str, exit_code: int)
     assert not [v for v in SECRETS.values() if v in done.stdout + done.stderr]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="settings.py echoes a rejected value whole: a password in a URL is shown (issue 14 report)"
-)
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("REDIS_URL", "http://cache:hunter2@redis.internal:6379"), ("OPENAI_BASE_URL", "http://u:hunter2@h:99999/v1")],
