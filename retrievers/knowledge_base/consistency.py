@@ -19,9 +19,13 @@ from typing import Any
 
 from retrievers.documents import Chunk
 
+_MISSING = object()  # a chunk index with no chunk
+
 
 @dataclass(slots=True)
 class Verdict:
+    """What `verify` found."""
+
     whole: dict[str, int] = field(default_factory=dict)  # document id → chunk count, of whole documents
     broken: set[str] = field(default_factory=set)  # documents with a head that are not whole
     delete: list[str] = field(default_factory=list)  # chunk ids of broken documents, and strays
@@ -36,40 +40,39 @@ class Verdict:
 def verify(chunks: Iterable[tuple[str, Mapping[str, Any]]]) -> Verdict:
     """Sort `(chunk id, metadata)` rows into whole documents, broken ones and strays."""
     heads: dict[str, Mapping[str, Any]] = {}
-    parts: dict[str, dict[int, str | None]] = {}  # document id → chunk index → content hash
-    malformed: list[str] = []
+    parts: dict[str, dict[int, object]] = {}  # document id → chunk index → content hash (None: none)
+    verdict = Verdict()
     for chunk_id, meta in chunks:
         doc_id, index = _split(chunk_id)
-        if index is None:
-            malformed.append(chunk_id)
+        if index is None:  # not an id of this scheme
+            verdict.delete.append(chunk_id)
+            verdict.strays += 1
             continue
         if index == 0:
             heads[doc_id] = meta
-        hash_ = meta.get("content_hash")
-        parts.setdefault(doc_id, {})[index] = None if hash_ is None else str(hash_)
+        parts.setdefault(doc_id, {})[index] = meta.get("content_hash")
 
-    verdict = Verdict(delete=malformed, strays=len(malformed))
     for doc_id, found in parts.items():
         head = heads.get(doc_id)
-        if head is None:
-            verdict.delete.extend(Chunk.make_id(doc_id, i) for i in sorted(found))
-            verdict.strays += len(found)
-            continue
-        count, version = _count(head), head.get("content_hash")
-        beyond = sorted(i for i in found if i >= count)
-        if all(i in found and found[i] in (version, None) for i in range(count)):
+        count = _count(head) if head is not None else 0
+        version = head.get("content_hash") if head is not None else _MISSING
+        whole = head is not None and all(found.get(i, _MISSING) in (version, None) for i in range(count))
+        if whole:
             verdict.whole[doc_id] = count
-            verdict.delete.extend(Chunk.make_id(doc_id, i) for i in beyond)
-            verdict.strays += len(beyond)
-        else:
+        elif head is not None:
             verdict.broken.add(doc_id)
-            verdict.delete.extend(Chunk.make_id(doc_id, i) for i in sorted(found))
+        doomed = sorted(i for i in found if not whole or i >= count)  # all of it, or what lies past its count
+        verdict.delete.extend(Chunk.make_id(doc_id, i) for i in doomed)
+        verdict.strays += len(doomed) if head is None or whole else 0
     return verdict
 
 
 def _split(chunk_id: str) -> tuple[str, int | None]:
+    """(document id, chunk index) of an id `doc_id::i` (index None: not such an id)."""
     doc_id, _, index = chunk_id.rpartition("::")
-    return (doc_id, int(index)) if doc_id and index.isdigit() else (chunk_id, None)
+    if doc_id and index.isdigit() and str(int(index)) == index:
+        return doc_id, int(index)
+    return chunk_id, None
 
 
 def _count(head: Mapping[str, Any]) -> int:
