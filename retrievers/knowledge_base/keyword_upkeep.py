@@ -52,8 +52,8 @@ class KeywordUpkeep:
         saved = self.saved_path(version)
         if saved and (saved / "chunks.json").exists():
             try:
-                return KeywordIndex.load(saved)
-            except Exception as exc:  # refused (another tokenizer) or damaged: rebuild it
+                return _with_versions(KeywordIndex.load(saved))
+            except Exception as exc:  # refused (another tokenizer, no versions) or damaged: rebuild it
                 log.info("not reusing the saved keyword index %s: %s", saved, exc)
         # (without progress, the plain call: tests count rebuilds by replacing `build_from_chroma`)
         index = self.build_from_chroma(progress) if progress else self.build_from_chroma()
@@ -144,3 +144,13 @@ class KeywordUpkeep:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh
+
+
+def _with_versions(index: KeywordIndex) -> KeywordIndex:
+    """`index`, if it records its chunks' content hashes (readers check chunks against them). Copies
+    saved before it did lack them even on head chunks, which always had one: such a copy is refused."""
+    rows = zip(index.chunk_ids, index.metadatas, strict=True)
+    head = next((meta for chunk_id, meta in rows if chunk_id.endswith("::0")), None)
+    if head is not None and "content_hash" not in head:
+        raise ValueError("saved before chunks carried their document's version")
+    return index

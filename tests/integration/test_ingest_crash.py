@@ -26,6 +26,7 @@ from ingest_driver import ChromaServer, HashModel, cli_env, points, run_cli, sta
 
 from retrievers.documents import Document, chunk_document, embedding_text, load_documents
 from retrievers.embeddings import Embeddings, VectorCache
+from retrievers.keyword import KeywordIndex
 from retrievers.knowledge_base import IngestReport, KnowledgeBaseManager, make_chroma_client
 
 pytestmark = pytest.mark.integration
@@ -277,33 +278,44 @@ async def test_an_ingest_into_a_chroma_server_killed_then_run_again_equals_a_cle
 
 
 async def test_a_store_the_old_ingest_left_half_written_is_repaired_by_the_first_ingest(tmp_path: Path) -> None:
-    """The issue's own damage: a head claiming 30 chunks with only 0-9 stored, no hash on the other
-    chunks and no format mark (as the old ingest left it). A whole old document is kept as it is."""
-    docs = [Document(**record("manual", "alpha", 60)), Document(**record("leaflet", "alpha", 8))]
-    model = HashModel()
-    client = make_chroma_client(tmp_path / "old", None)
-    old = client.create_collection(
-        "crash-kb", embedding_function=None, metadata={"embedding_model": model.name, "kb_version": "old"}
-    )
-    for doc, kept in ((docs[0], 10), (docs[1], None)):
+    """The issue's own damage: a head claiming 33 chunks with only 0-9 stored, no hash on the other
+    chunks, no format mark, and the keyword index the old code saved (as the old ingest left them).
+    Whole old documents keep serving, before that ingest and after it."""
+    docs = [Document(**record(*fields)) for fields in (("manual", "alpha", 60), ("leaflet", "alpha", 8))]
+    docs.append(Document(id="card", title="Card", text="A one-chunk card about the alpha charger.", lang="en"))
+    model, rows = HashModel(), []
+    for doc, kept in ((docs[0], 10), (docs[1], None), (docs[2], None)):
         chunks = chunk_document(doc, size=SIZE, overlap=OVERLAP)
         metas = [{"doc_id": doc.id, "title": doc.title, "chunk_index": c.index} for c in chunks]
         metas[0].update(content_hash=doc.content_hash, chunk_count=len(chunks))  # only the head had them
-        old.add(
-            ids=[c.id for c in chunks][:kept],
-            embeddings=model.passages([embedding_text(doc.title, c.text) for c in chunks])[:kept],
-            documents=[c.text for c in chunks][:kept],
-            metadatas=metas[:kept],  # type: ignore[arg-type]
-        )
+        rows += [
+            (c.id, embedding_text(doc.title, c.text), c.text, meta) for c, meta in zip(chunks, metas, strict=True)
+        ][:kept]
+    old = make_chroma_client(tmp_path / "old", None).create_collection(
+        "crash-kb", embedding_function=None, metadata={"embedding_model": model.name, "kb_version": "old"}
+    )
+    old.add(
+        ids=[row[0] for row in rows],
+        embeddings=model.passages([row[1] for row in rows]),
+        documents=[row[2] for row in rows],
+        metadatas=[row[3] for row in rows],  # type: ignore[misc]
+    )
+    old_metadata = [{"doc_id": row[3]["doc_id"]} for row in rows]  # what the old code indexed: no hashes
+    KeywordIndex([r[0] for r in rows], [r[1] for r in rows], old_metadata).save(
+        tmp_path / "old/keyword-index/crash-kb/old"
+    )
     kb = manager(tmp_path / "old")
     try:
+        card = embedding_text("Card", docs[2].text)
+        hit = (await kb.search(card, top_k=1))[0]  # before any write: the old saved index is refused
+        assert (hit["doc_id"], hit["text"]) == ("card", docs[2].text)
         report = await kb.index_documents(docs)
-        assert (report.recovered, report.repaired, report.added, report.unchanged) == (True, 1, 1, 1)
+        assert (report.recovered, report.repaired, report.added, report.unchanged) == (True, 1, 1, 2)
         assert await kb.get_document("manual") == whole_versions([record("manual", "alpha", 60)])["manual"]
         first = chunk_document(docs[1], size=SIZE, overlap=OVERLAP)[0]
         hit = (await kb.search(embedding_text(docs[1].title, first.text), top_k=1))[0]
         assert (hit["doc_id"], hit["dense"]) == ("leaflet", 1.0)  # its old chunks still serve
         again = await kb.index_documents(docs)
-        assert (again.recovered, again.unchanged, again.chunks_written) == (False, 2, 0)
+        assert (again.recovered, again.unchanged, again.chunks_written) == (False, 3, 0)
     finally:
         await kb.close()
