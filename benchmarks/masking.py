@@ -5,7 +5,8 @@
 - Cost: `mask_value` on a typical per-turn record (the fields of `TurnReport.as_record()` plus the
   question and the answer that a kept record carries), each record with a different question from
   the labelled set and a sample-knowledge-base answer; `find` on each labelled string alone; and
-  `mask` on whole knowledge-base documents (what an error message or a trace may carry at worst).
+  `mask` on whole knowledge-base documents (what an error message or a trace may carry), and on a
+  worst case: 10,000 characters of digits and spaces (every window of the run is tried).
 """
 
 from __future__ import annotations
@@ -81,12 +82,16 @@ def cost(quick: bool) -> dict[str, Any]:
     per_string = [_timed_us(find, text) for text in texts * (1 if quick else 10)]
     documents = [path.read_text(encoding="utf-8") for path in sorted(SAMPLE_KB.rglob("*.md"))]
     per_document = [_timed_us(mask, text) for text in documents * (1 if quick else 5)]
+    worst = " ".join(str(i % 10) for i in range(5000))
+    per_worst = [_timed_us(mask, worst) for _ in range(3 if quick else 10)]
     return {
         "record_chars": round(sum(len(json.dumps(r, ensure_ascii=False)) for r in records) / len(records)),
         "mask_value_record_us": stats(per_record),
         "find_labelled_string_us": stats(per_string),
         "document_chars": round(sum(map(len, documents)) / len(documents)),
         "mask_document_us": stats(per_document),
+        "worst_chars": len(worst),
+        "mask_worst_us": stats(per_worst),
     }
 
 
@@ -105,6 +110,7 @@ async def run(quick: bool) -> Result:
             ["mask_value(per-turn record)", costs["record_chars"], *costs["mask_value_record_us"].values()],
             ["find(labelled string)", None, *costs["find_labelled_string_us"].values()],
             ["mask(knowledge-base document)", costs["document_chars"], *costs["mask_document_us"].values()],
+            ["mask(digits and spaces, worst case)", costs["worst_chars"], *costs["mask_worst_us"].values()],
         ],
     )
     return Result(NAME, quick, {"per_kind": figures, "cost_us": costs})

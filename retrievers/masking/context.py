@@ -95,21 +95,23 @@ class Keywords:
             self._hits = [(hit[2], hit[0], hit[3]) for hit in hits]
         return self._hits
 
-    def role_of(self, start: int, end: int, *, since: int = 0, until: int | None = None) -> Role | None:
-        """The role of the number at `text[start:end]`, from the words after `since` (the previous
-        number found) and before `until` (the next number's start)."""
-        text, hits = self.text, self._index()
+    def role_before(self, start: int, *, since: int = 0) -> Role | None:
+        """The role a number starting at `start` has from the words after `since` (the previous
+        number found), in the same sentence, at most BEFORE characters back: the last one."""
+        hits = self._index()
         low = max(since, start - BEFORE)
-        ends = list(_SENTENCE_END.finditer(text, low, start))
+        ends = list(_SENTENCE_END.finditer(self.text, low, start))
         if ends:
             low = ends[-1].end()
         before = bisect.bisect_right(self._ends, start)  # the words ending before the number
-        if before and hits[before - 1][0] >= low:
-            return hits[before - 1][2]
-        high = min(end + AFTER, len(text) if until is None else until)
-        stop = _SENTENCE_END.search(text, end, high)
+        return hits[before - 1][2] if before and hits[before - 1][0] >= low else None
+
+    def role_after(self, end: int, *, until: int | None = None) -> Role | None:
+        """The role a number ending at `end` has from the first word after it, in the same sentence,
+        at most AFTER characters on and before `until` (the next number)."""
+        hits = self._index()
+        high = min(end + AFTER, len(self.text) if until is None else until)
+        stop = _SENTENCE_END.search(self.text, end, high)
         high = stop.start() if stop else high
         after = bisect.bisect_right(self._ends, end)
-        if after < len(hits) and hits[after][0] >= end and hits[after][1] <= high:
-            return hits[after][2]
-        return None
+        return hits[after][2] if after < len(hits) and hits[after][0] >= end and hits[after][1] <= high else None

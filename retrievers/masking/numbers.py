@@ -1,8 +1,10 @@
 """Numbers someone owns: phone numbers, payment cards, My Numbers, postal codes, bank accounts.
 
 A number is a run of digits joined by what people put between groups (hyphens and dashes of any
-width, ー, spaces, dots, 、, parentheses) and judged by its digits, its grouping and the words around
-it (`context.py`):
+width, ー, spaces, 、, の, parentheses, dots after two digits: 0.12 is a decimal) and judged by its
+digits, its grouping and the words around it (`context.py`). Where a run holds several numbers
+("090-1234-5678 2回目", "03-…、090-…") the longest window of its pieces that is a number wins;
+digits read one by one ("0 9 0 …") count from a 0 or a + or after a word such as 電話 or card.
 
 - phone: with a leading +; or 0 and 10–11 digits (Japanese fixed lines, 0120/0800/0570, 050,
   070/080/090 mobiles, UK numbers); or 00/010 and a country code; or grouped like a North American
@@ -15,14 +17,17 @@ it (`context.py`):
 - bank account: 6–14 digits after 口座/account number.
 
 Not numbers someone owns: runs glued to letters (KA-2026-000123, KH-300, 300W), prices (¥39,800,
-148,000円: a comma never joins groups), dates and times (/ and : never join groups), and numbers
-named as tracking, order, model or serial numbers, which are never taken for a card or My Number.
+148,000円: a comma never joins groups), dates and times (/ and : never join groups), decimals, and
+numbers named as tracking, order, model or serial numbers, never taken for a card or My Number.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import accumulate
 
 from stdnum import ean, luhn
 from stdnum.jp import in_ as my_number
@@ -32,7 +37,8 @@ from retrievers.masking.findings import Finding, Kind
 
 DASHES = "\\-‐‑‒–—―−ー─━﹣"
 _STRONG_JOIN = rf"[{DASHES}]|(?<=\))|(?=\()"  # joins one number's groups
-_WEAK_JOIN = rf"[ ]?[{DASHES}.、・の][ ]?|[ ]"  # may also sit between two numbers ("090-1234-5678 2回")
+# May also sit between two numbers ("090-1234-5678 2回"); a dot only after two digits ("0.12" is a decimal).
+_WEAK_JOIN = rf"[ ]?[{DASHES}、・の][ ]?|(?<=[0-9]{{2}})[ ]?\.[ ]?|[ ]"
 _RUN = re.compile(rf"(?:\+[ ]?)?\(?[0-9]+\)?(?:(?:{_STRONG_JOIN}|{_WEAK_JOIN})\(?[0-9]+\)?)*")
 _CHUNK_SPLIT = re.compile(rf"(?<=[0-9)])(?:[ ]?[.、・の][ ]?|[ ][{DASHES}]?[ ]?|[{DASHES}][ ])(?=[(0-9])")
 _DIGITS = re.compile("[0-9]+")
@@ -40,14 +46,26 @@ _GLUED_BEFORE = re.compile(rf"([A-Za-z]+)[{DASHES}_.#]?$|[0-9@¥$€£][{DASHES}
 _GLUED_AFTER = re.compile(rf"^(?:[{DASHES}_/.]?[A-Za-z0-9@]|\s?(?:円|万|ドル|yen|dollars?|%))", re.IGNORECASE)
 _PHONE_LABELS = frozenset({"tel", "fax", "ph", "phone", "mobile", "mob", "cell", "no"})  # TEL03-1234-5678
 _PREFECTURE_AFTER = re.compile(r"\s?(?:東京都|北海道|大阪府|京都府|[一-龥]{2,3}県)")
-MAX_WINDOW = 19  # chunks a number may span: a card read out digit by digit
+MAX_DIGITS = 19  # the longest number recognised (a card): longer windows are not tried
+MAX_GROUPS = 6  # groups of a written number (+81 (0)90 1234 5678); read digit by digit, up to MAX_DIGITS
 
 
-def _glued(text: str, start: int, end: int) -> bool:
-    """Letters, another digit or a currency sign stuck to the run: a code, a price, not a number."""
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """A piece of a run between weak joins: all or part of one number."""
+
+    start: int
+    end: int
+    groups: tuple[str, ...]  # its digit groups
+
+
+def _glued_before(text: str, start: int) -> bool:
+    """Letters, a digit or a currency sign stuck before the run: a code or a price, not a number."""
     before = _GLUED_BEFORE.search(text, max(0, start - 12), start)
-    if before and (before.group(1) or "").lower() not in _PHONE_LABELS:
-        return True
+    return before is not None and (before.group(1) or "").lower() not in _PHONE_LABELS
+
+
+def _glued_after(text: str, end: int) -> bool:
     return _GLUED_AFTER.search(text[end : end + 8]) is not None
 
 
@@ -55,9 +73,8 @@ def _card_like(groups: list[int]) -> bool:
     return len(groups) == 1 or (groups[0] >= 4 and max(groups) <= 6)
 
 
-def classify(run: str, role: Role | None, prefecture_after: bool = False) -> Kind | None:
-    """The kind of the number written `run` (digits and joins), given its role."""
-    groups_text = _DIGITS.findall(run)
+def classify(groups_text: list[str], plus: bool, role: Role | None, prefecture_after: bool = False) -> Kind | None:
+    """The kind of the number written as these digit groups (after a + or not), given its role."""
     digits, groups = "".join(groups_text), [len(g) for g in groups_text]
     n = len(digits)
     if role == "CARD" and 13 <= n <= 19:
@@ -70,7 +87,7 @@ def classify(run: str, role: Role | None, prefecture_after: bool = False) -> Kin
         return Kind.POSTAL_CODE
     if role == "PHONE" and 6 <= n <= 11:  # local numbers; longer ones carry a + or a 0
         return Kind.PHONE
-    if run.startswith("+"):
+    if plus:
         return Kind.PHONE if 7 <= n <= 16 else None
     if digits[0] == "0" and (10 <= n <= 11 or (digits.startswith(("00", "010")) and 11 <= n <= 17)):
         return Kind.PHONE  # a trunk 0 and 9–10 digits, or an international prefix (00, 010) and more
@@ -85,20 +102,19 @@ def classify(run: str, role: Role | None, prefecture_after: bool = False) -> Kin
     return None
 
 
-def _chunks(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """The run's pieces between weak joins: each is all or part of one number."""
-    pieces, at = [], start
+def _chunks(text: str, start: int, end: int) -> list[_Chunk]:
+    bounds, at = [], start
     for join in _CHUNK_SPLIT.finditer(text, start, end):
-        pieces.append((at, join.start()))
+        bounds.append((at, join.start()))
         at = join.end()
-    pieces.append((at, end))
-    return pieces
+    bounds.append((at, end))
+    return [_Chunk(a, b, tuple(_DIGITS.findall(text, a, b))) for a, b in bounds]
 
 
-def _cut_at_space(text: str, chunks: list[tuple[int, int]], i: int, j: int) -> bool:
+def _cut_at_space(text: str, chunks: list[_Chunk], i: int, j: int) -> bool:
     """Whether chunks[i:j] leaves a neighbour behind across a mere space ("4111 1111 1111 | 1112")."""
-    before = i > 0 and not text[chunks[i - 1][1] : chunks[i][0]].strip()
-    return before or (j < len(chunks) and not text[chunks[j - 1][1] : chunks[j][0]].strip())
+    before = i > 0 and not text[chunks[i - 1].end : chunks[i].start].strip()
+    return before or (j < len(chunks) and not text[chunks[j - 1].end : chunks[j].start].strip())
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
@@ -111,6 +127,16 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _longest(chunks: list[_Chunk], total: list[int], i: int, spoken: bool) -> int:
+    """The end of the longest window from chunk i worth trying: at most MAX_DIGITS digits, and
+    MAX_GROUPS chunks unless `spoken` digits one by one (there, as many as are single digits)."""
+    end = bisect.bisect_right(total, total[i] + MAX_DIGITS) - 1
+    if spoken:
+        singles = next((k for k in range(i, end) if len(chunks[k].groups) > 1 or len(chunks[k].groups[0]) > 1), end)
+        return min(end, max(i + MAX_GROUPS, singles))
+    return min(end, i + MAX_GROUPS)
+
+
 def find_numbers(text: str) -> Iterator[Finding]:
     runs = [_trim(text, *m.span()) for m in _RUN.finditer(text)]
     if not runs:
@@ -120,14 +146,21 @@ def find_numbers(text: str) -> Iterator[Finding]:
     for index, (run_start, run_end) in enumerate(runs):
         until = runs[index + 1][0] if index + 1 < len(runs) else len(text)
         chunks = _chunks(text, run_start, run_end)
+        total = list(accumulate((sum(map(len, chunk.groups)) for chunk in chunks), initial=0))
+        glued = (_glued_before(text, run_start), _glued_after(text, run_end))
         i = 0
         while i < len(chunks):  # the longest window of chunks that is a number, left to right
-            for j in range(min(len(chunks), i + MAX_WINDOW), i, -1):
-                start, end = chunks[i][0], chunks[j - 1][1]
-                if _glued(text, start, end):
+            plus = i == 0 and text[run_start] == "+"
+            before = keywords.role_before(chunks[i].start, since=since if i == 0 else chunks[i].start)
+            # Digits read one by one make a number only after a word (カード, phone) or from a 0 or +.
+            spoken = bool(before or plus or chunks[i].groups[0] == "0")
+            for j in range(_longest(chunks, total, i, spoken), i, -1):
+                if (i == 0 and glued[0]) or (j == len(chunks) and glued[1]):
                     continue
-                role = keywords.role_of(start, end, since=since if i == 0 else start, until=until)
-                kind = classify(text[start:end], role, _PREFECTURE_AFTER.match(text, end) is not None)
+                start, end = chunks[i].start, chunks[j - 1].end
+                role = before or keywords.role_after(end, until=until)
+                groups = [group for chunk in chunks[i:j] for group in chunk.groups]
+                kind = classify(groups, plus, role, _PREFECTURE_AFTER.match(text, end) is not None)
                 if kind and kind is not Kind.PHONE and _cut_at_space(text, chunks, i, j):
                     continue  # 12 of a card's 16 digits may pass the My Number check: not a number
                 if kind:
