@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import Literal
 
 Role = Literal["PHONE", "POSTAL_CODE", "CARD", "MY_NUMBER", "BANK_ACCOUNT", "NOT_PERSONAL"]
@@ -52,7 +51,6 @@ def alternation(words: Iterable[str]) -> str:
     return "|".join(rf"(?<![a-z]){re.escape(w)}(?![a-z])" if w.isascii() else re.escape(w) for w in ordered)
 
 
-@lru_cache(maxsize=16)  # each recogniser asks for the same text
 def lowered(text: str) -> str:
     """Letters in lower case, offsets unchanged (translate, slower, where lower() would move them: İ)."""
     low = text.lower()
