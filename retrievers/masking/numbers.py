@@ -118,8 +118,10 @@ def _cut_at_space(text: str, chunks: list[_Chunk], i: int, j: int) -> bool:
 
 
 def _trim(text: str, start: int, end: int) -> tuple[int, int]:
-    """Drop a parenthesis the run took from the prose around it: "(call 090-1234-5678)"."""
+    """Drop parentheses the run took from the prose around it: "(call 090-1234-5678)"."""
     run = text[start:end]
+    if run.startswith("(") and run.endswith(")") and run.index(")") == len(run) - 1:
+        return start + 1, end - 1  # "（03-5678-1234）": parentheses around the whole number
     if run.endswith(")") and run.count(")") > run.count("("):
         end -= 1
     if run.startswith("(") and run.count("(") > run.count(")"):

@@ -45,7 +45,7 @@ _ID_WORDS = (
 # Between the word and its value: "は", "is", ":", "の番号は", " number is", " on the back is"...
 _FILLER = (
     r"[ :：=]*(?:の?番号|number|no\.?|code)?[ ]?(?:(?:on|of|for|from|in) (?:the |my |your )?[a-z]+)?"
-    r"[ :：=]*(?P<link>は|が|is|was|:|：|=)?[ :：=]*"
+    r"[ :：=]*(?P<link>は|が|is|was|:|：|=)?[ :：=]*第?"  # 第123456789012号: how a licence number is written
 )
 _VALUE = r"(?P<value>[A-Za-z0-9][A-Za-z0-9!#$%&*+_.@-]*(?: [0-9]+)*)"  # "1234 5678 9012" is one value
 _NAMED = re.compile(
