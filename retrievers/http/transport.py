@@ -151,8 +151,6 @@ async def refuse_cross_origin_redirect(response: httpx.Response) -> None:
         )
 
 
-
-
 class RateLimitTransport(httpx.AsyncBaseTransport):
     """An outbound rate limit per host (`limits` notation, e.g. "20/second"), moving window."""
 
