@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,11 +13,14 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 from fakes.postgres_server import PostgresServer, why_not_startable
+from test_interrupt import silent_server
 
 from voicerag.audit.record import AuditRecord
 from voicerag.audit.schema import postgres_setup_sql
 from voicerag.audit.store import AuditStore
 from voicerag.audit.writer import AuditWriter
+
+__all__ = ["silent_server"]  # a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -162,35 +163,10 @@ def test_close_keeps_to_its_timeout_when_the_server_dies(caplog: pytest.LogCaptu
     assert len(said) == 1 and said[0].startswith("audit log: 3 record(s) not written to postgresql"), said
 
 
-@pytest.fixture
-def silent_server() -> Iterator[int]:
-    """A port that accepts connections and never says a word: a server hung mid-way."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                held.append(listener.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
-        for connection in held:
-            connection.close()
-        listener.close()
-
-
-def test_close_keeps_to_its_timeout_when_the_server_hangs(silent_server: int) -> None:
-    writer = AuditWriter(AuditStore(f"postgresql://postgres@127.0.0.1:{silent_server}/audit", timeout_s=30))
+def test_close_keeps_to_its_timeout_when_the_server_hangs(silent_server: str) -> None:
+    """A server that accepts connections and never says a word: hung mid-way."""
+    port = silent_server.rsplit(":", 1)[1]
+    writer = AuditWriter(AuditStore(f"postgresql://postgres@127.0.0.1:{port}/audit", timeout_s=30))
     writer.write(turn(0))
     writer.write(turn(1))
     started = time.monotonic()

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 RECORD = "AuditRecord(turn_id=f'{name}-{i}', session_id=name, user_id='u', front_door='voice', latency_ms=1, question='q', answer='a')"  # noqa: E501
 
-# Waits for the go file, then appends one record per transaction: as much contention as there can be.
+# Waits for the go file, then appends one record per transaction, as two busy workers would.
 APPENDER = textwrap.dedent(
     f"""
     import asyncio, sys, time
@@ -42,6 +42,7 @@ APPENDER = textwrap.dedent(
             await asyncio.sleep(0.005)
         for i in range(count):
             await store.append([{RECORD}])
+            await asyncio.sleep(0.002)  # turns come apart; SQLite would let one process hog its lock
         await store.close()
     asyncio.run(main())
     """
@@ -83,13 +84,19 @@ async def whole_log(url: str) -> list[ChainedRecord]:
         await store.close()
 
 
+async def create_log(url: str) -> None:
+    store = AuditStore(url)
+    await store.append([])
+    await store.close()
+
+
 def python(script: str, *args: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-c", script, *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_two_processes_appending_at_once_keep_one_chain(audit_url: str, tmp_path: Path) -> None:
-    asyncio.run(AuditStore(audit_url).append([]))  # the schema, so that both start appending at once
+    asyncio.run(create_log(audit_url))  # so that both start appending at once
     go, count = tmp_path / "go", 150
     appenders = [python(APPENDER, audit_url, name, str(go), str(count)) for name in ("a", "b")]
     for appender in appenders:  # both imported and waiting

@@ -42,6 +42,12 @@ async def chain_of(path: Path) -> list[str]:
         await store.close()
 
 
+async def create_log(path: Path) -> None:
+    store = AuditStore(sqlite_url(path))
+    await store.append([])
+    await store.close()
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Another process's write transaction on the file: appends wait for it (SQLite's busy wait)."""
@@ -72,7 +78,7 @@ async def test_a_full_queue_refuses_new_records_without_waiting(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "audit.sqlite"
-    await AuditStore(sqlite_url(path)).append([])  # the schema
+    await create_log(path)
     writer = AuditWriter(AuditStore(sqlite_url(path), timeout_s=0.2), queue_size=5)
     with caplog.at_level(logging.WARNING, logger="voicerag.audit"), locked(path):
         # The database is locked by this very thread: a write() that waited for it would never return.
@@ -100,7 +106,7 @@ def test_close_keeps_to_its_timeout_when_the_database_cannot_be_written(
 
 async def test_close_keeps_to_its_timeout_when_the_database_hangs(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
-    await AuditStore(sqlite_url(path)).append([])
+    await create_log(path)
     writer = AuditWriter(AuditStore(sqlite_url(path), timeout_s=30))  # SQLite would wait 30 s for the lock
     with locked(path):
         writer.write(turn(0))
