@@ -63,6 +63,8 @@ class AuditWriter:
 
     def write(self, record: AuditRecord) -> bool:
         """Queue `record` for the database; False (and counted) when the queue is full or closed."""
+        if not isinstance(record, AuditRecord):  # caught here, not as a batch the thread retries forever
+            raise TypeError(f"an AuditRecord is expected, not {type(record).__name__}")
         with self._lock:
             if not self._closing and len(self._queue) < self.queue_size:
                 self._queue.append(record)
