@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
 
 from retrievers.errors import ServiceError
 
@@ -124,8 +125,17 @@ class VectorCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10.0)
+        # Two processes opening a new cache at once: switching to WAL takes the file exclusively and is
+        # not retried by SQLite's busy handler, so "database is locked" is retried here.
+        for attempt in Retrying(
+            retry=retry_if_exception(lambda exc: "locked" in str(exc)),
+            stop=stop_after_delay(10),
+            wait=wait_random(0.02, 0.1),
+            reraise=True,
+        ):
+            with attempt:
+                self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # a lost cache entry only costs a re-embedding
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)")
         self._lock = threading.Lock()

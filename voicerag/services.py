@@ -55,7 +55,7 @@ def build_knowledge_base(
     """The knowledge base; its writers take turns through a file lock (embedded Chroma, or a server
     without REDIS_URL: this machine's writers only) or a Redis lock (a server, with REDIS_URL)."""
     chroma_url = str(settings.chroma_url) if settings.chroma_url else None
-    client = make_chroma_client(settings.voicerag_data_dir, chroma_url)
+    client = make_chroma_client(settings.voicerag_data_dir, chroma_url, timeout_s=settings.chroma_timeout_s)
     name = collection or settings.collection
     return KnowledgeBaseManager(
         client,
@@ -72,6 +72,7 @@ def build_knowledge_base(
         writer_lock=default_writer_lock(
             client, name, redis_url=settings.redis_url, lock_dir=settings.voicerag_data_dir / "locks"
         ),
+        lock_timeout_s=settings.ingest_lock_timeout_s,
     )
 
 

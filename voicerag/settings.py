@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # --- knowledge base -------------------------------------------------------------------
     voicerag_data_dir: Path = Field(PROJECT_DATA_DIR, description="embedded Chroma, caches, indexes")
     chroma_url: AnyHttpUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
+    chroma_timeout_s: float = Field(10.0, gt=0, le=300, description="each call to a Chroma server gives up after this")
+    ingest_lock_timeout_s: float = Field(600.0, ge=0, le=86400, description="how long an ingest waits for another")
     collection: str = Field("voicerag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")  # Chroma's rule
     embeddings: Literal["e5", "use", "openai"] = "e5"
     embeddings_threads: int = Field(2, ge=1, le=64)

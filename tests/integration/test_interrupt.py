@@ -102,10 +102,11 @@ def one_line_naming_chroma_url(process: subprocess.Popen[str]) -> None:
 def test_a_command_on_a_chroma_server_that_never_answers_fails_naming_it(
     tmp_path: Path, silent_server: str, args: list[str]
 ) -> None:
-    one_line_naming_chroma_url(start(args, tmp_path, CHROMA_URL=silent_server))
+    one_line_naming_chroma_url(start(args, tmp_path, CHROMA_URL=silent_server, CHROMA_TIMEOUT_S="2"))
 
 
 def test_the_voice_worker_refuses_to_start_on_a_chroma_server_that_never_answers(
     tmp_path: Path, silent_server: str
 ) -> None:
-    one_line_naming_chroma_url(start(["agent", "console", "--text"], tmp_path, CHROMA_URL=silent_server))
+    worker = start(["agent", "console", "--text"], tmp_path, CHROMA_URL=silent_server, CHROMA_TIMEOUT_S="2")
+    one_line_naming_chroma_url(worker)
