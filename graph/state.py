@@ -71,6 +71,7 @@ class OutputState(InputState):
     problems: NotRequired[Annotated[list[Problem], operator.add]]  # lookups that gave nothing, and why
     answer: NotRequired[str]
     degraded: NotRequired[bool]  # the answer is not the full one: a fallback, or something failed
+    keyword_only: NotRequired[bool]  # retrieval ranked by keywords alone: the query vector was late
     timings_ms: NotRequired[Annotated[dict[str, Any], merge_timings]]
 
 

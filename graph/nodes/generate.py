@@ -180,7 +180,7 @@ def make_generate(services: Services) -> Node:
         return {
             "messages": messages,
             "answer": answer,
-            "degraded": degraded or bool(prefix),
+            "degraded": degraded or bool(prefix) or bool(state.get("keyword_only")),
             "timings_ms": timings,
         }
 

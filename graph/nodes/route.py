@@ -179,6 +179,7 @@ def make_route_query(services: Services) -> Node:
             "api_results": [],
             "problems": Overwrite([]),
             "degraded": False,
+            "keyword_only": False,
             "started_at": turn_started,
             "deadline_at": turn_started + (ctx.deadline_ms or services.options.deadline_ms) / 1000,
             "timings_ms": Overwrite({"route": elapsed_ms(started)}),

@@ -53,17 +53,23 @@ class HybridSearch:
         query: str,
         conditions: Mapping[str, Any],
         query_vector: np.ndarray | None = None,
+        *,
+        dense: bool = True,
     ) -> Candidates | None:
         """Each signal's best chunk and score per document, before fusion (None: nothing to search).
-        `conditions`: metadata that must match exactly (a list means any of)."""
+        `conditions`: metadata that must match exactly (a list means any of). `dense=False`: the
+        keyword signal alone (the query's vector could not be had in time)."""
         if not len(index) or not query.strip():
             return None
-        vector = query_vector if query_vector is not None else await self.embeddings.aembed_query(query)
         mask = index.mask(conditions)
-        dense_hits, keyword_hits = await asyncio.gather(
-            asyncio.to_thread(self._dense, vector, index, mask),
-            asyncio.to_thread(index.search, query, CANDIDATE_POOL, mask),
-        )
+        keyword_search = asyncio.to_thread(index.search, query, CANDIDATE_POOL, mask)
+        if dense:
+            vector = query_vector if query_vector is not None else await self.embeddings.aembed_query(query)
+            dense_hits, keyword_hits = await asyncio.gather(
+                asyncio.to_thread(self._dense, vector, index, mask), keyword_search
+            )
+        else:
+            dense_hits, keyword_hits = [], await keyword_search
         return Candidates(
             dense=_best_per_doc(dense_hits),
             keyword=_best_per_doc((index.chunk_ids[h.row], h.score) for h in keyword_hits),

@@ -233,21 +233,24 @@ class KnowledgeBaseManager:
         filters: Mapping[str, Any] | None = None,
         *,
         query_vector: np.ndarray | None = None,
+        dense: bool = True,
     ) -> list[SearchHit]:
         """The `top_k` best documents for `query` (one entry per document, its best chunk with its
-        neighbours). Cached per knowledge-base version (`result_cache.py`)."""
+        neighbours). Cached per knowledge-base version (`result_cache.py`). `dense=False` ranks by
+        keywords alone (a turn whose query vector is late); such results are not cached."""
         await self.keyword_index()  # refreshes the version this process knows
         key = self._results.key(query, top_k, category, filters, self.index_version)
         cached = self._results.get(key)
         if cached is not None:
             return cached
-        found = await self.candidates(query, category, filters, query_vector=query_vector)
+        found = await self.candidates(query, category, filters, query_vector=query_vector, dense=dense)
         if found is None:
             return []
         hits = await self._search.hits(
             found, query, top_k=top_k, dense_weight=self.dense_weight, chunk_overlap=self.chunk_overlap
         )
-        self._results.put(key, hits)
+        if dense:
+            self._results.put(key, hits)
         return hits
 
     async def candidates(
@@ -257,6 +260,7 @@ class KnowledgeBaseManager:
         filters: Mapping[str, Any] | None = None,
         *,
         query_vector: np.ndarray | None = None,
+        dense: bool = True,
     ) -> Candidates | None:
         """Each signal's best chunk and score per document, before fusion (None: nothing to search).
         Notebooks use this to study fusion without querying again."""
@@ -264,7 +268,7 @@ class KnowledgeBaseManager:
         if category:
             conditions["category"] = category
         index = await self.keyword_index()
-        return await self._search.candidates(index, query, conditions, query_vector)
+        return await self._search.candidates(index, query, conditions, query_vector, dense=dense)
 
     async def get_document(self, doc_id: str) -> str | None:
         """The full stored text of a document (its chunks joined), or None (also while a writer
