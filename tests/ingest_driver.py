@@ -12,8 +12,8 @@ the work goes on. Environment of a run:
   (`write:1000/` is the point after the first 1,000 chunks were written);
 - `PAUSE_AT=<point>` with `RESUME_FILE=<path>`: waits at that point (a prefix too) until the file
   exists (60 s at most);
-- `CHROMA_TIMEOUT_S`: Chroma's call timeout, `LOCK_TIMEOUT_S`: how long a writer waits for another
-  (defaults: the knowledge base's own; neither is a setting yet).
+- the settings `CHROMA_TIMEOUT_S` (Chroma's call timeout) and `INGEST_LOCK_TIMEOUT_S` (how long a
+  writer waits for another) work as in production.
 
 Also here: `ChromaServer` (a real `chroma run`) and `SilentServer` (accepts connections, never answers).
 """
@@ -21,7 +21,6 @@ Also here: `ChromaServer` (a real `chroma run`) and `SilentServer` (accepts conn
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import os
 import shutil
@@ -44,7 +43,6 @@ import numpy as np
 import voicerag.cli.ingest  # imported here so that the fork server has them loaded
 import voicerag.cli.main
 import voicerag.services
-from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
 from voicerag.settings import Settings
 
 PAUSE_LIMIT_S = 60.0
@@ -98,14 +96,6 @@ def _cli(cwd: str, env: dict[str, str], args: Sequence[str], stdout: str, stderr
         os.close(target)
     voicerag.services.load_model = lambda *args, **kwargs: HashModel()
     voicerag.cli.ingest.progress_bar = checkpoints
-    if env.get("CHROMA_TIMEOUT_S"):
-        timeout_s = float(env["CHROMA_TIMEOUT_S"])
-        voicerag.services.make_chroma_client = functools.partial(make_chroma_client, timeout_s=timeout_s)
-    if env.get("LOCK_TIMEOUT_S"):
-        lock_timeout_s = float(env["LOCK_TIMEOUT_S"])
-        voicerag.services.KnowledgeBaseManager = functools.partial(  # type: ignore[misc,assignment]
-            KnowledgeBaseManager, lock_timeout_s=lock_timeout_s
-        )
     sys.argv = ["voicerag", *args]
     voicerag.cli.main.run()
 

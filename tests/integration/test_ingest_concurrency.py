@@ -144,7 +144,7 @@ def test_two_writers_started_together_leave_each_document_whole_and_in_one_versi
 def test_a_writer_that_waits_too_long_gives_up_naming_the_lock_and_writes_nothing(corpora: Corpora) -> None:
     data_dir = corpora.cwd / "data"
     env = cli_env(data_dir, **SETTINGS)
-    contest = first_holds_the_lock_while_second_waits(corpora, env, {**env, "LOCK_TIMEOUT_S": "1"})
+    contest = first_holds_the_lock_while_second_waits(corpora, env, {**env, "INGEST_LOCK_TIMEOUT_S": "1"})
     b = contest.second.wait()  # while `a` still holds the lock
     contest.resume()
     a = contest.first.wait()

@@ -7,13 +7,14 @@ short (a killed ingest) repairs it first and says what it removed; this run adds
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from voicerag.cli.common import err, open_knowledge_base, out, progress_bar, settings, waiting_note
+from voicerag.cli.running import run_async
+from voicerag.cli.terminal import safe
 from voicerag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def ingest(
     report = load_documents(paths)  # raises UserInputError before anything is written
     if report.skipped:
         err.print(
-            f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {report.skipped[0]}",
+            f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {safe(str(report.skipped[0]))}",
             markup=False,  # a path may hold [brackets]
         )
     if dry_run:
@@ -42,7 +43,7 @@ def ingest(
             f"{len(report.documents)} documents in {len(report.files)} file(s) are valid; nothing written (--dry-run)"
         )
         return
-    asyncio.run(_ingest(loaded, report.documents))
+    run_async(_ingest(loaded, report.documents))
 
 
 async def _ingest(loaded: Settings, documents: list[Document]) -> None:
