@@ -20,7 +20,9 @@ from retrievers.language import Language
 
 SmallTalkKind = Literal["greeting", "thanks", "goodbye", "how_are_you", "other"]
 # Fields filled when the sentence is said, not when the file is loaded.
-_LATE_FIELDS = {name: {"what"} for name in ("could_not_reach", "took_too_long", "not_available")}
+_LATE_FIELDS = {
+    name: {"what"} for name in ("could_not_reach", "took_too_long", "not_available", "needs_verified_caller")
+}
 
 
 class Phrase(BaseModel):
@@ -50,6 +52,9 @@ class Phrases(BaseModel):
     turn_failed: Phrase
     did_not_catch: Phrase
     knowledge_base_label: Phrase
+    rate_limited: Phrase
+    question_too_long: Phrase
+    needs_verified_caller: Phrase
 
 
 class SmallTalkReplies(BaseModel):

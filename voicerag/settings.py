@@ -24,6 +24,9 @@ PROJECT_DATA_DIR = SAMPLE_DATA.parent / ".voicerag"  # what `make demo` ingests 
 ENV_FILE_VARIABLE = "VOICERAG_ENV_FILE"  # which .env file is read (default `.env` here; empty: none)
 
 
+_RATE = r"^\s*\d+\s*/\s*\d*\s*(second|minute|hour|day)s?\s*$"  # what `limits` parses, e.g. "20/minute"
+
+
 class Settings(BaseSettings):
     """Configuration of one voicerag process. Field names are the environment variables."""
 
@@ -99,6 +102,20 @@ class Settings(BaseSettings):
     log_format: Literal["console", "json"] = Field("console", description="json: one JSON object per log line")
     voicerag_debug: bool = False
 
+    # --- trust: limits, masking, transport --------------------------------------------------
+    rate_limit_per_user: str | None = Field(
+        None, pattern=_RATE, description="turns one caller may take, e.g. 20/minute; empty: no limit"
+    )
+    rate_limit_per_tenant: str | None = Field(
+        None, pattern=_RATE, description="turns one tenant's callers may take together, e.g. 200/minute"
+    )
+    max_question_chars: int = Field(1000, ge=10, le=100_000, description="a longer question is refused at once")
+    mask_for_llm: bool = Field(False, description="mask phone numbers, e-mails, cards... before the chat model")
+    http_insecure_hosts: str = Field(
+        "localhost,127.0.0.1,::1",
+        description="hosts that may be called over plain http and may resolve to private addresses",
+    )
+
     # --- audit log --------------------------------------------------------------------------
     audit_database_url: str | None = Field(
         None, description="SQLAlchemy URL (SQLite or PostgreSQL); default: audit.sqlite in the data dir"
@@ -107,7 +124,9 @@ class Settings(BaseSettings):
         10_000, ge=1, le=1_000_000, description="records waiting for the database; beyond it new ones are dropped"
     )
 
-    @field_validator("database_queries_file", "sources_file", mode="before")
+    @field_validator(
+        "database_queries_file", "sources_file", "rate_limit_per_user", "rate_limit_per_tenant", mode="before"
+    )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:
         """An empty variable switches the file (and what it declares) off; a named file must exist."""
