@@ -38,6 +38,9 @@ class Context:
         default=None, description="Answer in this language (ja or en); empty: the question's language."
     )
     turn_id: str = Field(default="", description="An id for this turn (logs, traces).")
+    session_id: str = Field(
+        default="", description="The conversation this turn belongs to (a LiveKit room, a chat session)."
+    )
     deadline_ms: int | None = Field(
         default=None, ge=100, le=60_000, description="Lookup budget of the turn in ms; empty: TURN_DEADLINE_MS."
     )
