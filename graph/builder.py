@@ -2,7 +2,7 @@
 
     START → route_query ─┬─ lookup ─┬─► retrieve ──┬─► grade_context ─┬─► generate → END
                          │          └─► call_apis ─┘                   │
-                         └─ small talk ────────────────────────────────┘
+                         └─ small talk, refused ───────────────────────┘
 
 `retrieve` and `call_apis` run in the same step, concurrently; `grade_context` waits for both.
 
@@ -32,7 +32,7 @@ SPEAKING_NODE = "generate"  # the only node whose messages are meant for the use
 
 def after_route(state: State) -> list[str]:
     route = state.get("route")
-    return [SPEAKING_NODE] if route and route["kind"] == "small_talk" else ["retrieve", "call_apis"]
+    return [SPEAKING_NODE] if route and route["kind"] in ("small_talk", "refused") else ["retrieve", "call_apis"]
 
 
 VoiceGraph = CompiledStateGraph[State, Context, InputState, OutputState]

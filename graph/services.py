@@ -18,6 +18,7 @@ from retrievers.embeddings import Embeddings, default_min_relevance
 from retrievers.knowledge_base import KnowledgeBaseManager
 from retrievers.language import Language
 from retrievers.sources.registry import SourceRegistry
+from retrievers.turn.admission import TurnAdmission
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Services:
     grader_model: BaseChatModel | None = None  # the optional LLM grader (defaults to chat_model)
     sources: SourceRegistry = field(default_factory=SourceRegistry)  # external systems
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # e.g. the HTTP client
+    admission: TurnAdmission | None = None  # question length and rate limits; None: every turn admitted
 
     @property
     def min_relevance(self) -> float:
@@ -61,6 +63,8 @@ class Services:
 
     async def aclose(self) -> None:
         await self.sources.aclose()
+        if self.admission is not None:
+            await self.admission.aclose()
         for close in self.closers:
             await close()
         await self.knowledge_base.close()

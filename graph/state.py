@@ -18,7 +18,7 @@ from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.sources.base import SourceResult
 
-RouteKind = Literal["lookup", "small_talk"]
+RouteKind = Literal["lookup", "small_talk", "refused"]  # refused: no lookup (retrievers/turn/admission.py)
 
 
 class SourceCall(TypedDict):
@@ -30,7 +30,7 @@ class Route(TypedDict):
     kind: RouteKind
     sources: list[str]  # names of the sources to consult, e.g. ["knowledge_base", "weather"]
     category: str | None  # knowledge-base category to search in, when the question names one
-    reason: str  # how the decision was made: "rules", "embedding", "llm"
+    reason: str  # how the decision was made: "rules", "embedding", "llm"; refused: "rate_limited", "question_too_long"
     calls: NotRequired[list[SourceCall]]  # the external sources to call, with their parameters
 
 

@@ -22,6 +22,7 @@ from retrievers.sources.config import LoadedSources, SourcesFile, build_declared
 from retrievers.sources.database import DatabaseSource, sqlite_url
 from retrievers.sources.registry import SourceRegistry
 from retrievers.sources.weather import WeatherSource
+from retrievers.turn.admission import TurnAdmission
 from voicerag.settings import Settings
 
 
@@ -174,4 +175,10 @@ def build_services(settings: Settings) -> Services:
         chat_model=build_chat_model(settings),
         sources=sources,
         closers=[lambda: close_http(http)],
+        admission=TurnAdmission(
+            max_question_chars=settings.max_question_chars,
+            per_user=settings.rate_limit_per_user,
+            per_tenant=settings.rate_limit_per_tenant,
+            redis_url=settings.redis_url,  # with Redis every worker shares the limits
+        ),
     )

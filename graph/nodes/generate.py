@@ -130,9 +130,20 @@ def make_generate(services: Services) -> Node:
                 said += sentence[:1].upper() + sentence[1:]  # "The weather service took too long..."
         return said
 
+    def refused(state: State, reason: str, started: float) -> State:
+        """The persona's sentence for a refused turn (too long, over a rate limit): nothing was looked up."""
+        language: Language = state.get("language", "en")
+        text = (phrases.question_too_long if reason == "question_too_long" else phrases.rate_limited)[language]
+        timings: dict[str, Any] = {"generate": elapsed_ms(started)}
+        if turn_started := state.get("started_at"):
+            timings["total"] = round((time.monotonic() - turn_started) * 1000, 2)
+        return {"messages": [AIMessage(text)], "answer": text, "degraded": False, "timings_ms": timings}
+
     async def generate(state: State, runtime: Runtime[Context]) -> State:
         """Answer the question from the graded context, in the question's language."""
         started = time.perf_counter()
+        if (refusal := state.get("route")) and refusal["kind"] == "refused":
+            return refused(state, refusal["reason"], started)
         language: Language = state.get("language", "en")
         question = state.get("question", "")
         route = state.get("route") or {"kind": "lookup"}

@@ -161,7 +161,13 @@ def make_route_query(services: Services) -> Node:
         language: Language = ctx.language or detect_language(question)
         search_query = standalone_query(question, earlier)[:SEARCH_QUERY_MAX_CHARS]
         route: Route | None = None
-        if (ctx.router or services.options.router) == "llm":
+        # Too long, or over a rate limit: refused before any lookup or model (retrievers/turn/admission.py).
+        if services.admission is not None:
+            refusal = await services.admission.refusal(
+                question, user_id=ctx.user_id, session_id=ctx.session_id, tenant=ctx.tenant
+            )
+            route = Route(kind="refused", sources=[], category=None, reason=refusal) if refusal else None
+        if route is None and (ctx.router or services.options.router) == "llm":
             route, search_query = await _llm_route(services, question, earlier, search_query)
         if route is None:
             route = await _rules_route(services, question, language, earlier)
