@@ -2,11 +2,13 @@
 
 A call goes, outermost first:
 
-    allow-list check (fast refusal) → response cache (read-through; idempotent requests only)
+    allow-list and https check (fast refusal) → response cache (read-through; idempotent requests only)
     → circuit breaker per host (`breaker.py`) → retries within the deadline (`retry.py`)
     → one attempt: capped by the deadline, a streamed body read with a size limit
     → httpx.AsyncClient: auth flow (`auth.py`) → redirects (same origin only)
-    → transports (`transport.py`): allow-list → rate limit per host → the network
+    → transports (`transport.py`): allow-list, https → rate limit per host → the network
+      (`address_guard.py`: every resolved address checked, the connection made to a checked one;
+      certificates always verified)
 
 Every failure is a `FetchError` with a `kind` a source can say truthfully; httpx errors never leak.
 Logs go to `retrievers.http.*`; `metrics()` and `breaker_states()` expose counters and breaker states.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -25,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from retrievers.http.address_guard import DEFAULT_INSECURE_HOSTS, GuardedTransport, NetworkPolicy, Resolver
 from retrievers.http.body import parse_json, read_limited
 from retrievers.http.breaker import BreakerState, HostBreakers
 from retrievers.http.cache import ResponseCache, cache_key
@@ -34,6 +38,7 @@ from retrievers.http.transport import (
     HostPolicy,
     RateLimitTransport,
     host_key,
+    hostname,
     refuse_cross_origin_redirect,
 )
 from retrievers.turn.deadline import turn_deadline
@@ -79,19 +84,22 @@ class ResilientHttp:
         rate_limit: str = "20/second",  # `limits` notation, per host
         max_retries: int = 2,
         transport: httpx.AsyncBaseTransport | None = None,  # the innermost one (the network by default;
-        # e.g. `httpx.AsyncHTTPTransport(proxy=...)` for an outbound proxy, still under the allow-list)
+        # e.g. `httpx.AsyncHTTPTransport(proxy=...)` for an outbound proxy, still under the allow-list
+        # and the https rule; the proxy resolves names then, so the DNS rebinding guard is its job)
         user_agent: str = "voicerag/0.1",
+        insecure_hosts: str | Iterable[str] = DEFAULT_INSECURE_HOSTS,  # plain http and private addresses
+        resolver: Resolver | None = None,  # host names → addresses (default: the system's resolver)
+        ssl_context: ssl.SSLContext | None = None,  # e.g. a private CA's; it must verify (default: certifi)
     ) -> None:
         self.hosts = HostPolicy(allowed_hosts)
+        self.network = NetworkPolicy(insecure_hosts, resolver)
         self.cache = cache
         self.breakers = HostBreakers(breaker_threshold, breaker_cooldown_s)
         self.retry_policy = RetryPolicy(max_retries=max_retries)
         self.counters: Counter[str] = Counter()
-        network = transport or httpx.AsyncHTTPTransport(
-            retries=0, limits=httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        )
+        network = transport or GuardedTransport(self.network, ssl_context=ssl_context)
         self._client = httpx.AsyncClient(
-            transport=AllowListTransport(RateLimitTransport(network, rate_limit), self.hosts),
+            transport=AllowListTransport(RateLimitTransport(network, rate_limit), self.hosts, self.network),
             headers={"User-Agent": user_agent, "Accept": "application/json"},
             follow_redirects=True,
             max_redirects=MAX_REDIRECTS,
@@ -126,6 +134,7 @@ class ResilientHttp:
             raise self._failed(FetchError("forbidden_host", f"not a valid URL: {exc}")) from None
         try:
             self.hosts.check(target)
+            self.network.check_scheme(target.scheme, hostname(target))
         except FetchError as exc:
             raise self._failed(exc) from None
         host = host_key(target)

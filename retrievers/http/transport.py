@@ -2,7 +2,9 @@
 including redirects and the token requests of auth flows.
 
 - `HostPolicy` / `AllowListTransport`: only allow-listed hosts (SSRF guard). Exact names, or
-  `*.example.com` for subdomains; IP literals and `localhost` only when listed exactly; http(s) only.
+  `*.example.com` for subdomains; IP literals and `localhost` only when listed exactly; https only,
+  plain http to development hosts alone (`address_guard.NetworkPolicy`, which also checks, on
+  connecting, every address a name resolves to: the DNS rebinding guard).
 - `refuse_cross_origin_redirect`: a response hook; a redirect may not change origin (scheme, host,
   port), so credentials never reach another origin.
 - `RateLimitTransport`: an outbound limit per host (`limits`, moving window); waits for a free slot
@@ -22,6 +24,7 @@ from limits import parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from retrievers.http.address_guard import NetworkPolicy
 from retrievers.turn.deadline import remaining
 from retrievers.turn.failures import FetchError
 
@@ -90,14 +93,19 @@ class HostPolicy:
 
 
 class AllowListTransport(httpx.AsyncBaseTransport):
-    """Refuses any request whose host is not allowed, before anything is sent."""
+    """Refuses any request whose host is not allowed, or that would go over plain http to a host
+    that is not a development host (`network`), before anything is sent."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, policy: HostPolicy) -> None:
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, policy: HostPolicy, network: NetworkPolicy | None = None
+    ) -> None:
         self._inner = inner
         self._policy = policy
+        self._network = network or NetworkPolicy()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self._policy.check(request.url)
+        self._network.check_scheme(request.url.scheme, hostname(request.url))
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:
