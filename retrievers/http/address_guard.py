@@ -123,7 +123,8 @@ class NetworkPolicy:
 
     async def addresses(self, host: str, port: int, within_s: float | None = None) -> list[str]:
         """The addresses to connect to for `host`, each checked; `FetchError("forbidden_host")` when
-        one of them is not public and neither it nor the name is a development host."""
+        one of them is not public and neither it nor the name is a development host; `TimeoutError`
+        when resolving outlasts `within_s` or the turn's deadline, `OSError` when the name is unknown."""
         literal = _address(host)
         if literal is not None:
             found = [str(literal)]
@@ -133,11 +134,11 @@ class NetworkPolicy:
                 with anyio.fail_after(None if budget == float("inf") else budget):
                     found = list(await self.resolver(host, port))
             except TimeoutError:
-                raise httpcore.ConnectTimeout(f"resolving {host} took longer than {budget * 1000:.0f} ms") from None
+                raise TimeoutError(f"resolving {host} took longer than {budget * 1000:.0f} ms") from None
             except OSError as exc:
-                raise httpcore.ConnectError(f"could not resolve {host}: {exc.strerror or exc}") from None
+                raise OSError(f"could not resolve {host}: {exc.strerror or exc}") from None
             if not found:
-                raise httpcore.ConnectError(f"{host} resolved to no address")
+                raise OSError(f"{host} resolved to no address")
         name_listed = self.insecure.allows_name(host)
         for text in found:
             address = _address(text)
@@ -167,7 +168,12 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        addresses = await self.policy.addresses(host, port, timeout)
+        try:
+            addresses = await self.policy.addresses(host, port, timeout)
+        except TimeoutError as exc:  # as httpcore's own, so that httpx maps them as usual
+            raise httpcore.ConnectTimeout(str(exc)) from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from None
         failure: Exception | None = None
         for address in addresses:  # in the resolver's order, like a browser without happy eyeballs
             try:

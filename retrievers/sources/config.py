@@ -11,16 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from retrievers.config_files import field_error, read_yaml
 from retrievers.errors import UserInputError
+from retrievers.http.address_guard import DEFAULT_INSECURE_HOSTS, NetworkPolicy
 from retrievers.sources.base import Source
 from retrievers.sources.declared import DeclaredSource, GraphQLSpec, RestSpec
 from retrievers.sources.realtime import RealtimeFeedConfig, RealtimeSource
@@ -80,8 +81,11 @@ def _substitute(value: Any, environ: Mapping[str, str], missing: set[str]) -> An
     return value
 
 
-def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> LoadedSources:
-    """The declarations in `path` (a file that does not exist is an error naming SOURCES_FILE)."""
+def load_sources_file(
+    path: Path, environ: Mapping[str, str] | None = None, insecure_hosts: str | Iterable[str] = DEFAULT_INSECURE_HOSTS
+) -> LoadedSources:
+    """The declarations in `path` (a file that does not exist is an error naming SOURCES_FILE); plain
+    http/ws only to development hosts (`insecure_hosts`, HTTP_INSECURE_HOSTS)."""
     environ = os.environ if environ is None else environ
     raw = read_yaml(path, what="sources file", variable="SOURCES_FILE") or {}
     if not isinstance(raw, dict):
@@ -112,9 +116,22 @@ def load_sources_file(path: Path, environ: Mapping[str, str] | None = None) -> L
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise UserInputError(f"{path}: source name {duplicated[0]!r} is declared twice")
+    _refuse_plain_urls(path, declarations, NetworkPolicy(insecure_hosts))
     for name, why in disabled.items():
         log.info("source %s is disabled: %s", name, why)
     return LoadedSources(declarations, disabled, disabled_entries)
+
+
+def _refuse_plain_urls(path: Path, declarations: SourcesFile, network: NetworkPolicy) -> None:
+    """A declared URL over plain http/ws to a host that is not a development host stops start-up."""
+    specs: list[RestSpec | GraphQLSpec] = [*declarations.rest, *declarations.graphql]
+    urls = [(s.name, "url", s.url) for s in [*specs, *declarations.realtime]]
+    urls += [(s.name, "auth.token_url", s.auth.token_url) for s in specs if s.auth and s.auth.token_url]
+    for name, where, url in urls:
+        parts = urlsplit(url)
+        reason = network.plain_refused(parts.scheme, parts.hostname or "")
+        if reason is not None:
+            raise UserInputError(f"{path}: source {name!r}: {where}: {reason}")
 
 
 def build_declared_sources(declarations: SourcesFile, http: ResilientHttp | None) -> list[Source[Any]]:
@@ -122,5 +139,5 @@ def build_declared_sources(declarations: SourcesFile, http: ResilientHttp | None
     specs: list[RestSpec | GraphQLSpec] = [*declarations.rest, *declarations.graphql]
     sources.extend(DeclaredSource(spec, http) for spec in specs)
     for feed in declarations.realtime:
-        sources.append(RealtimeSource(feed))
+        sources.append(RealtimeSource(feed, http.network if http is not None else None))
     return sources

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from retrievers.http.address_guard import NetworkPolicy
 from retrievers.language import Language
 from retrievers.sources.base import Fetched, Source, SourceContext
 from retrievers.sources.keywords import KeywordMatcher
@@ -56,7 +57,7 @@ class RealtimeFeedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str  # the source's name and LLM tool name
-    url: str  # ws:// or wss://
+    url: str  # wss://, or ws:// to a development host (HTTP_INSECURE_HOSTS)
     description: str  # what it answers (LLM router tool description)
     labels: dict[Language, str]  # how it is named in a spoken sentence; both languages
     examples: dict[Language, list[str]] = Field(default_factory=dict)  # router examples
@@ -152,8 +153,9 @@ class RealtimeSource(Source[RealtimeParams]):
 
     params_model = RealtimeParams
 
-    def __init__(self, config: RealtimeFeedConfig | dict[str, Any]) -> None:
+    def __init__(self, config: RealtimeFeedConfig | dict[str, Any], network: NetworkPolicy | None = None) -> None:
         self.config = config if isinstance(config, RealtimeFeedConfig) else RealtimeFeedConfig.model_validate(config)
+        self.network = network or NetworkPolicy()  # wss only, except development hosts; resolved addresses checked
         super().__init__(ttl_s=0.0, timeout_s=self.config.timeout_s, required_roles=self.config.required_roles)
         self.name, self.description = self.config.name, self.config.description
         self.labels, self.examples = self.config.labels, self.config.examples
@@ -224,14 +226,26 @@ class RealtimeSource(Source[RealtimeParams]):
     async def _run(self) -> None:
         url = self.config.url
         where = _redact(url)
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "wss" else 80)
+        refused = self.network.plain_refused(parts.scheme, host)
+        if refused is not None:
+            log.error("realtime %s: %s; the feed stays off", self.name, refused)
+            return
         failures = 0
         while True:
             try:
+                # The connection goes to an address the guard checked (TLS still verifies the name),
+                # never to the name: resolving it again could give another address (DNS rebinding).
+                addresses = await self.network.addresses(host, port, self.config.open_timeout_s)
                 async with connect(
                     url,
                     open_timeout=self.config.open_timeout_s,
                     close_timeout=1.0,
                     max_queue=64,
+                    proxy=None,
+                    host=addresses[0],
+                    port=port,
                 ) as ws:
                     if self.config.subscribe is not None:
                         subscribe = self.config.subscribe
@@ -245,6 +259,8 @@ class RealtimeSource(Source[RealtimeParams]):
                 reason = "closed by the server"
             except ConnectionClosed as exc:
                 reason = f"connection lost ({exc})"
+            except FetchError as exc:  # the address guard refused where the name resolved to
+                reason = f"refused ({exc})"
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
                 reason = f"could not connect ({type(exc).__name__}: {exc})"
             except Exception as exc:  # never let the subscription die on something unexpected

@@ -9,15 +9,19 @@ proves the client connected to the address the guard checked and never looked th
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 from fakes.api_server import FakeApiServer
 from fakes.tls_server import TLS_NAME, TlsApiServer
+from fakes.ws_server import FakeWebSocketServer
 
+from retrievers.http.address_guard import NetworkPolicy
 from retrievers.http.client import ResilientHttp
+from retrievers.sources.realtime import RealtimeSource
 from retrievers.turn.deadline import turn_deadline
 from retrievers.turn.failures import FetchError
 
@@ -201,3 +205,54 @@ async def test_a_name_that_does_not_resolve_is_unreachable(clients: list[Resilie
     http = client(clients, TLS_NAME, resolver=MappedResolver({}))
     error = await failure(http, f"https://{TLS_NAME}/items")
     assert error.kind == "unreachable" and f"could not resolve {TLS_NAME}" in str(error)
+
+
+# ------------------------------------------------------------------------------ real-time feeds
+
+
+def status_feed(url: str) -> dict[str, Any]:
+    return {
+        "name": "service_status",
+        "url": url,
+        "description": "Live service status.",
+        "labels": {"en": "the live service status", "ja": "サービスの稼働状況"},
+        "backoff_initial_s": 0.05,
+        "backoff_max_s": 0.1,
+        "open_timeout_s": 2.0,
+    }
+
+
+async def until(check: Callable[[], bool], what: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_feed_over_plain_ws_to_another_host_never_connects(caplog: pytest.LogCaptureFixture) -> None:
+    async with FakeWebSocketServer() as server:
+        url = server.url.replace("127.0.0.1", TLS_NAME)
+        resolver = MappedResolver({TLS_NAME: ["127.0.0.1"]})
+        source = RealtimeSource(status_feed(url), NetworkPolicy("localhost,127.0.0.1", resolver))
+        with caplog.at_level(logging.INFO, logger="retrievers.sources.realtime"):
+            await source.start()
+            await until(lambda: not source.running, "the feed to give up")
+        assert server.connects == 0 and resolver.lookups == []
+        assert f"plain ws:// to {TLS_NAME} is refused" in caplog.text
+        # Control: the name listed as a development host, the same feed connects (to the mapped address).
+        listed = RealtimeSource(status_feed(url), NetworkPolicy(f"localhost,{TLS_NAME}", resolver))
+        async with listed:
+            await until(lambda: server.clients == 1, "the listed feed to connect")
+        assert resolver.lookups == [TLS_NAME]
+
+
+async def test_a_feed_whose_name_resolves_to_loopback_is_refused_and_retried_later(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    resolver = MappedResolver({TLS_NAME: ["127.0.0.1"]})
+    source = RealtimeSource(status_feed(f"wss://{TLS_NAME}/v1/stream"), NetworkPolicy("localhost", resolver))
+    with caplog.at_level(logging.INFO, logger="retrievers.sources.realtime"):
+        async with source:
+            await until(lambda: len(resolver.lookups) >= 2, "a second attempt, resolved again")
+    assert source.connections == 0
+    assert f"refused ({TLS_NAME} resolved to 127.0.0.1, a non-public address" in caplog.text

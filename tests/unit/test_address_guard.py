@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 
 import pytest
 
+from retrievers.errors import UserInputError
 from retrievers.http.address_guard import InsecureHosts, NetworkPolicy, is_public
+from retrievers.sources.config import load_sources_file
 
 
 def test_development_hosts_parse_names_addresses_and_networks() -> None:
@@ -61,3 +64,48 @@ def test_plain_schemes_need_a_development_host() -> None:
     assert policy.plain_refused("ws", "10.0.0.1") == (
         "plain ws:// to 10.0.0.1 is refused: use wss://, or list the host in HTTP_INSECURE_HOSTS"
     )
+
+
+SOURCES = """
+rest:
+  - name: parcel
+    description: Parcel status.
+    labels: {en: "parcel tracking", ja: "荷物追跡"}
+    url: ${PARCEL_URL}/v1/parcels
+    auth: {type: bearer, value: "${PARCEL_KEY}"}
+    summary: {en: "Status: {status}.", ja: "状況: {status}"}
+    keep: {status: status}
+realtime:
+  - name: status_feed
+    description: Live status.
+    labels: {en: "the status", ja: "状況"}
+    url: ${FEED_URL}/v1/stream
+"""
+
+
+@pytest.mark.parametrize(
+    ("parcel", "feed", "refusal"),
+    [
+        ("http://api.example.com", "wss://feed.example.com", "source 'parcel': url: plain http:// to api.example.com"),
+        ("https://api.example.com", "ws://10.0.0.7:9000", "source 'status_feed': url: plain ws:// to 10.0.0.7"),
+        ("http://127.0.0.1:8080", "ws://localhost:9000", None),  # development hosts
+        ("https://api.example.com", "wss://feed.example.com", None),
+    ],
+)
+def test_the_sources_file_refuses_plain_urls_to_other_hosts_at_load(
+    tmp_path: Path, parcel: str, feed: str, refusal: str | None
+) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(SOURCES, encoding="utf-8")
+    environ = {"PARCEL_URL": parcel, "PARCEL_KEY": "k", "FEED_URL": feed}
+    if refusal is None:
+        loaded = load_sources_file(path, environ)
+        assert [s.name for s in loaded.declarations.rest] == ["parcel"]
+        return
+    with pytest.raises(UserInputError) as caught:
+        load_sources_file(path, environ)
+    assert str(caught.value).startswith(f"{path}: {refusal} is refused: use ")
+    assert str(caught.value).endswith("or list the host in HTTP_INSECURE_HOSTS")
+    # The same file loads when the host is a development host.
+    host = parcel.split("//")[1] if "api" in refusal else "10.0.0.7"
+    assert load_sources_file(path, environ, insecure_hosts=["localhost", host]).declarations.realtime
