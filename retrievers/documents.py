@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from retrievers.access import IDENTIFIER_RULE, is_identifier, split_roles
 from retrievers.document_files import FoundFile, find_files, named, read_found
 from retrievers.document_values import (
     MAX_JSON_DEPTH,
@@ -42,9 +43,9 @@ MetadataValue = str | int | float | bool
 
 # Chunk metadata keys the knowledge base writes itself; documents may not set them.
 RESERVED_METADATA = frozenset(
-    {"doc_id", "title", "category", "lang", "source", "chunk_index", "chunk_count", "content_hash"}
+    {"doc_id", "title", "category", "lang", "source", "chunk_index", "chunk_count", "content_hash", "roles", "tenant"}
 )
-_KNOWN_FIELDS = {"id", "title", "text", "content", "category", "lang", "metadata"}
+_KNOWN_FIELDS = {"id", "title", "text", "content", "category", "lang", "metadata", "roles", "tenant"}
 
 
 class Document(BaseModel):
@@ -59,6 +60,31 @@ class Document(BaseModel):
     lang: Language
     source: str = ""
     metadata: dict[str, MetadataValue] = Field(default_factory=dict)
+    # Who may see it (`retrievers/access.py`): none of both means public.
+    roles: tuple[str, ...] = ()
+    tenant: str | None = None
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _roles_identifiers(cls, value: object) -> tuple[str, ...]:
+        if not isinstance(value, str | list | tuple) or not all(isinstance(role, str) for role in value):
+            raise ValueError("must be a list of roles or comma-separated roles")
+        roles = split_roles(value)
+        bad = next((role for role in roles if not is_identifier(role)), None)
+        if bad is not None:
+            raise ValueError(f"holds {shown(bad)}, not a plain identifier ({IDENTIFIER_RULE})")
+        return roles
+
+    @field_validator("tenant", mode="before")
+    @classmethod
+    def _tenant_identifier(cls, value: object) -> str | None:
+        if value is None or value == "":
+            return None
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if not is_identifier(value.strip()):
+            raise ValueError(f"is {shown(value)}, not a plain identifier ({IDENTIFIER_RULE})")
+        return value.strip()
 
     @field_validator("id")
     @classmethod
@@ -92,11 +118,14 @@ class Document(BaseModel):
 
     @property
     def content_hash(self) -> str:
-        """Hash of everything that is stored: an unchanged hash means nothing to write."""
-        payload = json.dumps(
-            [self.title, self.text, self.category, self.lang, self.source, sorted(self.metadata.items())],
-            ensure_ascii=False,
-        )
+        """Hash of everything that is stored: an unchanged hash means nothing to write. Who may
+        see the document is part of it (new roles re-ingest it); a public document hashes as it
+        did before documents had access rules."""
+        fields: list[object] = [self.title, self.text, self.category, self.lang, self.source]
+        fields.append(sorted(self.metadata.items()))
+        if self.roles or self.tenant:
+            fields.append([sorted(self.roles), self.tenant])
+        payload = json.dumps(fields, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
 
@@ -259,6 +288,8 @@ def _document_from_record(record: Any, where: str, source: str, *, fallback_id: 
         "lang": record.get("lang") or detect_language(text),
         "source": source,
         "metadata": {k: _scalar(v) for k, v in metadata.items() if v is not None},
+        "roles": record.get("roles") or (),
+        "tenant": record.get("tenant"),
     }
     hint = "" if "id" in record else "rename the file or give the record an id"
     return _validated(fields, where, id_hint=hint)
@@ -277,6 +308,8 @@ def _document_from_text_file(found: FoundFile, text: str, path_id: str) -> Docum
         "category": front.pop("category", "") or (parent if parent in CATEGORIES else "general"),
         "lang": front.pop("lang", "") or detect_language(body),
         "source": found.source,
+        "roles": _front_matter_list(front.pop("roles", "")),
+        "tenant": front.pop("tenant", "") or None,
         "metadata": dict(front),
     }
     return _validated(fields, named(file), id_hint=hint)
@@ -329,6 +362,14 @@ def _split_front_matter(text: str) -> tuple[dict[str, str], str]:
             key, value = line.split(":", 1)
             front[key.strip()] = value.strip().strip("\"'")
     return front, text[match.end() :]
+
+
+def _front_matter_list(value: str) -> str:
+    """`[staff, member]` or `staff, member` (front matter is `key: value` lines, not YAML)."""
+    value = value.strip()
+    if value.startswith("[") and value.endswith("]"):
+        value = value[1:-1]
+    return ",".join(part.strip().strip("\"'") for part in value.split(","))
 
 
 def _first_heading(text: str) -> str:

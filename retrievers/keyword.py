@@ -1,4 +1,4 @@
-"""Keyword side of hybrid search: a BM25 index (bm25s) over the chunks of one collection.
+"""Keyword side of hybrid search: a BM25 index over the chunks of one collection.
 
 One tokenizer serves both languages (see `tokenize`): character n-grams for Japanese text (no
 dictionary needed; on the shared eval sets they beat morphological tokens on recall@1), stemmed
@@ -6,16 +6,23 @@ words for English. The index is derived from Chroma, never edited in place: it i
 rebuilt when the collection changes (see `retrievers/knowledge_base/keyword_upkeep.py`) and can be
 saved beside the data. A saved copy records the tokenizer it was built with (`tokenizer_signature`):
 tokens from another tokenizer would silently miss, so such a copy is refused, not reused.
+
+The index keeps raw term frequencies (a sparse chunk x term matrix) and scores BM25 at query time,
+with the formula and parameters of bm25s's "lucene" method (k1 1.5, b 0.75). bm25s itself bakes
+idf and the average length into its matrix at build time; here they are computed over the chunks a
+search may see (`mask`: access rules, categories, languages), so a filtered search scores exactly as
+an index built on those chunks alone would (bm25s is the tests' oracle for that). Because nothing
+global is baked in, rows can later be added and removed in place (an incremental index, issue 12).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import re
 import unicodedata
+from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,13 +30,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-import bm25s
 import numpy as np
+import scipy.sparse
 import Stemmer
 
+from retrievers.access import Viewer, roles_of_stored
 from retrievers.language import has_japanese
-
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # it sets itself to DEBUG and logs every build
 
 # Bump when `tokenize` changes in a way the settings below do not show (saved indexes are then rebuilt).
 TOKENIZER_VERSION = 1
@@ -41,6 +47,8 @@ _JAPANESE_NGRAMS = (1, 2)  # character n-gram sizes for Japanese runs
 _STEMMER_LANGUAGE = "english"
 _STEMMER = Stemmer.Stemmer(_STEMMER_LANGUAGE)
 _BM25: dict[str, Any] = {"k1": 1.5, "b": 0.75, "method": "lucene"}
+# How the index is stored: a copy saved in another layout (bm25s's, before this one) is rebuilt.
+_STORAGE = "term-frequencies-v1"
 # Very common English function words carry no topic; dropping them keeps short voice questions
 # from matching on "the" and "is" (measured: +1 point of recall@1 on en/squad_dev).
 _STOPWORDS = frozenset(
@@ -67,6 +75,7 @@ def tokenizer_signature() -> str:
         "stemmer": _STEMMER_LANGUAGE,
         "stopwords": sorted(_STOPWORDS),
         "bm25": _BM25,
+        "storage": _STORAGE,
     }
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     return f"v{TOKENIZER_VERSION}-{digest}"
@@ -97,6 +106,8 @@ def tokenize(text: str) -> list[str]:
 
 _MAX_CACHED_MASKS = 64
 
+Mask = np.ndarray  # one bool per row: True where a search may use the chunk
+
 
 @dataclass(frozen=True, slots=True)
 class KeywordHit:
@@ -105,24 +116,41 @@ class KeywordHit:
 
 
 class KeywordIndex:
-    """BM25 over chunk texts, with per-chunk metadata for exact filtering by mask."""
+    """BM25 over chunk texts, scored over the chunks a mask lets through, with per-chunk metadata
+    for exact filtering (`mask`) and access control (`access_mask`)."""
 
     def __init__(self, chunk_ids: Sequence[str], texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]]):
         if not (len(chunk_ids) == len(texts) == len(metadatas)):
             raise ValueError("chunk_ids, texts and metadatas must have the same length")
-        self.chunk_ids = list(chunk_ids)
-        self.metadatas = [dict(m) for m in metadatas]
-        self._row_of = {chunk_id: row for row, chunk_id in enumerate(self.chunk_ids)}
+        vocabulary: dict[str, int] = {}
+        columns = array("q")  # compact: a 100k-chunk corpus has tens of millions of tokens
+        lengths = np.zeros(len(texts), dtype=np.int64)
+        for row, text in enumerate(texts):
+            tokens = tokenize(text)
+            columns.extend(vocabulary.setdefault(token, len(vocabulary)) for token in tokens)
+            lengths[row] = len(tokens)
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
+        counts = np.ones(len(columns), dtype=np.float32)
+        # COO → CSC adds up repeated (row, term) pairs: each cell is a term frequency.
+        tf = scipy.sparse.csc_array(
+            (counts, (rows, np.frombuffer(columns, dtype=np.int64) if columns else np.zeros(0, np.int64))),
+            shape=(len(texts), len(vocabulary)),
+        )
+        self._attach(list(chunk_ids), [dict(m) for m in metadatas], list(vocabulary), tf)
+
+    def _attach(self, chunk_ids: list[str], metadatas: list[dict[str, Any]], terms: list[str], tf: Any) -> None:
+        self.chunk_ids = chunk_ids
+        self.metadatas = metadatas
+        self._row_of = {chunk_id: row for row, chunk_id in enumerate(chunk_ids)}
+        self._terms = terms
+        self._vocabulary = {term: column for column, term in enumerate(terms)}
+        self._tf = tf  # chunks x terms, by column: a query reads only its terms' columns
+        self._lengths = np.asarray(tf.sum(axis=1), dtype=np.float64).reshape(-1)  # tokens per chunk
+        self._document_frequency = np.diff(tf.indptr)  # over every chunk
         self._columns: dict[str, np.ndarray] = {}
-        self._masks: dict[str, np.ndarray] = {}
-        self._bm25: bm25s.BM25 | None = None
-        self._document_frequency: Counter[str] = Counter()
-        if self.chunk_ids:
-            tokenized = [tokenize(t) for t in texts]
-            for tokens in tokenized:
-                self._document_frequency.update(set(tokens))
-            self._bm25 = bm25s.BM25(**_BM25)
-            self._bm25.index(tokenized, show_progress=False)
+        self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._masks: dict[str, Mask] = {}
+        self._access: dict[str, Mask | None] = {}
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -130,15 +158,43 @@ class KeywordIndex:
     def row(self, chunk_id: str) -> int | None:
         return self._row_of.get(chunk_id)
 
-    def scores(self, query: str, mask: np.ndarray | None = None) -> np.ndarray:
-        """BM25 score of every chunk (0 where the mask excludes it)."""
-        tokens = tokenize(query)
-        if self._bm25 is None or not tokens:
-            return np.zeros(len(self), dtype=np.float32)
-        scores = np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)
-        return scores * mask if mask is not None else scores
+    # ---- scoring
 
-    def search(self, query: str, limit: int, mask: np.ndarray | None = None) -> list[KeywordHit]:
+    def scores(self, query: str, mask: Mask | None = None) -> np.ndarray:
+        """BM25 score of every chunk (0 where the mask excludes it), with idf and the average
+        length taken over the chunks the mask keeps: the scores of an index of those chunks alone."""
+        scores = np.zeros(len(self), dtype=np.float32)
+        wanted = Counter(self._vocabulary[t] for t in tokenize(query) if t in self._vocabulary)
+        visible, average_length = self._statistics(mask)
+        if not wanted or not visible or not average_length:
+            return scores
+        terms = np.fromiter(wanted.keys(), dtype=np.int64, count=len(wanted))
+        repeats = np.fromiter(wanted.values(), dtype=np.float64, count=len(wanted))  # bm25s counts each
+        starts, ends = self._tf.indptr[terms], self._tf.indptr[terms + 1]
+        rows = np.concatenate([self._tf.indices[s:e] for s, e in zip(starts, ends, strict=True)])
+        tf = np.concatenate([self._tf.data[s:e] for s, e in zip(starts, ends, strict=True)]).astype(np.float64)
+        term_of = np.repeat(np.arange(len(terms)), ends - starts)
+        if mask is None:
+            frequency = ends - starts
+        else:
+            keep = mask[rows]
+            rows, tf, term_of = rows[keep], tf[keep], term_of[keep]
+            frequency = np.bincount(term_of, minlength=len(terms))
+        k1, b = float(_BM25["k1"]), float(_BM25["b"])
+        idf = np.log(1.0 + (visible - frequency + 0.5) / (frequency + 0.5))  # Lucene's, never negative
+        norm = k1 * (1.0 - b + b * self._lengths[rows] / average_length)
+        weights = (idf * repeats)[term_of] * tf / (tf + norm)
+        scores[:] = np.bincount(rows, weights=weights, minlength=len(self))
+        return scores
+
+    def _statistics(self, mask: Mask | None) -> tuple[int, float]:
+        """(chunks, their average length in tokens) over the chunks the mask keeps."""
+        if mask is None:
+            return len(self), float(self._lengths.mean()) if len(self) else 0.0
+        visible = int(np.count_nonzero(mask))
+        return visible, float(self._lengths[mask].mean()) if visible else 0.0
+
+    def search(self, query: str, limit: int, mask: Mask | None = None) -> list[KeywordHit]:
         """The best `limit` chunks with a positive score, best first."""
         scores = self.scores(query, mask)
         if not len(scores):
@@ -148,23 +204,54 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [KeywordHit(int(row), float(scores[row])) for row in top if scores[row] > 0]
 
-    def coverage(self, query: str, text: str) -> float:
+    def coverage(self, query: str, text: str, mask: Mask | None = None) -> float:
         """Share of the query's tokens found in `text`, weighted by idf (0..1): how much of what
         was asked the text talks about. Rare words count most; unknown words count fully."""
         wanted = set(tokenize(query))
         if not wanted:
             return 0.0
         present = set(tokenize(text))
-        weights = {token: self.idf(token) for token in wanted}
+        weights = {token: self.idf(token, mask) for token in wanted}
         return sum(w for t, w in weights.items() if t in present) / sum(weights.values())
 
-    def idf(self, token: str) -> float:
-        """BM25's inverse document frequency of a token (high for rare tokens, ~0 for particles)."""
-        total = max(len(self), 1)
-        return math.log(1 + (total + 0.5) / (self._document_frequency.get(token, 0) + 0.5))
+    def idf(self, token: str, mask: Mask | None = None) -> float:
+        """BM25's inverse document frequency of a token (high for rare tokens, ~0 for particles),
+        over the chunks the mask keeps."""
+        column = self._vocabulary.get(token)
+        if mask is None:
+            total = len(self)
+            frequency = 0 if column is None else int(self._document_frequency[column])
+        else:
+            total = int(np.count_nonzero(mask))
+            rows = self._tf.indices[self._tf.indptr[column] : self._tf.indptr[column + 1]] if column is not None else []
+            frequency = int(np.count_nonzero(mask[rows])) if len(rows) else 0
+        return math.log(1 + (max(total, 1) + 0.5) / (frequency + 0.5))
 
-    def mask(self, filters: Mapping[str, Any]) -> np.ndarray | None:
-        """A 0/1 mask of chunks whose metadata equals every filter (a list means any of)."""
+    # ---- masks: which chunks a search may use
+
+    def visible(self, viewer: Viewer, filters: Mapping[str, Any] | None = None) -> Mask | None:
+        """The chunks `viewer` may see that also match `filters` (None: every chunk)."""
+        allowed, matching = self.access_mask(viewer), self.mask(filters or {})
+        if allowed is None or matching is None:
+            return matching if allowed is None else allowed
+        return allowed & matching
+
+    def access_mask(self, viewer: Viewer) -> Mask | None:
+        """The chunks `viewer` may see (`retrievers/access.py`); None when that is every chunk."""
+        key = viewer.key
+        if key not in self._access:
+            if len(self._access) >= _MAX_CACHED_MASKS:
+                self._access.clear()
+            roles, by_roles = self._group("roles")
+            tenants, by_tenant = self._group("tenant")
+            roles_allow = np.fromiter((viewer.can_see(roles_of_stored(r), None) for r in roles), bool, len(roles))
+            tenant_allows = np.fromiter((viewer.can_see((), str(t) or None) for t in tenants), bool, len(tenants))
+            allowed = roles_allow[by_roles] & tenant_allows[by_tenant]
+            self._access[key] = None if bool(allowed.all()) else allowed
+        return self._access[key]
+
+    def mask(self, filters: Mapping[str, Any]) -> Mask | None:
+        """The chunks whose metadata equals every filter (a list means any of); None: no filter."""
         if not filters:
             return None
         key = repr(
@@ -178,31 +265,38 @@ class KeywordIndex:
             self._masks[key] = self._compute_mask(filters)
         return self._masks[key]
 
-    def _compute_mask(self, filters: Mapping[str, Any]) -> np.ndarray:
+    def _compute_mask(self, filters: Mapping[str, Any]) -> Mask:
         keep = np.ones(len(self), dtype=bool)
         for key, wanted in filters.items():
             column = self._column(key)
             allowed = wanted if isinstance(wanted, list | tuple | set) else [wanted]
             keep &= np.isin(column, np.asarray([str(v) for v in allowed], dtype=object))
-        return keep.astype(np.float32)
+        return keep
 
     def _column(self, key: str) -> np.ndarray:
         if key not in self._columns:
             self._columns[key] = np.asarray([str(m.get(key, "")) for m in self.metadatas], dtype=object)
         return self._columns[key]
 
-    # ---- persistence: the index is derived, so a saved copy is only a start-up shortcut ----
+    def _group(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """A metadata column's distinct values, and which one each row holds (a handful of role sets
+        and tenants: the access rule is evaluated once per distinct value, not per chunk)."""
+        if key not in self._groups:
+            values, inverse = np.unique(self._column(key).astype(str), return_inverse=True)
+            self._groups[key] = (values, inverse.reshape(-1))
+        return self._groups[key]
+
+    # ---- persistence: the index is derived, so a saved copy is only a start-up shortcut
 
     def save(self, folder: Path) -> None:
         """Save to `folder`. The tokenizer signature is written last: a save cut short has none,
         so `load` refuses it."""
         folder.mkdir(parents=True, exist_ok=True)
         (folder / _SIGNATURE_FILE).unlink(missing_ok=True)
-        if self._bm25 is not None:
-            self._bm25.save(str(folder / "bm25"))
+        scipy.sparse.save_npz(folder / _MATRIX_FILE, self._tf)
         with (folder / "chunks.json").open("w", encoding="utf-8") as file:
             json.dump(
-                {"chunk_ids": self.chunk_ids, "metadatas": self.metadatas, "df": self._document_frequency},
+                {"chunk_ids": self.chunk_ids, "metadatas": self.metadatas, "terms": self._terms},
                 file,
                 ensure_ascii=False,
             )
@@ -218,17 +312,16 @@ class KeywordIndex:
             )
         with (folder / "chunks.json").open(encoding="utf-8") as file:
             data = json.load(file)
-        index = cls([], [], [])
-        index.chunk_ids = data["chunk_ids"]
-        index.metadatas = data["metadatas"]
-        index._row_of = {chunk_id: row for row, chunk_id in enumerate(index.chunk_ids)}
-        index._document_frequency = Counter(data.get("df", {}))
-        if index.chunk_ids:
-            index._bm25 = bm25s.BM25.load(str(folder / "bm25"))
+        tf = scipy.sparse.csc_array(scipy.sparse.load_npz(folder / _MATRIX_FILE))
+        if tf.shape != (len(data["chunk_ids"]), len(data["terms"])):
+            raise ValueError(f"{folder}: the saved matrix does not match its chunks and terms")
+        index = cls.__new__(cls)
+        index._attach(data["chunk_ids"], data["metadatas"], data["terms"], tf)
         return index
 
 
-_SIGNATURE_FILE = "tokenizer.json"  # beside the index, as bm25s keeps its tokenizer's settings
+_MATRIX_FILE = "term_frequencies.npz"
+_SIGNATURE_FILE = "tokenizer.json"  # beside the index: what its tokens were made by
 
 
 def _saved_signature(folder: Path) -> str | None:

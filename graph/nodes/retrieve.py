@@ -1,4 +1,8 @@
-"""retrieve: hybrid search of the knowledge base for the turn's standalone question."""
+"""retrieve: hybrid search of the knowledge base for the turn's standalone question, as the caller.
+
+The caller's roles and tenant (`Context`) become the search's `Viewer`: the knowledge base leaves out,
+inside both of its signals, every document the caller may not see (`retrievers/access.py`).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from graph.context import Context
 from graph.nodes.common import Node, describe, elapsed_ms
 from graph.services import Services
 from graph.state import Problem, ProblemKind, State
+from retrievers.access import Viewer
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.turn.deadline import as_timeout, deadline_at, remaining
@@ -22,15 +27,26 @@ log = logging.getLogger(__name__)
 KEYWORD_RESERVE_S = 0.25  # of the turn's budget kept for the keyword search when the vector is late
 
 
+def viewer_of(ctx: Context) -> Viewer:
+    """Who searches, as access control sees them."""
+    return Viewer.of(ctx.roles, ctx.tenant)
+
+
 async def in_language_first(
-    services: Services, query: str, top_k: int, category: str | None, language: Language, found: list[SearchHit]
+    services: Services,
+    query: str,
+    top_k: int,
+    category: str | None,
+    language: Language,
+    found: list[SearchHit],
+    viewer: Viewer,
 ) -> list[SearchHit]:
     """The caller's language first, when the knowledge base has both: a Japanese question answered in
     English (`--lang en`), or an English follow-up to a Japanese question, should be answered from
     the English document, not read out from the Japanese one. The filter is exact and cheap (a
     keyword-index mask; the query vector is cached), and only runs when no hit is in that language."""
     in_language = await services.knowledge_base.search(
-        query, top_k=top_k, category=category, filters={"lang": language}
+        query, top_k=top_k, category=category, filters={"lang": language}, viewer=viewer
     )
     seen = {hit["doc_id"] for hit in in_language}
     return [*in_language, *(hit for hit in found if hit["doc_id"] not in seen)]
@@ -68,16 +84,22 @@ def make_retrieve(services: Services) -> Node:
         query = state.get("search_query") or state.get("question", "")
         top_k = ctx.top_k or services.options.top_k
         category = (route["category"] if route else None) or ctx.category
+        viewer = viewer_of(ctx)
         try:
             with deadline_at(state.get("deadline_at")):
                 async with asyncio.timeout(as_timeout()):
                     vector = await query_vector_in_time(services, query)
                     found = await services.knowledge_base.search(
-                        query, top_k=top_k, category=category, query_vector=vector, dense=vector is not None
+                        query,
+                        top_k=top_k,
+                        category=category,
+                        query_vector=vector,
+                        dense=vector is not None,
+                        viewer=viewer,
                     )
                     language = state.get("language")
                     if language and found and not any(hit["lang"] == language for hit in found):
-                        found = await in_language_first(services, query, top_k, category, language, found)
+                        found = await in_language_first(services, query, top_k, category, language, found, viewer)
         except Exception as exc:  # timeouts included: the turn goes on and says what it could not fetch
             kind: ProblemKind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
             took = elapsed_ms(started)

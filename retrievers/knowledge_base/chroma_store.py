@@ -25,6 +25,7 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import NotFoundError
 
+from retrievers.access import stored_roles
 from retrievers.documents import Chunk, Document
 from retrievers.errors import UserInputError
 from retrievers.knowledge_base.chroma_client import ChromaEndpoint
@@ -60,6 +61,10 @@ def chunk_metadata(doc: Document, chunk: Chunk, chunk_count: int, content_hash: 
         source=doc.source,
         chunk_index=chunk.index,
         content_hash=content_hash or doc.content_hash,  # on every chunk: readers tell versions apart
+        # Who may see it, on every chunk (the search masks chunks); written even when empty, since
+        # an upsert keeps metadata keys it is not given: a document made public must lose its roles.
+        roles=stored_roles(doc.roles),
+        tenant=doc.tenant or "",
     )
     if chunk.index == 0:  # the head chunk describes the document
         meta.update(chunk_count=chunk_count)
@@ -214,10 +219,16 @@ class ChromaStore:
             for chunk_id, text, meta in zip(page["ids"], page["documents"] or [], page["metadatas"] or [], strict=True)
         }
 
-    def nearest(self, vector: np.ndarray, limit: int) -> list[tuple[str, float]]:
-        """(chunk id, cosine) of the `limit` chunks nearest to `vector`, best first (unfiltered)."""
+    def nearest(self, vector: np.ndarray, limit: int, among: Sequence[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk id, cosine) of the `limit` chunks nearest to `vector`, best first: of every chunk,
+        or only of the chunks `among` (exact for a subset; slower than an unfiltered query)."""
+        if among is not None and not among:
+            return []
+        restrict: dict[str, Any] = {} if among is None else {"ids": list(among)}
         with self.endpoint.calling(f"searching {self.name!r}"):
-            result = self.collection.query(query_embeddings=[vector], n_results=max(1, limit), include=["distances"])
+            result = self.collection.query(
+                query_embeddings=[vector], n_results=max(1, limit), include=["distances"], **restrict
+            )
         distances = (result["distances"] or [[]])[0]
         return [(chunk_id, 1.0 - float(dist)) for chunk_id, dist in zip(result["ids"][0], distances, strict=True)]
 

@@ -13,6 +13,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from typing_extensions import TypedDict  # pydantic (Studio's schemas) needs it on Python < 3.12
 
+from retrievers.access import Viewer
+
 
 class SearchHit(TypedDict):
     """A document found by search: its best chunk (with neighbours), and the scores that ranked it."""
@@ -36,5 +38,11 @@ class Searchable(Protocol):
     """Anything that searches like the knowledge base (what the LangChain adapter needs)."""
 
     async def search(
-        self, query: str, top_k: int = 5, category: str | None = None, filters: Mapping[str, Any] | None = None
+        self,
+        query: str,
+        top_k: int = 5,
+        category: str | None = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        viewer: Viewer = ...,
     ) -> list[SearchHit]: ...

@@ -1,10 +1,15 @@
 """Hybrid search: dense and BM25 candidates, fused per document, returned as `SearchHit`s.
 
-The query is embedded once. Chroma is asked unfiltered and, when a filter is given, over-fetched
-and then masked (a Chroma `where` filter costs ~40x an unfiltered query); BM25 is exact and
-filtered by the same mask (`KeywordIndex.mask`). Each signal's chunks collapse to their
-documents, the two scores are fused (`retrievers/fusion.py`), and each winner is returned with
-its best chunk joined to the chunks around it.
+The query is embedded once. Which chunks a search may use is one mask over the keyword index's
+rows: the caller's access (`retrievers/access.py`) and the metadata conditions (category, language)
+together (`KeywordIndex.visible`). Chroma is asked unfiltered and, when the mask hides anything,
+over-fetched and then masked (a Chroma `where` filter costs ~40x an unfiltered query); when the
+over-fetch may have missed some of the best visible chunks, Chroma is asked again for the nearest
+among the visible chunks' ids only (exact, slower). BM25 scores only the visible chunks, with their
+own statistics. So a caller's results are those of a knowledge base holding only what they may see.
+Each signal's chunks collapse to their documents, the two scores are fused
+(`retrievers/fusion.py`), and each winner is returned with its best chunk joined to the chunks
+around it.
 
 The keyword index is the snapshot of one committed version: dense hits outside it are ignored, and
 a chunk read live is used only when it carries the content hash the snapshot has for it. A document
@@ -14,21 +19,24 @@ being rewritten by a writer is thus briefly absent or shorter, never two version
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from retrievers.access import ANONYMOUS, Viewer
 from retrievers.documents import RESERVED_METADATA, Chunk, embedding_text
 from retrievers.embeddings import Embeddings
 from retrievers.fusion import fuse_scores
-from retrievers.keyword import KeywordIndex
+from retrievers.keyword import KeywordIndex, Mask
 from retrievers.knowledge_base.chroma_store import ChromaStore
 from retrievers.knowledge_base.hits import SearchHit
 
 CANDIDATE_POOL = 100  # top-N of each signal that fusion looks at
-MAX_OVERFETCH = 1000  # cap on the unfiltered dense fetch used to serve a filter
+MAX_OVERFETCH = 1000  # cap on the unfiltered dense fetch used to serve a mask; beyond it, the exact query
+OVERFETCH_SLACK = 1.5  # fetch this much more than the visible share predicts: fewer exact re-queries
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +46,7 @@ class Candidates:
     dense: dict[str, tuple[str, float]]
     keyword: dict[str, tuple[str, float]]
     index: KeywordIndex
+    mask: Mask | None = None  # the chunks the search could use (None: all of them)
 
 
 class HybridSearch:
@@ -55,13 +64,17 @@ class HybridSearch:
         query_vector: np.ndarray | None = None,
         *,
         dense: bool = True,
+        viewer: Viewer = ANONYMOUS,
     ) -> Candidates | None:
         """Each signal's best chunk and score per document, before fusion (None: nothing to search).
-        `conditions`: metadata that must match exactly (a list means any of). `dense=False`: the
+        `conditions`: metadata that must match exactly (a list means any of). `viewer`: who is
+        searching (default: the least privileged, public documents only). `dense=False`: the
         keyword signal alone (the query's vector could not be had in time)."""
         if not len(index) or not query.strip():
             return None
-        mask = index.mask(conditions)
+        mask = index.visible(viewer, conditions)
+        if mask is not None and not mask.any():
+            return None
         keyword_search = asyncio.to_thread(index.search, query, CANDIDATE_POOL, mask)
         if dense:
             vector = query_vector if query_vector is not None else await self.embeddings.aembed_query(query)
@@ -74,23 +87,24 @@ class HybridSearch:
             dense=_best_per_doc(dense_hits),
             keyword=_best_per_doc((index.chunk_ids[h.row], h.score) for h in keyword_hits),
             index=index,
+            mask=mask,
         )
 
-    def _dense(self, vector: np.ndarray, index: KeywordIndex, mask: np.ndarray | None) -> list[tuple[str, float]]:
-        """(chunk id, cosine) of the nearest chunks; a filter is applied after an over-fetch."""
+    def _dense(self, vector: np.ndarray, index: KeywordIndex, mask: Mask | None) -> list[tuple[str, float]]:
+        """(chunk id, cosine) of the `CANDIDATE_POOL` nearest visible chunks of the snapshot: an
+        unfiltered over-fetch, masked; or, when that cannot be sure to hold them, the exact query."""
         total = len(index)
-        wanted = CANDIDATE_POOL
-        if mask is not None:
-            matching = int(mask.sum())
-            if matching == 0:
-                return []
-            wanted = min(MAX_OVERFETCH, int(CANDIDATE_POOL * total / matching) + 1)
-        kept = []
-        for chunk_id, score in self.store.nearest(vector, min(wanted, total)):
-            row = index.row(chunk_id)
-            if row is not None and (mask is None or mask[row]):  # outside the snapshot: not committed
-                kept.append((chunk_id, score))
-        return kept[:CANDIDATE_POOL]
+        visible = total if mask is None else int(np.count_nonzero(mask))
+        wanted = CANDIDATE_POOL if mask is None else math.ceil(CANDIDATE_POOL * total / visible * OVERFETCH_SLACK)
+        if wanted <= MAX_OVERFETCH or visible == total:
+            asked = min(wanted, total + 1)  # more than the collection holds: everything it has
+            found = self.store.nearest(vector, asked)
+            kept = [(c, s) for c, s in found if _usable(index, mask, c)]  # outside the snapshot: not committed
+            if mask is None or len(kept) >= CANDIDATE_POOL or len(found) < asked:
+                return kept[:CANDIDATE_POOL]
+        # Too few visible chunks among the nearest of all: ask among the visible ones only.
+        ids = [index.chunk_ids[row] for row in np.flatnonzero(mask)] if mask is not None else []
+        return self.store.nearest(vector, min(CANDIDATE_POOL, visible), among=ids)
 
     async def hits(
         self, found: Candidates, query: str, *, top_k: int, dense_weight: float, chunk_overlap: int
@@ -120,7 +134,9 @@ class HybridSearch:
                     score=round(score, 4),
                     dense=_maybe(dense_by_doc.get(doc_id)),
                     keyword=_maybe(keyword_by_doc.get(doc_id)),
-                    coverage=round(index.coverage(query, embedding_text(str(meta.get("title", "")), text)), 4),
+                    coverage=round(
+                        index.coverage(query, embedding_text(str(meta.get("title", "")), text), found.mask), 4
+                    ),
                     category=str(meta.get("category", "general")),
                     lang=str(meta.get("lang", "")),
                     source=str(meta.get("source", "")),
@@ -153,6 +169,12 @@ def _best_per_doc(hits: Iterable[tuple[str, float]]) -> dict[str, tuple[str, flo
         if doc_id not in best or score > best[doc_id][1]:
             best[doc_id] = (chunk_id, score)
     return best
+
+
+def _usable(index: KeywordIndex, mask: Mask | None, chunk_id: str) -> bool:
+    """Whether a chunk Chroma returned is in the snapshot and visible to the search."""
+    row = index.row(chunk_id)
+    return row is not None and (mask is None or bool(mask[row]))
 
 
 def _in_snapshot(index: KeywordIndex, chunk_id: str, meta: Mapping[str, Any]) -> bool:

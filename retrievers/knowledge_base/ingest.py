@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from retrievers.access import roles_of_stored
 from retrievers.documents import RESERVED_METADATA, Chunk, Document, chunk_document, embedding_text
 from retrievers.embeddings import Embeddings
 from retrievers.knowledge_base.chroma_store import ChromaStore, chunk_metadata, document_chunk_ids
@@ -138,7 +139,8 @@ def plan_delete(doc_id: str, head: dict[str, Any]) -> WritePlan:
 
 
 def document_from_head(doc_id: str, head: dict[str, Any], text: str) -> Document:
-    """A stored document with new text: title, category, language, source and metadata kept."""
+    """A stored document with new text: title, category, language, source, metadata and who may
+    see it kept."""
     return Document(
         id=doc_id,
         title=str(head.get("title", "")),
@@ -147,6 +149,8 @@ def document_from_head(doc_id: str, head: dict[str, Any], text: str) -> Document
         lang=head.get("lang") or "en",
         source=str(head.get("source", "")),
         metadata={k: v for k, v in head.items() if k not in RESERVED_METADATA},
+        roles=roles_of_stored(head.get("roles")),
+        tenant=str(head.get("tenant") or "") or None,
     )
 
 

@@ -28,8 +28,8 @@ from retrievers.knowledge_base.ingest import ProgressCallback
 
 log = logging.getLogger(__name__)
 
-# What filters (masks) and counts need, and the version readers check chunks against.
-_INDEXED_METADATA = ("doc_id", "category", "lang", "content_hash")
+# What filters and access control (masks) and counts need, and the version readers check chunks against.
+_INDEXED_METADATA = ("doc_id", "category", "lang", "content_hash", "roles", "tenant")
 
 
 class KeywordUpkeep:

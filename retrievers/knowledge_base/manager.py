@@ -7,8 +7,8 @@
 - `ingest.py`: documents diffed against what is stored → a write plan and an `IngestReport`;
 - `writer.py`: applies a write plan all-or-nothing, repairs a write cut short, publishes versions;
 - `writer_lock.py`: one writer per knowledge base across processes (file lock, or Redis);
-- `hybrid_search.py`: dense + BM25 candidates, fusion, `SearchHit`s;
-- `result_cache.py`: recent results per version.
+- `hybrid_search.py`: dense + BM25 candidates, fusion, `SearchHit`s, access control inside both signals;
+- `result_cache.py`: recent results per version and viewer.
 
 Async methods never block the event loop: Chroma, BM25 and embedding work runs in threads.
 """
@@ -25,6 +25,7 @@ import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
+from retrievers.access import ANONYMOUS, Viewer
 from retrievers.documents import Document
 from retrievers.embeddings import Embeddings
 from retrievers.keyword import KeywordIndex
@@ -234,16 +235,19 @@ class KnowledgeBaseManager:
         *,
         query_vector: np.ndarray | None = None,
         dense: bool = True,
+        viewer: Viewer = ANONYMOUS,
     ) -> list[SearchHit]:
-        """The `top_k` best documents for `query` (one entry per document, its best chunk with its
-        neighbours). Cached per knowledge-base version (`result_cache.py`). `dense=False` ranks by
-        keywords alone (a turn whose query vector is late); such results are not cached."""
+        """The `top_k` best documents for `query` that `viewer` may see (one entry per document, its
+        best chunk with its neighbours): exactly the results of a knowledge base holding only those
+        documents. Without a viewer, the least privileged: public documents only. Cached per
+        knowledge-base version and viewer (`result_cache.py`). `dense=False` ranks by keywords alone
+        (a turn whose query vector is late); such results are not cached."""
         await self.keyword_index()  # refreshes the version this process knows
-        key = self._results.key(query, top_k, category, filters, self.index_version)
+        key = self._results.key(query, top_k, category, filters, self.index_version, viewer)
         cached = self._results.get(key)
         if cached is not None:
             return cached
-        found = await self.candidates(query, category, filters, query_vector=query_vector, dense=dense)
+        found = await self.candidates(query, category, filters, query_vector=query_vector, dense=dense, viewer=viewer)
         if found is None:
             return []
         hits = await self._search.hits(
@@ -261,14 +265,16 @@ class KnowledgeBaseManager:
         *,
         query_vector: np.ndarray | None = None,
         dense: bool = True,
+        viewer: Viewer = ANONYMOUS,
     ) -> Candidates | None:
-        """Each signal's best chunk and score per document, before fusion (None: nothing to search).
-        Notebooks use this to study fusion without querying again."""
+        """Each signal's best chunk and score per document among those `viewer` may see (default:
+        public documents only), before fusion (None: nothing to search). Notebooks use this to
+        study fusion without querying again."""
         conditions = dict(filters or {})
         if category:
             conditions["category"] = category
         index = await self.keyword_index()
-        return await self._search.candidates(index, query, conditions, query_vector, dense=dense)
+        return await self._search.candidates(index, query, conditions, query_vector, dense=dense, viewer=viewer)
 
     async def get_document(self, doc_id: str) -> str | None:
         """The full stored text of a document (its chunks joined), or None (also while a writer
@@ -282,8 +288,11 @@ class KnowledgeBaseManager:
             return None
         return "\n".join(chunks[i][0] for i in ids)
 
-    def as_retriever(self, top_k: int = 5, category: str | None = None) -> KnowledgeBaseRetriever:
-        """This knowledge base as a LangChain retriever (for notebooks and LangChain chains)."""
+    def as_retriever(
+        self, top_k: int = 5, category: str | None = None, viewer: Viewer = ANONYMOUS
+    ) -> KnowledgeBaseRetriever:
+        """This knowledge base as a LangChain retriever (for notebooks and LangChain chains), searching
+        as `viewer` (default: public documents only)."""
         from retrievers.knowledge_base.langchain_retriever import KnowledgeBaseRetriever
 
-        return KnowledgeBaseRetriever(knowledge_base=self, top_k=top_k, category=category)
+        return KnowledgeBaseRetriever(knowledge_base=self, top_k=top_k, category=category, viewer=viewer)

@@ -1,8 +1,9 @@
-"""Recent search results, per knowledge-base version.
+"""Recent search results, per knowledge-base version and viewer.
 
 A repeated question (LiveKit reruns a turn after a preemptive start) costs nothing. The version
 is part of the key, so any write, in this process or another, makes every cached result stale
-at once: nothing is ever invalidated by hand.
+at once: nothing is ever invalidated by hand. So is the viewer's visibility (roles and tenant):
+a result is never served to a caller who may see other documents than the one it was found for.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from retrievers.access import Viewer
 from retrievers.knowledge_base.hits import SearchHit
 
 
@@ -23,9 +25,14 @@ class ResultCache:
 
     @staticmethod
     def key(
-        query: str, top_k: int, category: str | None, filters: Mapping[str, Any] | None, version: str | None
+        query: str,
+        top_k: int,
+        category: str | None,
+        filters: Mapping[str, Any] | None,
+        version: str | None,
+        viewer: Viewer,
     ) -> str:
-        return repr((query, top_k, category, sorted((filters or {}).items()), version))
+        return repr((query, top_k, category, sorted((filters or {}).items()), version, viewer.key))
 
     def get(self, key: str) -> list[SearchHit] | None:
         if key not in self._results:

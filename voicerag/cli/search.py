@@ -1,4 +1,9 @@
-"""`voicerag search "QUERY" [--top-k N] [--category C] [--json]` and `--queries FILE --json`."""
+"""`voicerag search "QUERY" [--top-k N] [--category C] [--json] [--user ID] [--roles R1,R2] [--tenant T]`
+and `--queries FILE --json`.
+
+The search runs as the caller the flags describe; by default the least-privileged one (no roles, no
+tenant), who sees public documents only (`retrievers/access.py`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from retrievers.access import Viewer
 from retrievers.documents import CATEGORIES
 from retrievers.errors import UserInputError
 from voicerag.cli.common import open_knowledge_base, out, settings
@@ -26,6 +32,9 @@ def search(
     category: Annotated[str | None, typer.Option(help="Only documents of this category.")] = None,
     queries: Annotated[Path | None, typer.Option("--queries", help="A file with one query a line.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per query.")] = False,
+    user: Annotated[str, typer.Option("--user", help="The caller's id (default: anonymous).")] = "anonymous",
+    roles: Annotated[str, typer.Option("--roles", help="Comma-separated roles of the caller.")] = "",
+    tenant: Annotated[str | None, typer.Option("--tenant", help="The caller's tenant (organisation).")] = None,
 ) -> None:
     """Hybrid search of the knowledge base (no answer generated)."""
     if (query is None) == (queries is None):
@@ -40,22 +49,25 @@ def search(
         lines = [query or ""]
     if not all(lines):
         raise UserInputError("QUERY: is empty")
-    run_async(_search(lines, top_k, category, as_json or queries is not None))
+    viewer = Viewer.of(roles, tenant)
+    run_async(_search(lines, top_k, category, as_json or queries is not None, viewer))
 
 
-async def _search(lines: list[str], top_k: int, category: str | None, as_json: bool) -> None:
+async def _search(lines: list[str], top_k: int, category: str | None, as_json: bool, viewer: Viewer) -> None:
     async with open_knowledge_base(settings()) as kb:
         for line in lines:
-            result = await _one(kb, line, top_k, category)
+            result = await _one(kb, line, top_k, category, viewer)
             if as_json:
                 print(json_text(result), flush=True)
             else:
                 _print_table(result)
 
 
-async def _one(kb: KnowledgeBaseManager, query: str, top_k: int, category: str | None) -> dict[str, Any]:
+async def _one(
+    kb: KnowledgeBaseManager, query: str, top_k: int, category: str | None, viewer: Viewer
+) -> dict[str, Any]:
     started = time.perf_counter()
-    hits = await kb.search(query, top_k=top_k, category=category)
+    hits = await kb.search(query, top_k=top_k, category=category, viewer=viewer)
     return {
         "query": query,
         "results": [{"doc_id": h["doc_id"], "title": h["title"], "score": h["score"]} for h in hits],
