@@ -1,5 +1,7 @@
-"""Assistant(Agent): the voice agent. Its LLM step is the graph; it knows who is calling, keeps
-one metrics record per turn, and apologises when speech recognition or synthesis fails."""
+"""Assistant(Agent): the voice agent. Its LLM step is the graph; it knows who is calling (and which
+call: the session id), logs one masked record per turn (logger `voicerag.turns`) and hands it to
+the session's other sinks (the audit log), and apologises when speech recognition or synthesis
+fails."""
 
 from __future__ import annotations
 
@@ -15,15 +17,15 @@ from livekit.agents.voice import SpeechHandle
 from agent.filler import FillerPolicy
 from agent.identity import Caller, context_for
 from agent.llm import FILLER_CHUNK_ID, GraphLLM
-from agent.turn_report import TurnReport
 from graph.builder import VoiceGraph
 from graph.context import Context
 from graph.persona import Persona
+from graph.turn_record import Sink, TurnRecord
 from retrievers.language import Language
 
 log = logging.getLogger("voicerag.turns")
 
-KEPT_TURNS = 200  # recent turn reports kept in memory for exporters
+KEPT_TURNS = 200  # recent turn records (masked) kept in memory
 
 
 class Assistant(Agent):
@@ -34,20 +36,29 @@ class Assistant(Agent):
         persona: Persona,
         caller: Callable[[], Caller | None] = lambda: None,
         filler: FillerPolicy | None = None,
+        session_id: str = "",
+        sinks: list[Sink] | None = None,
     ) -> None:
+        """`session_id`: the call (the LiveKit room); `sinks`: where each turn's record goes besides
+        the log line (the audit log)."""
         self._caller = caller
+        self._session_id = session_id
         self._phrases = persona.phrases
         self._apology: SpeechHandle | None = None
         self.turns: deque[dict[str, Any]] = deque(maxlen=KEPT_TURNS)
         self.graph_llm = GraphLLM(
-            graph, phrases=persona.phrases, context_factory=self._context, filler=filler, on_turn=self._record
+            graph,
+            phrases=persona.phrases,
+            context_factory=self._context,
+            filler=filler,
+            sinks=[self._record, *(sinks or [])],
         )
         # LiveKit passes the instructions to the graph as the first system message; the graph's prompts decide the rest.
         super().__init__(instructions=persona.instructions, llm=self.graph_llm)
 
     def _context(self, chat_ctx: ChatContext) -> Context:
         """Read the caller afresh every turn: attributes may change during a call."""
-        return context_for(self._caller())
+        return context_for(self._caller(), session_id=self._session_id)
 
     async def llm_node(
         self, chat_ctx: ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
@@ -89,7 +100,7 @@ class Assistant(Agent):
         except Exception:  # an unreadable caller must not cost the caller the apology
             return last
 
-    def _record(self, report: TurnReport) -> None:
-        record = report.as_record()
-        self.turns.append(record)
-        log.info("turn", extra=record)  # one structured line per turn (rendered by voicerag/logs.py)
+    def _record(self, record: TurnRecord) -> None:
+        masked = record.masked()
+        self.turns.append(masked)
+        log.info("turn", extra=masked)  # one structured line per turn (rendered by voicerag/logs.py)

@@ -46,11 +46,11 @@ def _roles(attribute: str | None, from_metadata: Any) -> list[str]:
     return []
 
 
-def context_for(caller: Caller | None, turn_id: str | None = None) -> Context:
-    """The per-turn Context of a caller (least privilege when unknown)."""
+def context_for(caller: Caller | None, turn_id: str | None = None, session_id: str = "") -> Context:
+    """The per-turn Context of a caller (least privilege when unknown) in the call `session_id`."""
     turn = turn_id or uuid.uuid4().hex
     if caller is None or not caller.identity:
-        return Context(user_id=ANONYMOUS, turn_id=turn)
+        return Context(user_id=ANONYMOUS, turn_id=turn, session_id=session_id)
     meta = _metadata(caller.metadata)
     attributes = dict(caller.attributes)
     wanted = attributes.get("language") or meta.get("language")
@@ -61,6 +61,7 @@ def context_for(caller: Caller | None, turn_id: str | None = None) -> Context:
         tenant=attributes.get("tenant") or meta.get("tenant"),
         language=language,
         turn_id=turn,
+        session_id=session_id,
     )
 
 

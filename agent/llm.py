@@ -7,8 +7,11 @@ on its semi-private `LangGraphStream` and `_to_chat_chunk`):
   grader or source text can ever reach TTS, even if a future node returns a message;
 - the stock adapter fixes `context` at construction; this one builds a fresh `Context` for every
   turn (caller identity, language, turn id) from a factory the session provides;
-- it says a short filler when the lookups are expected or observed to be slow, apologises
-  instead of going silent when the graph fails, and reports one metrics record per turn.
+- it says a short filler when the lookups are expected or observed to be slow, and apologises
+  instead of going silent when the graph fails;
+- each turn is measured by a `TurnObserver` (graph/observer.py) on the run's callbacks, the same
+  record as every other front door's; the stream adds what only voice knows (LiveKit's end-of-turn
+  delay, the filler, a barge-in) and hands it to the sinks when the turn is over.
 
 The graph runs without a checkpointer here: LiveKit resends the whole chat every turn, so the
 chat context is the history (a checkpointed thread would duplicate every reply).
@@ -17,9 +20,7 @@ chat context is the history (a checkpointed thread would duplicate every reply).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -31,11 +32,13 @@ from livekit.plugins.langchain.langgraph import LangGraphStream, LLMAdapter, _to
 
 from agent.filler import FillerPolicy
 from agent.identity import context_for
-from agent.turn_report import TurnReport
 from graph.builder import SPEAKING_NODE, VoiceGraph
 from graph.context import Context
+from graph.observer import TurnObserver
 from graph.persona import Phrases
-from retrievers.language import detect_language
+from graph.state import Route
+from graph.turn_record import Sink, TurnRecord
+from retrievers.language import Language, detect_language
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +66,10 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         super().__init__(adapter, chat_ctx=chat_ctx, tools=[], conn_options=conn_options, graph=adapter._graph)
         self._context = context
         self._adapter = adapter
-        language = context.language or detect_language(_last_user_text(chat_ctx))
-        self.report = TurnReport(turn_id=context.turn_id, user_id=context.user_id, language=language)
-        self.report.end_of_turn_ms = _end_of_turn_ms(chat_ctx)
-        self._started = time.perf_counter()
+        self.record = TurnRecord.for_context(context, "voice")
+        self.record.language = context.language or detect_language(_last_user_text(chat_ctx))
+        self.record.end_of_turn_ms = _end_of_turn_ms(chat_ctx)
+        self.observer = TurnObserver(self.record, adapter.sinks, hold=True)  # emitted when _run ends
         self._spoke = False
 
     def _chat_ctx_to_state(self) -> dict[str, Any]:
@@ -89,10 +92,14 @@ class SpeakingNodeStream(LangGraphStream[Context]):
             self._event_ch.send_nowait(chunk if chunk_id is None else chunk.model_copy(update={"id": chunk_id}))
 
     def _filler(self, why: str) -> None:
-        if self._spoke or self.report.filler is not None:
+        if self._spoke or self.record.filler is not None:
             return
-        self.report.filler, self.report.filler_ms = why, _ms(self._started)
-        self._say(self._adapter.phrases.filler[self.report.language], FILLER_CHUNK_ID)
+        self.record.filler, self.record.filler_ms = why, self.observer.elapsed_ms()
+        self._say(self._adapter.phrases.filler[self._language], FILLER_CHUNK_ID)
+
+    @property
+    def _language(self) -> Language:
+        return self.record.language or "en"
 
     async def _run(self) -> None:
         policy = self._adapter.filler
@@ -103,11 +110,14 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         )
         try:
             stream: AsyncIterator[Any] = self._graph.astream(
-                self._chat_ctx_to_state(), self._config, context=self._context, stream_mode=["messages", "updates"]
+                self._chat_ctx_to_state(),
+                {"callbacks": [self.observer]},
+                context=self._context,
+                stream_mode=["messages", "updates"],
             )
             async for mode, payload in stream:
                 if mode == "updates":
-                    route = self.report.observe(payload)
+                    route = _decided_route(payload)
                     if route and route.get("calls") and policy is not None and policy.expected_slow(route):
                         self._filler("expected")
                     continue
@@ -116,22 +126,23 @@ class SpeakingNodeStream(LangGraphStream[Context]):
                     continue
                 if isinstance(message, AIMessageChunk | AIMessage) and (chunk := _to_chat_chunk(message)):
                     if not self._spoke:
-                        self._spoke, self.report.first_token_ms = True, _ms(self._started)
+                        self._spoke = True
                         if timer is not None:
                             timer.cancel()
                     self._event_ch.send_nowait(chunk)
-        except asyncio.CancelledError:
-            self.report.cancelled = True  # barge-in or a discarded preemptive run: the graph run stops here
+        except asyncio.CancelledError as exc:
+            self.observer.ended_by(exc)  # barge-in or a discarded preemptive run: the graph run stops here
             raise
         except Exception as exc:  # a failing graph must not mean silence
-            log.exception("graph failed during a turn")
-            self.report.failed, self.report.degraded = type(exc).__name__, True
-            self._say(self._adapter.phrases.turn_failed[self.report.language])
+            log.error("graph failed during a turn: %s: %s", type(exc).__name__, exc, exc_info=exc)
+            self.observer.ended_by(exc)
+            apology = self._adapter.phrases.turn_failed[self._language]
+            self.record.answer = f"{self.record.answer} {apology}".strip()  # what the caller heard
+            self._say(apology)
         finally:
             if timer is not None:
                 timer.cancel()
-            self.report.total_ms = _ms(self._started)
-            self._adapter.turn_finished(self.report)
+            self._adapter.turn_finished(self)
 
 
 class GraphLLM(LLMAdapter[Context]):
@@ -144,13 +155,13 @@ class GraphLLM(LLMAdapter[Context]):
         phrases: Phrases,
         context_factory: ContextFactory = anonymous_context,
         filler: FillerPolicy | None = None,
-        on_turn: Callable[[TurnReport], None] | None = None,
+        sinks: list[Sink] | None = None,
     ) -> None:
         super().__init__(graph, stream_mode="messages")
         self.phrases = phrases  # the filler and the apology, in the caller's language
         self._context_factory = context_factory
         self.filler = filler  # None: never say a filler
-        self._on_turn = on_turn
+        self.sinks = sinks or []  # each finished turn's record goes to these (never raising into the turn)
         self.active: set[SpeakingNodeStream] = set()  # streams still running (tests check cancellation)
 
     @property
@@ -177,11 +188,15 @@ class GraphLLM(LLMAdapter[Context]):
         self.active.add(stream)
         return stream
 
-    def turn_finished(self, report: TurnReport) -> None:
-        self.active = {s for s in self.active if s.report is not report}
-        if self._on_turn is not None:
-            with contextlib.suppress(Exception):  # reporting must never break a turn
-                self._on_turn(report)
+    def turn_finished(self, stream: SpeakingNodeStream) -> None:
+        self.active.discard(stream)
+        stream.observer.close()  # the record, complete, to the sinks (each guarded: never breaks a turn)
+
+
+def _decided_route(update: dict[str, Any]) -> Route | None:
+    """The route, when this `updates` event is route_query deciding it."""
+    values = update.get("route_query")
+    return values.get("route") if isinstance(values, dict) else None
 
 
 def _end_of_turn_ms(chat_ctx: ChatContext) -> float | None:
@@ -196,7 +211,3 @@ def _end_of_turn_ms(chat_ctx: ChatContext) -> float | None:
 def _last_user_text(chat_ctx: ChatContext) -> str:
     users = [m for m in chat_ctx.messages() if m.role == "user"]
     return users[-1].text_content or "" if users else ""
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 2)

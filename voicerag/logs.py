@@ -5,17 +5,37 @@ fields travel in `extra=` (the per-turn line: `logging.getLogger("voicerag.turns
 extra=record)`). Here structlog's `ProcessorFormatter` turns each record into one line: readable
 `key=value` on a terminal (`LOG_FORMAT=console`), or one JSON object (`LOG_FORMAT=json`) for log
 shippers.
+
+Every line is masked before it is rendered (`retrievers.masking`): the message, every string field
+at any depth and a traceback's text — phone numbers, e-mail addresses, card numbers... a caller said
+never reach a log, whichever library logged them (error messages quote questions, URLs, SQL values).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+from collections.abc import MutableMapping
+from typing import Any, Literal
 
 import structlog
 
+from retrievers.masking import mask, mask_value
+
 NOISY_LIBRARIES = ("chromadb", "httpx", "httpcore", "openai")  # their INFO lines are per request
+UNMASKED = frozenset({"timestamp", "level", "logger"})  # ours, never a caller's words
+
+
+def mask_fields(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: every string of the line masked (the message, fields, a traceback)."""
+    for key, value in event.items():
+        if key in UNMASKED or key.startswith("_"):
+            continue
+        if isinstance(value, str):
+            event[key] = mask(value)
+        elif isinstance(value, dict | list | tuple):
+            event[key] = mask_value(value)
+    return event
 
 
 def configure_logging(level: str, log_format: Literal["console", "json"]) -> None:
@@ -29,11 +49,16 @@ def configure_logging(level: str, log_format: Literal["console", "json"]) -> Non
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer(ensure_ascii=False)
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,  # the traceback as text, so that it is masked too
+            mask_fields,
+            renderer,
+        ],
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)

@@ -3,11 +3,16 @@
 The voice front door (`agent/`) wired from settings, as `voicerag/cli/` wires the text ones: `agent/`
 itself never reads settings. `voicerag agent console|dev|start` runs it through LiveKit's CLI;
 `console --text` needs no keys at all (no STT/TTS: you type, it answers in text).
+
+Each turn's record goes to the log line and the audit log: one `AuditWriter` per worker process
+(opened in prewarm); a call's records are flushed when its job ends, and the writer is closed at
+the process's exit, each within `CLOSE_TIMEOUT_S` whatever the database does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 from typing import Any
@@ -20,6 +25,9 @@ from agent.identity import Caller, caller_in
 from graph.builder import build_graph, warm_up
 from graph.services import Services
 from retrievers.errors import VoiceragError
+from voicerag.audit import AuditWriter, open_audit_writer
+from voicerag.audit.turns import audit_sink
+from voicerag.audit.wiring import CLOSE_TIMEOUT_S
 from voicerag.services import build_embeddings, build_knowledge_base, build_services
 from voicerag.settings import Settings, load_settings
 
@@ -53,11 +61,14 @@ def prewarm(proc: JobProcess) -> None:
     try:
         settings = load_settings()
         services = build_services(settings)
+        audit = open_audit_writer(settings)
     except VoiceragError as exc:  # one line, and a worker that does not pretend to be ready
         log.error("voice worker cannot start: %s", exc)
         raise SystemExit(exc.exit_code) from None
     services.embeddings.embed_query("warm up")  # loads the model now, not on the first caller's turn
-    proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False)
+    atexit.unregister(audit.close)  # its own registration waits 5 s: a worker waits CLOSE_TIMEOUT_S
+    atexit.register(audit.close, CLOSE_TIMEOUT_S)
+    proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False, audit=audit)
     if not text_mode():
         from livekit.plugins import silero
 
@@ -87,6 +98,12 @@ def speech(settings: Settings) -> dict[str, Any]:
     return {"stt": stt, "tts": tts, "turn_handling": turn_handling}
 
 
+def session_id(ctx: JobContext) -> str:
+    """The call's id: the LiveKit room's name (one room per call), else the job's id."""
+    name = getattr(ctx.room, "name", "")
+    return name if isinstance(name, str) and name else str(ctx.job.id)
+
+
 server = AgentServer(setup_fnc=prewarm)
 
 
@@ -102,11 +119,19 @@ async def entrypoint(ctx: JobContext) -> None:
     def caller() -> Caller | None:
         return caller_in(ctx.room)
 
+    audit: AuditWriter = ctx.proc.userdata["audit"]
+
+    async def flush_audit() -> None:  # the call's records, written before the job is reported done
+        await asyncio.to_thread(audit.flush, CLOSE_TIMEOUT_S)
+
+    ctx.add_shutdown_callback(flush_audit)
     session = AgentSession(vad=ctx.proc.userdata.get("vad"), **speech(settings))
     assistant = Assistant(
         ctx.proc.userdata["graph"],
         persona=services.persona,
         caller=caller,
         filler=filler_policy(services, settings.filler_threshold_ms),
+        session_id=session_id(ctx),
+        sinks=[audit_sink(audit)],
     )
     await session.start(agent=assistant, room=ctx.room)

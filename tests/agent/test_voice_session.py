@@ -93,7 +93,7 @@ class RecordingGraph:
 @dataclass
 class Turn:
     said: str  # the assistant's message
-    report: dict[str, Any]  # the turn's TurnReport record
+    report: dict[str, Any]  # the turn's TurnRecord, masked (Assistant.turns)
     started: float  # time.monotonic() when the user's turn was submitted
 
 
@@ -411,7 +411,7 @@ async def test_a_barge_in_while_the_model_speaks_closes_its_request(
     chat_server.set(reply=long_answer, token_delay_s=0.05)
     async with Call(services) as call:
         call.session.generate_reply(user_input="What is the warranty on the Kumo Halo?")
-        await until(lambda: any(s.report.first_token_ms for s in call.assistant.graph_llm.active))
+        await until(lambda: any(s.record.first_token_ms for s in call.assistant.graph_llm.active))
         barged_in = time.monotonic()
         await call.session.interrupt()
         assert call.assistant.graph_llm.active == set() and call.assistant.turns[-1]["cancelled"]

@@ -40,3 +40,21 @@ def test_console_lines_are_readable_and_carry_the_fields(
     err = capsys.readouterr().err
     assert "knowledge base search failed" in err and "reason=timeout" in err and "HTTP Request" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_every_line_is_masked_whoever_logs_it(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The message, its arguments, fields at any depth and a traceback: a caller's phone number and
+    e-mail address never reach the log, whichever library logged them."""
+    phone, email = "090-1234-5678", "taro.yamada@example.com"
+    for log_format in ("json", "console"):
+        configure_logging("INFO", log_format)  # type: ignore[arg-type]
+        log = logging.getLogger("some.library")
+        log.info("calling %s back", phone, extra={"request": {"body": [f"mail {email}"]}, "order": "KA-2026-000123"})
+        try:
+            raise ValueError(f"no such user {email}")
+        except ValueError:
+            log.exception("lookup failed for %s", phone)
+        err = capsys.readouterr().err
+        assert phone not in err and email not in err, err
+        assert err.count("[PHONE]") == 2 and err.count("[EMAIL]") >= 2 and "ValueError" in err, err
+        assert "KA-2026-000123" in err  # an order number is not sensitive: kept (control)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from retrievers.secret_url import reveal
 from voicerag.audit.database import sqlite_url
 from voicerag.audit.store import AuditStore
 from voicerag.audit.writer import AuditWriter
 from voicerag.settings import Settings
 
 DEFAULT_FILE = "audit.sqlite"  # in VOICERAG_DATA_DIR
+# How long a process waits for its last records when it ends (or a voice call when it ends): a dead
+# database delays an exit by no more than this, and what could not be written is logged as a count.
+CLOSE_TIMEOUT_S = 3.0
 
 
 def audit_database_url(settings: Settings) -> str:
     """AUDIT_DATABASE_URL, or the SQLite file in the data dir when it is unset or empty."""
-    return settings.audit_database_url or sqlite_url(settings.voicerag_data_dir / DEFAULT_FILE)
+    return reveal(settings.audit_database_url) or sqlite_url(settings.voicerag_data_dir / DEFAULT_FILE)
 
 
 def open_audit_store(settings: Settings, *, timeout_s: float = 10.0) -> AuditStore:

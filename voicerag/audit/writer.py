@@ -25,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from voicerag.audit.record import AuditRecord
@@ -68,7 +69,7 @@ class AuditWriter:
         with self._lock:
             if not self._closing and len(self._queue) < self.queue_size:
                 self._queue.append(record)
-                self._lock.notify()
+                self._lock.notify_all()  # the writer thread, whoever else waits (flush) lets it be
                 return True
             self.dropped += 1
             first = self.dropped == 1
@@ -80,6 +81,15 @@ class AuditWriter:
     def pending(self) -> int:
         """Records handed over and not yet committed."""
         with self._lock:
+            return len(self._queue) + self._in_flight
+
+    def flush(self, timeout_s: float) -> int:
+        """Wait, at most `timeout_s`, until every record handed over so far is committed (a voice
+        call's records at its end, while the worker goes on); returns how many are still pending."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while (self._queue or self._in_flight) and (left := deadline - time.monotonic()) > 0:
+                self._lock.wait(left)
             return len(self._queue) + self._in_flight
 
     def close(self, timeout_s: float = 5.0) -> int:
@@ -144,6 +154,7 @@ class AuditWriter:
                 with self._lock:
                     self.written += len(batch)
                     self._in_flight = 0
+                    self._lock.notify_all()  # flush() waits for this
                 if self.error is not None:
                     log.warning("audit log: writing to %s again", self.store.where)
                     self.error = None
@@ -151,8 +162,14 @@ class AuditWriter:
             with self._lock:
                 if self._closing and time.monotonic() >= self._deadline:
                     return False
-                self._lock.wait(min(pause, max(0.0, self._deadline - time.monotonic())))
+                self._lock.wait_for(
+                    partial(self._close_called_since, self._closing),  # not woken by each new record
+                    min(pause, max(0.0, self._deadline - time.monotonic())),
+                )
             pause = min(pause * 2, RETRY_MAX_S)
+
+    def _close_called_since(self, was_closing: bool) -> bool:
+        return self._closing and not was_closing
 
     @staticmethod
     def _bounded(runner: asyncio.Runner, work: Coroutine[Any, Any, object], timeout_s: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
@@ -9,11 +10,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from retrievers.errors import UserInputError
 from voicerag.logs import configure_logging
 from voicerag.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from graph.context import Context
     from graph.services import Services
+    from graph.turn_record import Sink
     from retrievers.knowledge_base import KnowledgeBaseManager
 
 out = Console(soft_wrap=True, highlight=False)
@@ -27,6 +31,24 @@ def settings() -> Settings:
     return loaded
 
 
+def caller_context(*, user: str, roles: str, tenant: str | None, lang: str | None, session_id: str) -> Context:
+    """The Context of a text front door's caller, from its options (bad values named by option)."""
+    from graph.context import Context
+
+    if not user.strip():
+        raise UserInputError("--user: is empty")
+    if lang not in (None, "ja", "en"):
+        raise UserInputError(f"--lang: expected ja or en, got {lang!r}")
+    return Context(
+        user_id=user.strip(),
+        roles=[r.strip() for r in roles.split(",") if r.strip()],
+        tenant=(tenant or "").strip() or None,
+        language=lang,  # type: ignore[arg-type]
+        turn_id=uuid.uuid4().hex,
+        session_id=session_id,
+    )
+
+
 @asynccontextmanager
 async def open_services(loaded: Settings) -> AsyncIterator[Services]:
     """Services for one command, closed when it ends."""
@@ -37,6 +59,23 @@ async def open_services(loaded: Settings) -> AsyncIterator[Services]:
         yield services
     finally:
         await services.aclose()
+
+
+@asynccontextmanager
+async def turn_sinks(loaded: Settings) -> AsyncIterator[list[Sink]]:
+    """Where a text front door's turn records go: the log line and the audit log. The audit writer
+    is flushed and closed when the command ends, within `CLOSE_TIMEOUT_S` whatever the database
+    does (what was lost is logged as a count)."""
+    from graph.turn_record import log_turn
+    from voicerag.audit import open_audit_writer
+    from voicerag.audit.turns import audit_sink
+    from voicerag.audit.wiring import CLOSE_TIMEOUT_S
+
+    writer = open_audit_writer(loaded)  # a bad AUDIT_DATABASE_URL stops the command here, named
+    try:
+        yield [log_turn, audit_sink(writer)]
+    finally:
+        await writer.aclose(CLOSE_TIMEOUT_S)
 
 
 @asynccontextmanager

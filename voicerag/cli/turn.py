@@ -1,14 +1,18 @@
-"""Running one turn of the graph for the text front doors, and its JSON form (the CLI contract)."""
+"""Running one turn of the graph for the text front doors, observed (one `TurnRecord` to the sinks:
+the log line, the audit log), and its JSON form (the CLI contract)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage
 
 from graph.builder import SPEAKING_NODE, VoiceGraph
 from graph.context import Context
+from graph.observer import observing
+from graph.turn_record import FrontDoor, Sink, TurnRecord
 
 
 async def run_turn(
@@ -16,12 +20,14 @@ async def run_turn(
     messages: list[AnyMessage],
     context: Context,
     on_text: Callable[[str], None] | None = None,
+    *,
+    callbacks: list[BaseCallbackHandler] | None = None,
 ) -> dict[str, Any]:
     """Run the graph on the conversation so far; `on_text` receives the answer as it streams.
     Returns the final state."""
     final: dict[str, Any] = {}
     stream: AsyncIterator[Any] = graph.astream(
-        {"messages": messages}, context=context, stream_mode=["messages", "values"]
+        {"messages": messages}, {"callbacks": callbacks or []}, context=context, stream_mode=["messages", "values"]
     )
     async for mode, payload in stream:
         if mode == "values":
@@ -32,6 +38,20 @@ async def run_turn(
             if spoken and message.text:
                 on_text(message.text)
     return final
+
+
+async def observed_turn(
+    graph: VoiceGraph,
+    messages: list[AnyMessage],
+    context: Context,
+    front_door: FrontDoor,
+    sinks: list[Sink],
+    on_text: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """`run_turn` with a `TurnObserver`: its record goes to `sinks` however the turn ends (a
+    Ctrl-C makes it a cancelled one)."""
+    with observing(TurnRecord.for_context(context, front_door), sinks) as observer:
+        return await run_turn(graph, messages, context, on_text, callbacks=[observer])
 
 
 def turn_json(state: dict[str, Any]) -> dict[str, Any]:

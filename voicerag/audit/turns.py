@@ -1,0 +1,39 @@
+"""The audit log as a sink of turn records: `TurnRecord` (graph/turn_record.py) → `AuditRecord`,
+queued on the process's `AuditWriter` (microseconds on the turn's path; the database is written
+from the writer's thread). The question and the answer are masked here, before they are queued."""
+
+from __future__ import annotations
+
+from graph.turn_record import Sink, TurnRecord
+from retrievers.masking import mask
+from voicerag.audit.record import AuditRecord
+from voicerag.audit.writer import AuditWriter
+
+
+def audit_record(turn: TurnRecord) -> AuditRecord:
+    return AuditRecord(
+        time=turn.started_at,
+        turn_id=turn.turn_id,
+        session_id=turn.session_id,
+        user_id=turn.user_id,
+        tenant=turn.tenant,
+        roles=turn.roles,
+        front_door=turn.front_door,
+        route=turn.route,
+        sources=[{"name": name, "status": str(call.get("status", ""))} for name, call in turn.sources.items()],
+        documents=turn.documents,
+        degraded=turn.degraded,
+        rate_limited=turn.rate_limited,
+        latency_ms=max(0.0, turn.total_ms or 0.0),
+        question=mask(turn.question),
+        answer=mask(turn.answer),
+    )
+
+
+def audit_sink(writer: AuditWriter) -> Sink:
+    """Each turn's record, masked, to `writer` (a full queue drops it: counted and logged there)."""
+
+    def write(turn: TurnRecord) -> None:
+        writer.write(audit_record(turn))
+
+    return write
