@@ -16,6 +16,28 @@ from voicerag.settings import load_settings
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Every secret a test configures comes from here, so that the session's leak scan (tests/leak_scan.py)
+# can look for each in everything the product wrote. Distinctive values: a hit is never a coincidence.
+FAKE_SECRETS = {
+    "OPENAI_API_KEY": "sk-fake-7Qm2xVb9LkT4pZr8Yw",
+    "LIVEKIT_API_KEY": "lk-fake-key-K3s9WqD1",
+    "LIVEKIT_API_SECRET": "lk-fake-secret-P8v2NdG5",
+    "CARRIER_API_KEY": "carrier-fake-key-X4r7TbE2",
+    "CRM_CLIENT_SECRET": "crm-fake-secret-M6y1HcU9",
+    "DATABASE_PASSWORD": "db-fake-pass-R2w8JzL4",  # inside DATABASE_URL
+    "REDIS_PASSWORD": "redis-fake-pass-F5n3QaV7",  # inside REDIS_URL
+    "AUDIT_DATABASE_PASSWORD": "audit-fake-pass-B9k2YsN6",  # inside AUDIT_DATABASE_URL
+    "CHROMA_PASSWORD": "chroma-fake-pass-T1c8PwZ3",  # inside CHROMA_URL
+}
+# Personal data the tests say as callers: none of it may appear raw in anything the product wrote.
+SAMPLE_PII = {
+    "mobile phone": "090-1234-5678",
+    "landline": "03-5555-0123",
+    "e-mail": "taro.yamada@example.com",
+    "e-mail (ja)": "hanako.suzuki@example.co.jp",
+    "card": "4111 1111 1111 1111",
+}
 SAMPLE_PERSONA = load_persona(REPO / "data" / "persona.yaml")  # the sample company's phrases
 PHRASES = SAMPLE_PERSONA.phrases
 

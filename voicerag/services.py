@@ -17,6 +17,7 @@ from retrievers.errors import UserInputError
 from retrievers.http.cache import make_response_cache
 from retrievers.http.client import ResilientHttp
 from retrievers.knowledge_base import KnowledgeBaseManager, default_writer_lock, make_chroma_client
+from retrievers.secret_url import reveal
 from retrievers.sources.base import Source
 from retrievers.sources.config import LoadedSources, SourcesFile, build_declared_sources, load_sources_file
 from retrievers.sources.database import DatabaseSource, sqlite_url
@@ -55,7 +56,7 @@ def build_knowledge_base(
 ) -> KnowledgeBaseManager:
     """The knowledge base; its writers take turns through a file lock (embedded Chroma, or a server
     without REDIS_URL: this machine's writers only) or a Redis lock (a server, with REDIS_URL)."""
-    chroma_url = str(settings.chroma_url) if settings.chroma_url else None
+    chroma_url = reveal(settings.chroma_url)
     client = make_chroma_client(settings.voicerag_data_dir, chroma_url, timeout_s=settings.chroma_timeout_s)
     name = collection or settings.collection
     return KnowledgeBaseManager(
@@ -71,7 +72,7 @@ def build_knowledge_base(
         ),
         index_dir=settings.voicerag_data_dir / "keyword-index",
         writer_lock=default_writer_lock(
-            client, name, redis_url=settings.redis_url, lock_dir=settings.voicerag_data_dir / "locks"
+            client, name, redis_url=reveal(settings.redis_url), lock_dir=settings.voicerag_data_dir / "locks"
         ),
         lock_timeout_s=settings.ingest_lock_timeout_s,
     )
@@ -116,10 +117,11 @@ def build_http(settings: Settings, extra_hosts: Iterable[str] = ()) -> Resilient
     }
     return ResilientHttp(
         allowed_hosts=sorted(h for h in hosts if h),
-        cache=make_response_cache(settings.redis_url),
+        cache=make_response_cache(reveal(settings.redis_url)),
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown_s=settings.breaker_cooldown_s,
         rate_limit=settings.http_rate_limit,
+        insecure_hosts=settings.http_insecure_hosts,  # plain http and private addresses: these hosts only
     )
 
 
@@ -136,7 +138,7 @@ def build_sources(settings: Settings, http: ResilientHttp, loaded: LoadedSources
     if settings.database_queries_file is not None:  # empty DATABASE_QUERIES_FILE: no database source
         sources.append(
             DatabaseSource(
-                settings.database_url or sqlite_url(settings.voicerag_data_dir / "company.sqlite"),
+                reveal(settings.database_url) or sqlite_url(settings.voicerag_data_dir / "company.sqlite"),
                 settings.database_queries_file,
                 seed_file=settings.database_seed_file if settings.database_url is None else None,
                 statement_timeout_ms=settings.database_statement_timeout_ms,
@@ -149,7 +151,11 @@ def build_sources(settings: Settings, http: ResilientHttp, loaded: LoadedSources
 
 def build_http_and_sources(settings: Settings) -> tuple[ResilientHttp, SourceRegistry]:
     """The HTTP client, allowed to call exactly the configured sources' hosts, and the sources."""
-    loaded = load_sources_file(settings.sources_file) if settings.sources_file else LoadedSources(SourcesFile())
+    loaded = (  # a plain http/ws URL to a host not in HTTP_INSECURE_HOSTS stops start-up
+        load_sources_file(settings.sources_file, insecure_hosts=settings.http_insecure_hosts)
+        if settings.sources_file
+        else LoadedSources(SourcesFile())
+    )
     http = build_http(settings, loaded.declarations.hosts())
     return http, build_sources(settings, http, loaded)
 
@@ -179,6 +185,6 @@ def build_services(settings: Settings) -> Services:
             max_question_chars=settings.max_question_chars,
             per_user=settings.rate_limit_per_user,
             per_tenant=settings.rate_limit_per_tenant,
-            redis_url=settings.redis_url,  # with Redis every worker shares the limits
+            redis_url=reveal(settings.redis_url),  # with Redis every worker shares the limits
         ),
     )

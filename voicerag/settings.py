@@ -7,15 +7,17 @@ A wrong value stops start-up with one line naming the variable (see `load_settin
 from __future__ import annotations
 
 import os
-import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from retrievers.errors import UserInputError
+from retrievers.http.address_guard import InsecureHosts, NetworkPolicy
+from retrievers.secret_url import SecretUrl, hide_password
 
 # The sample company's files, found from the code's own location so that the installed command works
 # from any folder; a relative path given in a variable is relative to the working directory.
@@ -40,7 +42,7 @@ class Settings(BaseSettings):
 
     # --- knowledge base -------------------------------------------------------------------
     voicerag_data_dir: Path = Field(PROJECT_DATA_DIR, description="embedded Chroma, caches, indexes")
-    chroma_url: AnyHttpUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
+    chroma_url: SecretUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
     chroma_timeout_s: float = Field(10.0, gt=0, le=300, description="each call to a Chroma server gives up after this")
     ingest_lock_timeout_s: float = Field(600.0, ge=0, le=86400, description="how long an ingest waits for another")
     collection: str = Field("voicerag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")  # Chroma's rule
@@ -69,8 +71,8 @@ class Settings(BaseSettings):
     turn_deadline_ms: int = Field(1500, ge=100, le=60000)
 
     # --- external sources -----------------------------------------------------------------
-    redis_url: str | None = Field(None, pattern=r"^rediss?://", description="shared response cache")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; default: seeded SQLite in the data dir")
+    redis_url: SecretUrl | None = Field(None, description="shared response cache, redis:// or rediss://")
+    database_url: SecretUrl | None = Field(None, description="SQLAlchemy URL; default: seeded SQLite in the data dir")
     database_queries_file: Path | None = Field(SAMPLE_DATA / "database.yaml", description="empty: no database")
     database_seed_file: Path = Field(SAMPLE_DATA / "seed.sql", description="seeds the default SQLite database")
     database_statement_timeout_ms: int = Field(1000, ge=50, le=60000)
@@ -117,7 +119,7 @@ class Settings(BaseSettings):
     )
 
     # --- audit log --------------------------------------------------------------------------
-    audit_database_url: str | None = Field(
+    audit_database_url: SecretUrl | None = Field(
         None, description="SQLAlchemy URL (SQLite or PostgreSQL); default: audit.sqlite in the data dir"
     )
     audit_queue_size: int = Field(
@@ -131,6 +133,48 @@ class Settings(BaseSettings):
     def _empty_means_none(cls, value: object) -> object:
         """An empty variable switches the file (and what it declares) off; a named file must exist."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("chroma_url", mode="before")
+    @classmethod
+    def _http_url(cls, value: object) -> object:
+        if isinstance(value, str) and value:
+            try:
+                TypeAdapter(AnyHttpUrl).validate_python(value)
+            except ValidationError as exc:
+                raise ValueError(exc.errors()[0]["msg"]) from None
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretUrl | None) -> SecretUrl | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("must start with redis:// or rediss://")
+        return value
+
+    @field_validator("http_insecure_hosts")
+    @classmethod
+    def _insecure_hosts(cls, value: str) -> str:
+        InsecureHosts(value)  # names, IP addresses or networks, comma-separated
+        return value
+
+    @model_validator(mode="after")
+    def _https_except_development_hosts(self) -> Settings:
+        """Plain http/ws only to HTTP_INSECURE_HOSTS: anything else stops start-up, naming the variable
+        (a UserInputError passes through pydantic as it is)."""
+        network = NetworkPolicy(self.http_insecure_hosts)
+        urls = {
+            "CHROMA_URL": self.chroma_url.get_secret_value() if self.chroma_url else None,
+            "OPENAI_BASE_URL": str(self.openai_base_url) if self.openai_base_url else None,
+            "GEOCODING_API_URL": str(self.geocoding_api_url),
+            "WEATHER_API_URL": str(self.weather_api_url),
+            "LIVEKIT_URL": self.livekit_url,
+        }
+        for variable, url in urls.items():
+            parts = urlsplit(url or "")
+            reason = network.plain_refused(parts.scheme, parts.hostname or "") if url else None
+            if reason is not None:
+                raise UserInputError(f"{variable}: {reason}")
+        return self
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -159,13 +203,10 @@ def load_settings(**overrides: object) -> Settings:
         raise UserInputError(f"{variable}: {first['msg']}{_shown(variable, first.get('input'))}") from None
 
 
-_CREDENTIALS = re.compile(r"(?<=://)([^/@\s:]*):[^/@\s]*@")  # scheme://user:password@host
-
-
 def _shown(variable: str, value: object) -> str:
     """The rejected value, for the error line: never a secret, never a URL's password, never long."""
     field = Settings.model_fields.get(variable.lower())
     if field is not None and "SecretStr" in str(field.annotation):
         return ""
-    text = _CREDENTIALS.sub(r"\1:***@", str(value))
+    text = hide_password(str(value))
     return f" (got {text[:80] + '…' if len(text) > 80 else text!r})"

@@ -20,6 +20,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from retrievers.errors import UserInputError
+from retrievers.secret_url import hide_password
 from voicerag.audit.schema import POSTGRES_FUNCTION, POSTGRES_GUARDS, SQLITE_GUARDS, TABLE, metadata
 
 APPLICATION_NAME = "voicerag-audit"  # how our connections show in pg_stat_activity
@@ -37,14 +38,16 @@ def parse_url(database_url: str, variable: str) -> URL:
     try:
         url = make_url(database_url)
     except ArgumentError:
-        raise UserInputError(f"{variable}: not a SQLAlchemy URL: {database_url!r}") from None
+        raise UserInputError(f"{variable}: not a SQLAlchemy URL: {hide_password(database_url)!r}") from None
     backend = url.get_backend_name()
     if backend in ("postgresql", "postgres"):
         return url.set(drivername="postgresql+asyncpg")
     if backend == "sqlite":
         database = url.database or ""
         if not database or database == ":memory:" or database.startswith("file:"):
-            raise UserInputError(f"{variable}: must name a SQLite file (sqlite:///path/audit.sqlite): {database_url!r}")
+            raise UserInputError(
+                f"{variable}: must name a SQLite file (sqlite:///path/audit.sqlite): {hide_password(database_url)!r}"
+            )
         return url.set(drivername="sqlite+aiosqlite", database=str(Path(database).absolute()))
     raise UserInputError(f"{variable}: unsupported database {backend!r} (use sqlite or postgresql)")
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import ArgumentError
 
 from retrievers.errors import UserInputError
 from retrievers.http.cache import ResponseCache
+from retrievers.secret_url import hide_password
 from retrievers.sources.database.caching import CachingRunner
 from retrievers.sources.database.postgres_runner import PostgresExecutor
 from retrievers.sources.database.runner import QueryRunner
@@ -30,7 +31,7 @@ def open_runner(
     try:
         url = make_url(database_url)
     except ArgumentError:
-        raise UserInputError(f"DATABASE_URL is not a valid SQLAlchemy URL: {database_url!r}") from None
+        raise UserInputError(f"DATABASE_URL is not a valid SQLAlchemy URL: {hide_password(database_url)!r}") from None
     backend = url.get_backend_name()
     runner: QueryRunner
     if backend in ("postgresql", "postgres"):
@@ -40,7 +41,9 @@ def open_runner(
     elif backend == "sqlite":
         database = url.database or ""
         if not database or database == ":memory:" or database.startswith("file:"):
-            raise UserInputError(f"DATABASE_URL must name a SQLite file (sqlite+aiosqlite:///path): {database_url!r}")
+            raise UserInputError(
+                f"DATABASE_URL must name a SQLite file (sqlite+aiosqlite:///path): {hide_password(database_url)!r}"
+            )
         if seed_file is not None and not Path(seed_file).is_file():
             raise UserInputError(f"{seed_file}: the seed SQL file does not exist")
         path = Path(database).absolute()
