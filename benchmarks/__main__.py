@@ -11,7 +11,7 @@ import sys
 
 from benchmarks.common import ROOT, log, now, print_table
 
-BENCHMARKS = ("ingest", "query_latency", "graph_overhead", "sources", "agent_overhead", "audit", "masking")
+BENCHMARKS = ("ingest", "query_latency", "graph_overhead", "sources", "agent_overhead", "audit", "masking", "admission")
 
 
 def main(argv: list[str] | None = None) -> int:
