@@ -34,7 +34,8 @@ class Route(TypedDict):
     calls: NotRequired[list[SourceCall]]  # the external sources to call, with their parameters
 
 
-ProblemKind = Literal["unreachable", "timeout", "unavailable"]
+# needs_caller: withheld from this caller (a lookup bound to an identity they do not have)
+ProblemKind = Literal["unreachable", "timeout", "unavailable", "needs_caller"]
 
 
 class Problem(TypedDict):
@@ -43,6 +44,7 @@ class Problem(TypedDict):
 
     source: str  # "knowledge_base" or a source name
     kind: ProblemKind
+    what: NotRequired[str]  # needs_caller: what was withheld ("order details"), in the turn's language
 
 
 def merge_timings(left: dict[str, Any] | None, right: dict[str, Any] | None) -> dict[str, Any]:

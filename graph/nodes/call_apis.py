@@ -18,7 +18,8 @@ from graph.context import Context
 from graph.nodes.common import Node, elapsed_ms
 from graph.services import Services
 from graph.state import Problem, SourceCall, State
-from retrievers.sources.base import UNAVAILABLE, SourceContext, SourceResult, run_source
+from retrievers.language import Language
+from retrievers.sources.base import NEEDS_CALLER, UNAVAILABLE, SourceContext, SourceResult, run_source
 from retrievers.turn.deadline import deadline_at
 
 
@@ -39,7 +40,12 @@ async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> Sou
 
 def problem_of(result: SourceResult) -> Problem | None:
     """What the answer must say about a source that gave nothing (None: it answered, or the caller
-    may not use it — then it is simply not consulted)."""
+    may not use it — then it is simply not consulted). A lookup bound to the caller's identity that
+    this caller cannot have is said (the persona's needs_verified_caller), the same sentence whether
+    or not the record exists."""
+    data = result["data"]
+    if result["status"] == "skipped" and isinstance(data, dict) and data.get("error") == NEEDS_CALLER:
+        return Problem(source=result["source"], kind="needs_caller", what=str(data.get("what") or ""))
     if result["status"] == "timeout":
         return Problem(source=result["source"], kind="timeout")
     if result["status"] == "error":
@@ -53,6 +59,11 @@ def problem_of(result: SourceResult) -> Problem | None:
     return None
 
 
+def source_context(ctx: Context, language: Language) -> SourceContext:
+    """Who is calling, as sources see it: from the run's context (the front door), never the state."""
+    return SourceContext(user_id=ctx.user_id, roles=tuple(ctx.roles), tenant=ctx.tenant, language=language)
+
+
 def make_call_apis(services: Services) -> Node:
     async def call_apis(state: State, runtime: Runtime[Context]) -> State:
         """Call every source the route chose, concurrently; report each outcome."""
@@ -62,9 +73,7 @@ def make_call_apis(services: Services) -> Node:
         if not calls:
             return {"api_results": [], "timings_ms": {"call_apis": 0.0, "sources": {}}}
         ctx = runtime.context or Context()
-        source_ctx = SourceContext(
-            user_id=ctx.user_id, roles=tuple(ctx.roles), tenant=ctx.tenant, language=state.get("language", "en")
-        )
+        source_ctx = source_context(ctx, state.get("language", "en"))
         with deadline_at(state.get("deadline_at")):
             results = list(await asyncio.gather(*(_call(services, call, source_ctx) for call in calls)))
         for result in results:

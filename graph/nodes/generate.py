@@ -23,7 +23,7 @@ from graph.context import Context
 from graph.extractive import extract_answer
 from graph.nodes.common import Node, elapsed_ms
 from graph.nodes.small_talk import small_talk_reply
-from graph.prompts import ANSWER_SYSTEM, SMALL_TALK_SYSTEM, UNAVAILABLE_NOTE
+from graph.prompts import ANSWER_SYSTEM, SMALL_TALK_SYSTEM, UNAVAILABLE_NOTE, WITHHELD_NOTE
 from graph.services import GraphOptions, Services
 from graph.state import Problem, State
 from retrievers.knowledge_base.hits import SearchHit
@@ -120,11 +120,16 @@ def make_generate(services: Services) -> Node:
         """One true sentence per kind of failure: unreachable, too slow, switched off."""
         said = ""
         for kind, phrase in (
+            ("needs_caller", phrases.needs_verified_caller),
             ("unreachable", phrases.could_not_reach),
             ("timeout", phrases.took_too_long),
             ("unavailable", phrases.not_available),
         ):
-            names = _names([p["source"] for p in problems if p["kind"] == kind], language)
+            if kind == "needs_caller":  # names what was withheld ("order details"), not the system
+                withheld = [p.get("what") or p["source"] for p in problems if p["kind"] == kind]
+                names = ("、" if language == "ja" else " and ").join(dict.fromkeys(withheld))
+            else:
+                names = _names([p["source"] for p in problems if p["kind"] == kind], language)
             if names:
                 sentence = phrase[language].format(what=names)
                 said += sentence[:1].upper() + sentence[1:]  # "The weather service took too long..."
@@ -154,7 +159,8 @@ def make_generate(services: Services) -> Node:
 
         problems = state.get("problems", [])
         prefix = problems_said(problems, language)
-        unavailable = _names([p["source"] for p in problems], language)
+        failures = [p for p in problems if p["kind"] != "needs_caller"]  # withheld is no failure
+        unavailable = _names([p["source"] for p in failures], language)
         live = [r for r in state.get("api_results", []) if r["status"] == "ok"]
         reply: tuple[list[AnyMessage], str, bool] | None = None
         if route["kind"] == "small_talk":
@@ -166,11 +172,13 @@ def make_generate(services: Services) -> Node:
                 reply = [AIMessage(reply_text)], reply_text, services.chat_model is not None  # model failed
         elif not graded and not live:
             text = prefix or phrases.not_found[language]
-            reply = [AIMessage(text)], text, bool(prefix)
+            reply = [AIMessage(text)], text, bool(failures)
         else:
             system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded, live))
-            if prefix:  # the model must say what could not be fetched, as the fixed sentences do
+            if unavailable:  # the model must say what could not be fetched, as the fixed sentences do
                 system += UNAVAILABLE_NOTE[language].format(what=unavailable)
+            if withheld := problems_said([p for p in problems if p["kind"] == "needs_caller"], language):
+                system += WITHHELD_NOTE[language].format(sentence=withheld.strip())
             reply = await answer_from_model(state, language, system, question)
             if reply is None:
                 # Live results come as answer-ready sentences and answer what was asked about live data;
@@ -191,7 +199,7 @@ def make_generate(services: Services) -> Node:
         return {
             "messages": messages,
             "answer": answer,
-            "degraded": degraded or bool(prefix) or bool(state.get("keyword_only")),
+            "degraded": degraded or bool(failures) or bool(state.get("keyword_only")),
             "timings_ms": timings,
         }
 

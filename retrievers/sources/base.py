@@ -34,18 +34,39 @@ class SourceResult(TypedDict):
     status: SourceStatus
     data: Any
     summary: str  # answer-ready, in the turn's language; says what failed when it failed
+    # (withheld from this caller, `data["error"] == NEEDS_CALLER`: empty; the graph says the persona's sentence)
     elapsed_ms: float
     cached: bool
 
 
+ANONYMOUS = "anonymous"  # the user id of a caller nobody vouched for
+CallerField = Literal["user_id", "tenant"]  # what of the caller a source may bind (`from: caller.<field>`)
+
+
 @dataclass(frozen=True)
 class SourceContext:
-    """Who is asking, for per-user results and permissions."""
+    """Who is asking, for per-user results and permissions. The user id and tenant come from the
+    front door (a LiveKit participant's attributes, `--user`), never from the question or a model."""
 
-    user_id: str = "anonymous"
+    user_id: str = ANONYMOUS
     roles: tuple[str, ...] = ()
     tenant: str | None = None
     language: Language = "en"
+
+    def caller(self, field: CallerField) -> str | None:
+        """The caller's user id or tenant, or None when the caller has none (anonymous)."""
+        value = self.tenant if field == "tenant" else self.user_id
+        return None if not value or value == ANONYMOUS else value
+
+
+class CallerRequired(Exception):
+    """A lookup bound to the caller's identity that this caller cannot have: they are anonymous, or
+    the record is not theirs — deliberately indistinguishable, so nothing says whether it exists.
+    `what` names the withheld information in the turn's language ("order details")."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
 
 
 @dataclass(frozen=True)
@@ -88,15 +109,21 @@ class Source(ABC, Generic[P]):
 
     def tool_schema(self) -> dict[str, Any]:
         """An OpenAI tool definition generated from the parameter model, for the LLM router."""
-        schema = self.params_model.model_json_schema()
-        schema.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": schema},
-        }
+        return tool_definition(self.name, self.description, self.params_model)
 
     def allowed_for(self, ctx: SourceContext) -> bool:
         return not self.required_roles or bool(set(self.required_roles) & set(ctx.roles))
+
+    def offered_to(self, ctx: SourceContext) -> type[BaseModel] | None:
+        """The parameter model this caller may call the source with (the LLM router's tool, and
+        the check of every call it returns), or None when the source is not offered to them.
+        Sources bound to the caller's identity narrow it or withhold it from anonymous callers."""
+        return self.params_model if self.allowed_for(ctx) else None
+
+    def tool_schema_for(self, ctx: SourceContext) -> dict[str, Any] | None:
+        """The OpenAI tool definition this caller is offered, or None."""
+        model = self.offered_to(ctx)
+        return None if model is None else tool_definition(self.name, self.description, model)
 
     async def start(self) -> None:  # most sources need nothing started
         """Start background work (a real-time subscription); called once before the first turn."""
@@ -105,7 +132,15 @@ class Source(ABC, Generic[P]):
         """Release what the source holds (connections, subscriptions)."""
 
 
+def tool_definition(name: str, description: str, model: type[BaseModel]) -> dict[str, Any]:
+    """An OpenAI tool definition (function calling) whose parameters are `model`'s JSON schema."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": schema}}
+
+
 UNAVAILABLE = "unavailable"  # `data["error"]` of a skipped result whose source is switched off
+NEEDS_CALLER = "needs_verified_caller"  # `data["error"]` of a skipped result withheld from this caller
 
 FAILED: dict[Language, str] = {
     "en": "I couldn't get {what} just now.",
@@ -134,6 +169,8 @@ async def run_source(source: Source[Any], params: BaseModel, ctx: SourceContext)
     try:
         async with asyncio.timeout(budget):
             fetched = await source.fetch(params, ctx)
+    except CallerRequired as exc:  # the same outcome whether the record exists or not
+        return result("skipped", {"error": NEEDS_CALLER, "what": exc.what}, "")
     except TimeoutError:
         log.info("source %s timed out after %.0f ms", source.name, budget * 1000)
         return result("timeout", None, failed)

@@ -9,6 +9,7 @@ follows no redirect to another origin: a source's credentials reach only the ori
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from retrievers.http.auth import ApiKeyAuth, BearerAuth, OAuth2ClientCredentials
 from retrievers.language import Language
-from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.sources.base import CallerField, CallerRequired, Fetched, Source, SourceContext
 from retrievers.sources.keywords import KeywordMatcher
 from retrievers.turn.failures import FetchError
 
@@ -27,20 +28,35 @@ if TYPE_CHECKING:
     from retrievers.http.client import ResilientHttp
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")  # an HTTP token
+CallerBinding = Literal["caller.user_id", "caller.tenant"]
+
+
+def _caller_field(binding: CallerBinding) -> CallerField:
+    return "tenant" if binding == "caller.tenant" else "user_id"
 
 
 class ParamSpec(BaseModel):
     """One parameter of a declared source."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: Literal["string", "integer", "number"] = "string"
     description: str = ""
     pattern: str | None = None  # the value must match it (whole value)
     find: str | None = None  # regex with one group: how to find the value in a question
     default: str | int | float | None = None
-    caller: bool = False  # filled with the caller's user id, never from the question or a model
+    # The caller's user id or tenant, never from the question or a model (`caller: true` = caller.user_id)
+    from_: CallerBinding | None = Field(None, alias="from")
+    caller: bool = False
     max_length: int = 200
+
+    @property
+    def bound_to(self) -> CallerField | None:
+        """What of the caller fills this parameter, or None when the question or the router does."""
+        if self.from_ is not None:
+            return _caller_field(self.from_)
+        return "user_id" if self.caller else None
 
     @field_validator("pattern", "find")
     @classmethod
@@ -48,6 +64,21 @@ class ParamSpec(BaseModel):
         if value is not None:
             re.compile(value)
         return value
+
+
+class HeaderSpec(BaseModel):
+    """A request header: the caller's identity (`from: caller.user_id`), or a fixed value (`${VAR}`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    from_: CallerBinding | None = Field(None, alias="from")
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HeaderSpec:
+        if (self.from_ is None) == (self.value is None):
+            raise ValueError("give either from (caller.user_id or caller.tenant) or value")
+        return self
 
 
 class AuthSpec(BaseModel):
@@ -86,6 +117,7 @@ class DeclaredSpec(BaseModel):
     keywords: dict[Language, list[str]] = Field(default_factory=dict)  # any of them makes the source apply
     url: str
     params: dict[str, ParamSpec] = Field(default_factory=dict)
+    headers: dict[str, HeaderSpec] = Field(default_factory=dict)
     auth: AuthSpec | None = None
     ttl_s: float = Field(300.0, ge=0)
     timeout_s: float = Field(1.5, gt=0, le=30)
@@ -93,6 +125,7 @@ class DeclaredSpec(BaseModel):
     required_roles: list[str] = Field(default_factory=list)
     keep: dict[str, str] = Field(default_factory=dict)  # field name -> dot path in the response
     summary: dict[Language, str]  # template over the kept fields, e.g. "Your parcel is {status}."
+    withheld: dict[Language, str] | None = None  # bound to the caller: what the refusal names (default: labels)
 
     @field_validator("labels", "summary")
     @classmethod
@@ -112,9 +145,27 @@ class DeclaredSpec(BaseModel):
             raise ValueError("the host cannot be a parameter")
         return value
 
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, HeaderSpec]) -> dict[str, HeaderSpec]:
+        if bad := [name for name in value if not _HEADER_NAME.match(name)]:
+            raise ValueError(f"not a header name: {bad[0]!r}")
+        return value
+
+    @field_validator("withheld")
+    @classmethod
+    def _withheld_languages(cls, value: dict[Language, str] | None) -> dict[Language, str] | None:
+        return None if value is None else cls._both_languages(value)
+
     @property
     def host(self) -> str:
         return urlparse(self.url).hostname or ""
+
+    def caller_bindings(self) -> dict[str, CallerField]:
+        """Parameters and headers (`header:Name`) filled from the caller's identity."""
+        bound = {name: field for name, param in self.params.items() if (field := param.bound_to) is not None}
+        bound |= {f"header:{name}": _caller_field(h.from_) for name, h in self.headers.items() if h.from_}
+        return bound
 
 
 class RestSpec(DeclaredSpec):
@@ -138,7 +189,7 @@ def _params_model(spec: DeclaredSpec) -> type[BaseModel]:
     python = {"string": str, "integer": int, "number": float}
     fields: dict[str, Any] = {}
     for name, param in spec.params.items():
-        if param.caller:
+        if param.bound_to is not None:
             continue  # never asked of the model or the question
         constraints: dict[str, Any] = {"description": param.description}
         if param.type == "string":
@@ -187,12 +238,13 @@ class DeclaredSource(Source[BaseModel]):
         self.params_model = _params_model(spec)
         self._keywords = KeywordMatcher(word for words in spec.keywords.values() for word in words)  # either language
         self._auth = spec.auth.build() if spec.auth else None
+        self._bindings = spec.caller_bindings()
 
     def extract(self, question: str, language: Language, earlier: list[str]) -> BaseModel | None:
         normal = unicodedata.normalize("NFKC", question)
         values: dict[str, Any] = {}
         for name, param in self.spec.params.items():
-            if param.caller:
+            if param.bound_to is not None:
                 continue
             match = re.search(param.find, normal, re.IGNORECASE) if param.find else None
             if match:
@@ -207,11 +259,29 @@ class DeclaredSource(Source[BaseModel]):
         except ValueError:  # a required value is missing or malformed: not this source's question
             return None
 
+    def offered_to(self, ctx: SourceContext) -> type[BaseModel] | None:
+        """Not offered to a caller without the identity it binds (an anonymous caller, no tenant)."""
+        if not self.allowed_for(ctx) or any(ctx.caller(f) is None for f in self._bindings.values()):
+            return None
+        return self.params_model
+
+    def _caller_values(self, ctx: SourceContext) -> dict[str, str]:
+        """Bound names -> the caller's identity; `CallerRequired` (nothing is sent) when it is missing."""
+        values = {name: ctx.caller(field) for name, field in self._bindings.items()}
+        if any(value is None for value in values.values()):
+            withheld = self.spec.withheld or self.labels
+            raise CallerRequired(withheld[ctx.language])
+        return {name: value for name, value in values.items() if value is not None}
+
     async def fetch(self, params: BaseModel, ctx: SourceContext) -> Fetched:
         if self.http is None:
             raise FetchError("unreachable", "no HTTP client configured")
-        values = {**params.model_dump(), **{n: ctx.user_id for n, p in self.spec.params.items() if p.caller}}
-        response = await self._request(values, ctx)
+        bound = self._caller_values(ctx)
+        # The caller's values last: a forged parameter of the same name cannot replace them.
+        values = {**params.model_dump(), **{n: v for n, v in bound.items() if not n.startswith("header:")}}
+        headers = {name: spec.value for name, spec in self.spec.headers.items() if spec.value is not None}
+        headers |= {n.removeprefix("header:"): v for n, v in bound.items() if n.startswith("header:")}
+        response = await self._request(values, headers, ctx)
         root = dig(response.data, self.spec.data_path) if isinstance(self.spec, GraphQLSpec) else response.data
         kept = {field: dig(root, path) for field, path in self.spec.keep.items()} if self.spec.keep else root
         if isinstance(kept, dict) and self.spec.keep and all(v is None for v in kept.values()):
@@ -222,14 +292,17 @@ class DeclaredSource(Source[BaseModel]):
             raise FetchError("bad_response", f"summary template: {exc}") from None
         return Fetched(data=kept, summary=summary, cached=response.cached)
 
-    async def _request(self, values: dict[str, Any], ctx: SourceContext) -> Any:
+    async def _request(self, values: dict[str, Any], headers: dict[str, str], ctx: SourceContext) -> Any:
         assert self.http is not None
+        # Results bound to the caller are cached per caller even when headers carry the binding.
+        per_caller = self.spec.per_user or bool(self._bindings)
         common: dict[str, Any] = {
             "auth": self._auth,
+            "headers": headers or None,
             "timeout_s": self.timeout_s,
             "cache_ttl_s": self.ttl_s,
             "cache_namespace": self.name,
-            "identity": ctx.user_id if self.spec.per_user else None,
+            "identity": json.dumps([ctx.tenant, ctx.user_id]) if per_caller else None,
         }
         if isinstance(self.spec, GraphQLSpec):
             return await self.http.request_json(

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from retrievers.http.cache import InMemoryResponseCache, RedisResponseCache
-from retrievers.sources.base import SourceContext, run_source
+from retrievers.sources.base import CallerRequired, SourceContext, run_source
 from retrievers.sources.database import DatabaseSource, params_of, sqlite_url
 from voicerag.services import build_http_and_sources, close_http
 from voicerag.settings import load_settings
@@ -28,7 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 QUERIES = REPO / "data" / "database.yaml"
 SEED = REPO / "data" / "seed.sql"
 EN, JA = SourceContext(language="en"), SourceContext(language="ja")
-ALICE, BOB = SourceContext(user_id="alice"), SourceContext(user_id="bob")
+# Customers (a caller's user id is their customer id): ALICE placed KA-2026-000130 and KA-2026-000123 is
+# ... not hers; BOB placed neither.
+ALICE, BOB = SourceContext(user_id="C-101551"), SourceContext(user_id="C-100231")
+ALICE_123 = SourceContext(user_id="C-101518")  # the customer of KA-2026-000123
 
 
 def seeded(path: Path) -> Path:
@@ -107,13 +110,13 @@ async def test_per_user_results_are_never_shared_between_callers(source: Databas
     alice_first = await source.fetch(params, ALICE)
     assert not alice_first.cached and alice_first.data[0]["status"] == "received"
     change(database, "UPDATE orders SET status = 'preparing' WHERE order_number = 'KA-2026-000130'")
-    bob = await source.fetch(params, BOB)
-    assert not bob.cached and bob.data[0]["status"] == "preparing"  # never alice's rows
+    with pytest.raises(CallerRequired):  # never alice's cached rows: bob's own (empty) result
+        await source.fetch(params, BOB)
     alice_again = await source.fetch(params, ALICE)
     assert alice_again.cached and alice_again.data[0]["status"] == "received"
     # the same user id in another tenant is another caller
-    other_tenant = await source.fetch(params, SourceContext(user_id="alice", tenant="other"))
-    assert not other_tenant.cached
+    other_tenant = await source.fetch(params, SourceContext(user_id=ALICE.user_id, tenant="other"))
+    assert not other_tenant.cached and other_tenant.data[0]["status"] == "preparing"
     # a shared query is shared: bob gets alice's cached hours
     hours = params_of(source, query="store_hours", store="shibuya")
     await source.fetch(hours, ALICE)
@@ -208,11 +211,11 @@ async def test_the_redis_cache_serves_hits_keeps_callers_apart_and_clears_by_nam
         assert again.summary.startswith("札幌店の営業時間は、")
 
         order = params_of(source, query="order_status", order_number="KA-2026-000123")
-        await source.fetch(order, ALICE)
-        assert not (await source.fetch(order, BOB)).cached
-        assert (await source.fetch(order, ALICE)).cached
+        await source.fetch(order, ALICE_123)
+        assert (await run_source(source, order, BOB))["data"]["error"] == "needs_verified_caller"  # not hers
+        assert (await source.fetch(order, ALICE_123)).cached
 
-        assert await cache.clear(source.name) == 3  # hours, alice's order, bob's order
+        assert await cache.clear(source.name) == 3  # hours, her order, bob's (empty) look-up
         assert not (await source.fetch(hours, EN)).cached
     finally:
         await cache.clear(source.name)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from retrievers.language import Language
-from retrievers.sources.base import SourceContext, run_source
+from retrievers.sources.base import CallerRequired, SourceContext, run_source
 from retrievers.sources.database import DatabaseSource, params_of, sqlite_url
 from retrievers.sources.database.runner import Row
 from retrievers.turn.deadline import turn_deadline
@@ -30,6 +30,7 @@ QUERIES = REPO / "data" / "database.yaml"
 SEED = REPO / "data" / "seed.sql"
 EXPECTED_COUNTS = {"products": 7, "stores": 3, "store_hours": 24, "stock": 21, "orders": 20, "order_items": 21}
 EN, JA = SourceContext(language="en"), SourceContext(language="ja")
+OWNER_123 = SourceContext(user_id="C-101518", language="en")  # order_status answers only the caller's own orders
 SLOW_SQL = (  # about a billion rows: far longer than any timeout below, on both databases
     "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT count(*) AS n FROM c"
 )
@@ -84,8 +85,15 @@ async def execute(source: DatabaseSource, sql: str, arguments: dict[str, object]
 
 
 async def order_123_status(source: DatabaseSource) -> str:
-    rows = await execute(source, source.queries["order_status"].sql, {"order_number": "KA-2026-000123"})
+    arguments = {"order_number": "KA-2026-000123", "caller_id": OWNER_123.user_id}
+    rows = await execute(source, source.queries["order_status"].sql, arguments)
     return str(rows[0]["status"])
+
+
+async def owners(source: DatabaseSource) -> dict[str, str]:
+    """Order number -> the customer it belongs to (that customer's user id)."""
+    rows = await execute(source, "SELECT order_number, customer_id FROM orders", {})
+    return {str(row["order_number"]): str(row["customer_id"]) for row in rows}
 
 
 # ---- answers -------------------------------------------------------------------------------
@@ -109,25 +117,28 @@ async def test_order_status_is_said_with_the_stored_dates(
     source: DatabaseSource, order_number: str, language: Language, summary: str
 ) -> None:
     params = params_of(source, query="order_status", order_number=order_number)
-    fetched = await source.fetch(params, SourceContext(language=language))
+    owner = (await owners(source))[order_number]
+    fetched = await source.fetch(params, SourceContext(user_id=owner, language=language))
     assert fetched.summary == summary
     assert len(fetched.data) == 1 and fetched.data[0]["order_number"] == order_number
 
 
-async def test_unknown_order_number_says_there_is_no_such_order(source: DatabaseSource) -> None:
+async def test_an_unknown_order_number_is_withheld_like_another_customers_order(source: DatabaseSource) -> None:
+    # No row for this caller: not theirs, or no such order — one answer for both (test_database_caller.py).
     params = params_of(source, query="order_status", order_number="KA-2026-999999")
-    en, ja = await source.fetch(params, EN), await source.fetch(params, JA)
-    assert en.data == [] and ja.data == []
-    assert en.summary.startswith("I couldn't find an order with the number KA-2026-999999.")
-    assert ja.summary.startswith("ご注文番号 KA-2026-999999 のご注文は見つかりませんでした。")
+    for language, what in (("en", "order details"), ("ja", "ご注文の詳細")):
+        with pytest.raises(CallerRequired) as caught:
+            await source.fetch(params, SourceContext(user_id=OWNER_123.user_id, language=language))  # type: ignore[arg-type]
+        assert caught.value.what == what
 
 
 async def test_every_seeded_order_has_an_answer_in_both_languages(source: DatabaseSource) -> None:
-    numbers = [row["order_number"] for row in await execute(source, "SELECT order_number FROM orders", {})]
-    assert len(numbers) == 20
-    for number in numbers:
+    by_owner = await owners(source)
+    assert len(by_owner) == 20
+    for number, owner in by_owner.items():
         params = params_of(source, query="order_status", order_number=number)
-        en, ja = (await source.fetch(params, EN)).summary, (await source.fetch(params, JA)).summary
+        en_ctx, ja_ctx = SourceContext(user_id=owner, language="en"), SourceContext(user_id=owner, language="ja")
+        en, ja = (await source.fetch(params, en_ctx)).summary, (await source.fetch(params, ja_ctx)).summary
         for summary in (en, ja):
             assert number in summary and "{" not in summary and "None" not in summary
         assert re.search(r"\d{4}-\d{2}-\d{2}", en) and re.search(r"\d{4}年\d{1,2}月\d{1,2}日", ja)
@@ -185,7 +196,8 @@ async def test_store_hours_group_equal_days_and_name_the_closing_day(
 
 
 async def test_rows_are_json_friendly_with_iso_dates(source: DatabaseSource) -> None:
-    fetched = await source.fetch(params_of(source, query="order_status", order_number="KA-2026-000115"), EN)
+    owner = SourceContext(user_id="C-101490")
+    fetched = await source.fetch(params_of(source, query="order_status", order_number="KA-2026-000115"), owner)
     assert json.loads(json.dumps(fetched.data)) == [
         {
             "order_number": "KA-2026-000115",
@@ -220,7 +232,8 @@ async def test_a_question_is_answered_end_to_end_through_run_source(
 ) -> None:
     params = source.extract(question, language, earlier)
     assert params is not None
-    result = await run_source(source, params, SourceContext(language=language))
+    ctx = SourceContext(user_id="C-101520", language=language)  # the owner of KA-2026-000124
+    result = await run_source(source, params, ctx)
     assert result["status"] == "ok" and result["source"] == "database_query" and not result["cached"]
     assert result["summary"].startswith(summary)
 
@@ -247,7 +260,9 @@ async def test_injection_payloads_bound_as_parameters_match_nothing_and_change_n
     # Straight into the executor, skipping validation: binding alone must make them inert.
     order_sql, stock_sql = source.queries["order_status"].sql, source.queries["product_stock"].sql
     for payload in PAYLOADS:
-        assert await execute(source, order_sql, {"order_number": payload}) == []
+        assert await execute(source, order_sql, {"order_number": payload, "caller_id": OWNER_123.user_id}) == []
+        # A caller's id (a participant attribute) is bound the same way: inert too.
+        assert await execute(source, order_sql, {"order_number": "KA-2026-000123", "caller_id": payload}) == []
         assert await execute(source, stock_sql, {"product_code": payload, "store": None}) == []
         assert await execute(source, stock_sql, {"product_code": "KH-300", "store": payload}) == []
     assert await table_counts(database_url) == EXPECTED_COUNTS
@@ -296,7 +311,8 @@ async def test_a_write_smuggled_into_a_named_query_is_refused_by_the_database(
     source.queries["order_status"] = query.model_copy(
         update={"sql": "UPDATE orders SET status = 'received' WHERE order_number = :order_number"}
     )
-    result = await run_source(source, params_of(source, query="order_status", order_number="KA-2026-000123"), EN)
+    params = params_of(source, query="order_status", order_number="KA-2026-000123")
+    result = await run_source(source, params, OWNER_123)
     source.queries["order_status"] = query
     assert result["status"] == "error" and result["data"] == {"error": "server_error"}
     assert await order_123_status(source) == "shipped"

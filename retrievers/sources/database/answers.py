@@ -71,7 +71,7 @@ def render_answer(
     """The sentence for `rows` (JSON-friendly) in `language`, from the query's templates."""
     spec: LanguageAnswer = getattr(answer, language)
     if not rows:
-        return _FORMATTER.format(spec.none, **arguments)
+        return _FORMATTER.format(spec.none or "", **arguments)
     items = []
     for group in _groups(rows, answer.group_by):
         fields = {**arguments, **group[0]}

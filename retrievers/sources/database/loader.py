@@ -36,6 +36,7 @@ def load_database_file(path: Path) -> DatabaseFile:
         where = f"{path}: query {name!r}"
         if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
             raise UserInputError(f"{where}: a query name is lower-case letters, digits and _")
+        _check_caller(where, query)
         _check_sql(where, query)
         _check_params(where, query)
         _check_answer(where, query)
@@ -71,10 +72,30 @@ def _check_sql(where: str, query: QuerySpec) -> None:
     if problem := sql_problem(query.sql):
         raise UserInputError(f"{where}: sql: must be a single read-only SELECT ({problem})")
     binds = bind_names(query.sql)
-    if undeclared := sorted(binds - set(query.params)):
+    if undeclared := sorted(binds - set(query.params) - set(query.caller)):
         raise UserInputError(f"{where}: sql: the SQL uses undeclared parameters: {', '.join(undeclared)}")
     if unused := sorted(set(query.params) - binds):
         raise UserInputError(f"{where}: params: declared parameters not used in the SQL: {', '.join(unused)}")
+    if unused := sorted(set(query.caller) - binds):
+        raise UserInputError(f"{where}: caller: bound to the caller but not used in the SQL: {', '.join(unused)}")
+
+
+def _check_caller(where: str, query: QuerySpec) -> None:
+    """A query bound to the caller: names apart from the parameters, cached per caller, and a
+    `withheld` phrase for the refusal everyone else hears."""
+    if not query.caller:
+        if query.withheld is not None:
+            raise UserInputError(f"{where}: withheld: only a query with a caller binding is withheld")
+        return
+    for name in query.caller:
+        if name in query.params:
+            raise UserInputError(f"{where}: caller.{name}: also a parameter; the caller's value cannot be given")
+        if not name.isidentifier() or name.startswith("_") or name == "query":
+            raise UserInputError(f"{where}: caller: {name!r} cannot be a bound name")
+    if not query.per_user:
+        raise UserInputError(f"{where}: per_user: a query bound to the caller must be per_user: true")
+    if query.withheld is None or any(not query.withheld.get(language) for language in LANGUAGES):
+        raise UserInputError(f"{where}: withheld: name what is withheld from other callers, in en and ja")
 
 
 def _check_params(where: str, query: QuerySpec) -> None:
@@ -93,7 +114,14 @@ def _check_params(where: str, query: QuerySpec) -> None:
 def _check_answer(where: str, query: QuerySpec) -> None:
     for language in LANGUAGES:
         answer: LanguageAnswer = getattr(query.answer, language)
-        templates = {"text": answer.text, "none": answer.none}
+        if query.caller and answer.none is not None:
+            raise UserInputError(
+                f"{where}: answer.{language}.none: a query bound to the caller says no more when no row is the "
+                "caller's (the persona's needs_verified_caller sentence); remove it"
+            )
+        if not query.caller and answer.none is None:
+            raise UserInputError(f"{where}: answer.{language}.none: field required")
+        templates = {"text": answer.text, "none": answer.none or ""}
         items = answer.item if isinstance(answer.item, dict) else {"": answer.item}
         templates |= {f"item.{key}" if key else "item": template for key, template in items.items()}
         for field, template in templates.items():

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from retrievers.errors import UserInputError
 from retrievers.http.cache import ResponseCache
 from retrievers.language import Language
-from retrievers.sources.base import Fetched, Source, SourceContext
+from retrievers.sources.base import CallerRequired, Fetched, Source, SourceContext
 from retrievers.sources.database.answers import render_answer
 from retrievers.sources.database.caching import query_cache_key
 from retrievers.sources.database.connect import open_runner
@@ -58,6 +58,7 @@ class DatabaseSource(Source[DatabaseParams]):
         self.queries: dict[str, QuerySpec] = dict(declared.queries)
         self._model = build_params_model(self.queries)
         self.params_model = self._model  # the tool schema names this file's queries
+        self._narrowed: dict[tuple[str, ...], type[DatabaseParams]] = {}  # parameter models of fewer queries
         self.statement_timeout_s = statement_timeout_ms / 1000
         self.runner: QueryRunner = open_runner(
             database_url,
@@ -72,12 +73,29 @@ class DatabaseSource(Source[DatabaseParams]):
     def extract(self, question: str, language: Language, earlier: list[str]) -> DatabaseParams | None:
         return self._rules.extract(question, earlier)
 
+    def offered_to(self, ctx: SourceContext) -> type[BaseModel] | None:
+        """The queries this caller may run: those bound to the caller only when the caller has the
+        identity they bind (an anonymous caller is offered none of them)."""
+        if not self.allowed_for(ctx):
+            return None
+        names = tuple(name for name, query in self.queries.items() if _binds_available(query, ctx))
+        if len(names) == len(self.queries):
+            return self._model
+        if not names:
+            return None
+        if names not in self._narrowed:
+            self._narrowed[names] = build_params_model({name: self.queries[name] for name in names})
+        return self._narrowed[names]
+
     async def fetch(self, params: DatabaseParams, ctx: SourceContext) -> Fetched:
         checked = self._validated(params)  # again: params may come from an LLM or be built unchecked
         query = self.queries[checked.query]
         arguments = checked.arguments()
+        bound = _caller_values(query, ctx)  # before any I/O: an anonymous caller's query never runs
         caching = CachePolicy(self._cache_key(checked, ctx), query.ttl_s)
-        result = await self.runner.run(query.sql, arguments, caching=caching)
+        result = await self.runner.run(query.sql, {**arguments, **bound}, caching=caching)
+        if query.caller and not result.rows:  # not the caller's, or no such record: one refusal for both
+            raise CallerRequired(_withheld(query, ctx))
         summary = render_answer(query.answer, ctx.language, arguments, result.rows)
         return Fetched(data=result.rows, summary=summary, cached=result.cached)
 
@@ -105,6 +123,23 @@ class DatabaseSource(Source[DatabaseParams]):
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+
+
+def _binds_available(query: QuerySpec, ctx: SourceContext) -> bool:
+    return all(ctx.caller(field) is not None for field in query.caller.values())
+
+
+def _withheld(query: QuerySpec, ctx: SourceContext) -> str:
+    return (query.withheld or {}).get(ctx.language, "")
+
+
+def _caller_values(query: QuerySpec, ctx: SourceContext) -> dict[str, str]:
+    """The bound names of `query` that take the caller's identity; `CallerRequired` when the caller
+    has no such identity."""
+    values = {name: ctx.caller(field) for name, field in query.caller.items()}
+    if any(value is None for value in values.values()):
+        raise CallerRequired(_withheld(query, ctx))
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def params_of(source: DatabaseSource, **values: Any) -> DatabaseParams:

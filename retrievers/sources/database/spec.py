@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from retrievers.language import Language
+from retrievers.sources.base import CallerField
 
 LANGUAGES: tuple[Language, ...] = ("en", "ja")
 
@@ -65,7 +66,7 @@ class DaysLabel(_Spec):
 class LanguageAnswer(_Spec):
     text: str = "{items}"
     item: str | dict[str, str] = ""
-    none: str
+    none: str | None = None  # required, except in a query bound to the caller (no row: the refusal)
     join: str = ", "
     days: DaysLabel | None = None
 
@@ -111,6 +112,9 @@ class QuerySpec(_Spec):
     sql: str
     params: dict[str, ParamSpec] = {}
     per_user: bool = False
+    # :name in the SQL -> the caller's user_id or tenant, bound by the code, never by a question or a model
+    caller: dict[str, CallerField] = {}
+    withheld: dict[Language, str] | None = None  # what the refusal names ({what}): "order details"
     ttl_s: float = Field(60.0, ge=0)
     answer: AnswerSpec
     find: FindSpec | None = None  # absent: only the LLM router picks this query
