@@ -33,6 +33,7 @@ class GraphOptions:
     llm_timeout_s: float
     llm_first_token_timeout_s: float
     router_timeout_s: float
+    mask_for_llm: bool  # mask the question and history (retrievers.masking) before any chat model
 
 
 @dataclass

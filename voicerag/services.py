@@ -105,6 +105,7 @@ def graph_options(settings: Settings) -> GraphOptions:
         llm_timeout_s=settings.llm_timeout_s,
         llm_first_token_timeout_s=settings.llm_first_token_timeout_s,
         router_timeout_s=settings.llm_router_timeout_s,
+        mask_for_llm=settings.mask_for_llm,
     )
 
 

@@ -22,6 +22,7 @@ OPTIONS = GraphOptions(
     llm_timeout_s=8,
     llm_first_token_timeout_s=3,
     router_timeout_s=1.5,
+    mask_for_llm=False,
 )
 
 
