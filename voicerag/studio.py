@@ -23,7 +23,7 @@ which Studio shows as the run's context form; every field has a default.
 The server brings its own checkpointer, so Studio threads keep their history (in
 `.langgraph_api/` in the working directory, gitignored). Services are built once, when the
 server imports this module (the embedding model, the Chroma client and the vector cache open
-then; the keyword index loads on the first run), and live as long as the server process. A
+then, and the model is loaded; the keyword index loads on the first run), and live as long as the server process. A
 wrong setting fails the import with a `UserInputError` naming the variable: the server logs
 "Graph 'voicerag' failed to load: ... EMBEDDINGS: ..." and exits.
 
@@ -58,7 +58,9 @@ from voicerag.settings import load_settings
 __all__ = ["compiled", "graph"]
 
 _settings = load_settings()
-compiled: VoiceGraph = build_graph(build_services(_settings))
+_services = build_services(_settings)
+_services.embeddings.embed_query("warm up")  # the model loads now, not in the first run (as the voice worker does)
+compiled: VoiceGraph = build_graph(_services)
 _audit = open_audit_writer(_settings)
 atexit.unregister(_audit.close)  # its own registration waits 5 s: this process waits CLOSE_TIMEOUT_S
 atexit.register(_audit.close, CLOSE_TIMEOUT_S)

@@ -17,6 +17,7 @@ Run with `-s` to see the measured start-up and answer latencies.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -38,6 +39,8 @@ from fakes.openai_server import Behaviour, FakeOpenAIServer
 from langgraph_sdk import get_client, get_sync_client
 
 from graph.context import Context
+from voicerag.audit import AuditStore
+from voicerag.audit.database import sqlite_url
 from voicerag.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -383,6 +386,34 @@ async def test_each_turn_on_a_thread_starts_its_own_clock(server: Server) -> Non
     kept = (await client.threads.get_state(thread_id))["values"]  # ... the thread keeps the whole State
     assert isinstance(first, dict) and isinstance(kept, dict)
     assert kept["started_at"] > first["started_at"]
+
+
+async def test_each_run_is_one_masked_turn_record_in_the_audit_log(server: Server) -> None:
+    """A Studio run is a turn like any other: its record (front door `studio`, the run's context as
+    the caller, the thread as the session) reaches the audit log in the data dir, masked."""
+    phone, email = "090-1234-5678", "taro.yamada@example.com"
+    client = get_client(url=server.url)
+    thread_id = await new_thread(server)
+    context = {"user_id": "C-101518", "roles": ["member"], "tenant": "acme", "turn_id": "studio-turn-1"}
+    question = f"{WARRANTY_QUESTION} Call me on {phone} or write to {email}."
+    state = await client.runs.wait(thread_id, GRAPH_ID, input=user_message(question), context=context)
+    assert isinstance(state, dict) and phone in state["question"], state  # control: the raw question got in
+
+    audit = server.log.parent / "data" / "audit.sqlite"
+    store = AuditStore(sqlite_url(audit))
+    deadline = time.monotonic() + 15
+    while not (records := [r for r in await store.read(limit=1000) if r.turn_id == "studio-turn-1"]):
+        assert time.monotonic() < deadline, f"no audit record\nserver log tail:\n{log_tail(server.log)}"
+        await asyncio.sleep(0.1)
+    await store.close()
+    (record,) = records
+    assert (record.front_door, record.user_id, record.roles, record.tenant, record.session_id) == (
+        "studio", "C-101518", ["member"], "acme", thread_id,
+    )  # fmt: skip
+    assert record.route == "lookup" and "zephyr-warranty-en" in record.documents and WARRANTY_FACT in record.answer
+    assert "[PHONE]" in record.question and "[EMAIL]" in record.question
+    kept = b"".join(path.read_bytes() for path in audit.parent.glob("audit.sqlite*")) + server.log.read_bytes()
+    assert phone.encode() not in kept and email.encode() not in kept
 
 
 def test_a_bad_setting_stops_the_server_with_a_message_naming_it(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ advisory lock. Reads take neither.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -128,8 +129,8 @@ class AuditDatabase:
     async def create_schema(self) -> None:
         """The table and its triggers, once, whichever process comes first. A table that exists is
         left as it is: its owner may not be us (see `schema.postgres_setup_sql`)."""
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path is not None:  # off the event loop (`langgraph dev` refuses blocking calls on any loop)
+            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         async with self.appending() as connection:
             if self.postgres:
                 if await connection.run_sync(lambda sync: inspect(sync).has_table(TABLE)):
