@@ -46,7 +46,7 @@ WARRANTY = "The KH-300 has a two-year warranty."
 QUESTION, QUESTION_JA = "What is the warranty on the KH-300?", "KH-300の保証期間は？"
 LONG_QUESTION = ("What is the warranty on the KH-300 headphones? " * 600)[:28_000]
 REDIS_BOUND_S = 0.2  # TurnAdmission's default: what a dead or hanging Redis may cost one turn
-SLACK_S = 0.3  # a loaded machine
+SLACK_S = 0.15  # a loaded machine
 
 
 class CountingSearch:
@@ -199,20 +199,25 @@ async def test_a_redis_that_is_down_or_hangs_costs_a_turn_at_most_the_bound_and_
     graph = build_graph(services)
     caplog.set_level(logging.WARNING, logger="retrievers.turn.admission")
 
-    turns = []
-    for _ in range(3):
+    checks_s: list[float] = []  # how long each turn's admission took
+    refusal = admission.refusal
+
+    async def timed_refusal(*args: Any, **kwargs: Any) -> Any:
         started = time.monotonic()
-        state, _ = await ask(graph, QUESTION, Context(user_id="C-1"))
-        turns.append((state, time.monotonic() - started, state["timings_ms"]["route"] / 1000))
-    (first, _, first_route_s), (second, _, _), (third, _, third_route_s) = turns
+        try:
+            return await refusal(*args, **kwargs)
+        finally:
+            checks_s.append(time.monotonic() - started)
+
+    admission.refusal = timed_refusal  # type: ignore[method-assign]
+    first, second, third = [(await ask(graph, QUESTION, Context(user_id="C-1")))[0] for _ in range(3)]
     assert WARRANTY in first["answer"] and WARRANTY in second["answer"]  # admitted (fail open) ...
     assert third["route"]["reason"] == "rate_limited"  # ... and counted in this process meanwhile
-    assert first_route_s < REDIS_BOUND_S + SLACK_S, first_route_s  # the one turn that tried Redis
-    assert third_route_s < SLACK_S, third_route_s  # Redis is left alone for a while: no wait at all
-    assert admission.redis_errors == 1
+    assert checks_s[0] < REDIS_BOUND_S + SLACK_S, checks_s  # the one turn that tried Redis
+    assert admission.redis_errors == 1  # then Redis was left alone: no turn waited on it again
     warnings = [r.getMessage() for r in caplog.records if r.name == "retrievers.turn.admission"]
     assert len(warnings) == 1 and "Redis unavailable" in warnings[0] and url not in warnings[0]
-    print(f"\n{redis} Redis: the first turn's route step took {first_route_s * 1000:.0f} ms")
+    print(f"\n{redis} Redis: admission took {', '.join(f'{s * 1000:.1f}' for s in checks_s)} ms in the 3 turns")
 
 
 # ---------------------------------------------------------------------------------- front doors
