@@ -25,6 +25,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import ChromaError
 
 from retrievers.errors import ServiceError
+from retrievers.secret_url import hide_password
 
 DEFAULT_TIMEOUT_S = 10.0  # per Chroma call: a 1,000-chunk upsert takes well under a second
 OPEN_LOCK_TIMEOUT_S = 30.0  # opening an embedded store waits at most this long for another process opening it
@@ -92,7 +93,7 @@ def make_chroma_client(data_dir: Path, chroma_url: str | None, timeout_s: float 
             with filelock.FileLock(path / "open.lock", timeout=OPEN_LOCK_TIMEOUT_S):
                 return chromadb.PersistentClient(path=str(path), settings=settings)
     url = urlparse(str(chroma_url))
-    endpoint = ChromaEndpoint(str(chroma_url).rstrip("/"), None, timeout_s)
+    endpoint = ChromaEndpoint(hide_password(str(chroma_url)).rstrip("/"), None, timeout_s)  # for messages
 
     def connect() -> ClientAPI:
         return chromadb.HttpClient(
