@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fakes.api_server import TOKEN_PATH, FakeApiServer, Reply
+from helpers import FAKE_SECRETS
 
 from retrievers.http.auth import ApiKeyAuth
 from retrievers.http.cache import InMemoryResponseCache
@@ -26,7 +27,7 @@ from retrievers.turn.failures import FetchError
 
 pytestmark = pytest.mark.integration
 
-SECRET = "k-7f3a9c-never-elsewhere"
+SECRET = FAKE_SECRETS["CARRIER_API_KEY"]
 CALLER = SourceContext(user_id="member-1", roles=("member",), language="en")
 
 AUTHS: dict[str, dict[str, Any]] = {

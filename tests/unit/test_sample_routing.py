@@ -4,15 +4,15 @@ recognised (so the caller hears it is not available, not "I couldn't find that")
 from __future__ import annotations
 
 import pytest
-from helpers import REPO
+from helpers import FAKE_SECRETS, REPO
 
 from retrievers.sources.config import build_declared_sources, load_sources_file
 from retrievers.sources.registry import SourceRegistry
 
 CONFIGURED = {
-    "CARRIER_API_KEY": "k",
+    "CARRIER_API_KEY": FAKE_SECRETS["CARRIER_API_KEY"],
     "CRM_CLIENT_ID": "id",
-    "CRM_CLIENT_SECRET": "secret",
+    "CRM_CLIENT_SECRET": FAKE_SECRETS["CRM_CLIENT_SECRET"],
     "STATUS_WS_URL": "ws://127.0.0.1:9/feed",
 }
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fakes.openai_server import Behaviour, FakeOpenAIServer
+from helpers import FAKE_SECRETS
 
 from retrievers.errors import UserInputError
 from voicerag.settings import Settings, load_settings
@@ -64,11 +65,7 @@ def test_overlap_must_be_smaller_than_chunk_size(monkeypatch: pytest.MonkeyPatch
         load_settings()
 
 
-SECRETS = {
-    "OPENAI_API_KEY": "sk-secret-value",
-    "LIVEKIT_API_KEY": "lk-key-value",
-    "LIVEKIT_API_SECRET": "lk-secret-value",
-}
+SECRETS = {name: FAKE_SECRETS[name] for name in ("OPENAI_API_KEY", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET")}
 
 
 def test_secrets_are_loaded_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
