@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -43,7 +45,11 @@ from agent.identity import ANONYMOUS, Caller, caller_in, context_for
 from graph.builder import VoiceGraph, build_graph
 from graph.context import Context
 from graph.services import Services
+from graph.turn_record import Sink, TurnRecord
 from retrievers.sources.base import Source, SourceContext, run_source
+from voicerag.audit import AuditStore, AuditWriter
+from voicerag.audit.database import sqlite_url
+from voicerag.audit.turns import audit_sink
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
@@ -122,6 +128,8 @@ class Call:
         caller: Callable[[], Caller | None] = lambda: None,
         voice: bool = False,
         stt_retries: int = 0,
+        session_id: str = "",
+        sinks: list[Sink] | None = None,
     ) -> None:
         self.graph = RecordingGraph(build_graph(services))
         self.assistant = Assistant(
@@ -129,6 +137,8 @@ class Call:
             persona=services.persona,
             caller=caller,
             filler=filler_policy(services, THRESHOLD_MS),
+            session_id=session_id,
+            sinks=sinks,
         )
         self.stt, self.tts, self.speaker = FakeSTT(), FakeTTS(), FakeAudioOutput()
         self.voice = voice
@@ -212,7 +222,7 @@ def answer_requests(server: FakeOpenAIServer) -> list[list[dict[str, Any]]]:
     return [
         r.messages
         for r in server.chat_requests
-        if not r.last_user_message.startswith(("Classify the user's", "For each numbered document"))
+        if not r.tool_names and not r.last_user_message.startswith("For each numbered document")
     ]
 
 
@@ -313,7 +323,8 @@ async def test_llm_router_and_grader_output_is_never_spoken(services: Services, 
         voiced = call.spoken()
 
     prompts = [r.last_user_message for r in chat_server.chat_requests]
-    assert sum(p.startswith("Classify the user's") for p in prompts) == 3  # the router ran every turn ...
+    routers = [r for r in chat_server.chat_requests if r.system_prompt.startswith("You route the messages")]
+    assert len(routers) == 3 and all(r.tool_names for r in routers)  # the router ran every turn, with tools ...
     assert sum(p.startswith("For each numbered document") for p in prompts) == 2  # ... the grader on lookups
     assert any(f"Question: {ROUTER_MARKER}" in p for p in prompts)  # with the router's (marked) rewritten query
     assert "2-year warranty" in replies[0] and "Osaka" in replies[1] and replies[2].startswith("Hello")
@@ -658,3 +669,33 @@ def test_context_for_defaults_to_least_privilege(caller: Caller | None, expected
 )
 def test_caller_in_reads_the_first_remote_participant(room: object, expected: Caller | None) -> None:
     assert caller_in(room) == expected
+
+
+@on_module_loop
+async def test_each_voice_turn_is_the_same_record_as_every_front_doors_and_reaches_the_audit_log(
+    services: Services, tmp_path: Path
+) -> None:
+    """The record of a voice turn is a `TurnRecord` like `ask`'s, `chat`'s and Studio's, with the
+    call's room as its session; the audit sink writes it, masked, off the turn's path."""
+    phone = "090-1234-5678"
+    writer = AuditWriter(AuditStore(sqlite_url(tmp_path / "audit.sqlite")))
+    records: list[TurnRecord] = []
+    room = Room(caller=participant("user-7", {"roles": "member", "tenant": "acme"}))
+    async with Call(
+        services, caller=lambda: caller_in(room), session_id="room-42", sinks=[records.append, audit_sink(writer)]
+    ) as call:
+        turn = await call.ask(f"What is the warranty on the Kumo Halo? My number is {phone}.")
+    assert await writer.aclose(timeout_s=10) == 0
+
+    (record,) = records
+    assert set(turn.report) == set(record.masked()) == set(TurnRecord("t", "s", "u", "ask").masked())
+    assert (record.front_door, record.session_id, record.user_id, record.roles, record.tenant) == (
+        "voice", "room-42", "user-7", ["member"], "acme",
+    )  # fmt: skip
+    assert record.route == "lookup" and record.documents and turn.said.endswith(record.answer)  # (a filler first)
+    assert phone in record.question and phone not in json.dumps(turn.report)  # kept raw, emitted masked
+    store = AuditStore(sqlite_url(tmp_path / "audit.sqlite"))
+    (stored,) = await store.read()
+    await store.close()
+    assert (stored.front_door, stored.turn_id, stored.session_id) == ("voice", record.turn_id, "room-42")
+    assert stored.documents == record.documents and "[PHONE]" in stored.question and phone not in stored.question
