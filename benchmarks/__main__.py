@@ -11,7 +11,10 @@ import sys
 
 from benchmarks.common import ROOT, log, now, print_table
 
-BENCHMARKS = ("ingest", "query_latency", "graph_overhead", "sources", "agent_overhead", "audit", "masking", "admission")
+BENCHMARKS = (
+    "ingest", "query_latency", "access_filter", "graph_overhead", "sources", "agent_overhead", "audit", "masking",
+    "admission",
+)  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
