@@ -155,8 +155,9 @@ async def test_a_question_too_long_is_refused_at_once_without_search_or_model(
     assert elapsed_s < 1.0, elapsed_s  # behaviour, not a figure: no embedding, no search, no model
     print(f"\n28,000-character question refused in {elapsed_s * 1000:.1f} ms")
 
-    state, _ = await ask(graph, "KH-300の保証期間は？" * 100)  # 1,300 characters, in Japanese
+    state, _ = await ask(graph, "KH-300の保証期間は？" * 100, Context(router="llm"))  # 1,300 characters, in Japanese
     assert state["answer"] == PHRASES.question_too_long["ja"]
+    assert searches.calls == 0 and chat_server.chat_requests == []  # not even the LLM router was asked
 
     state, _ = await ask(graph, QUESTION)  # control: a normal question searches and asks the model
     assert state["route"]["kind"] == "lookup" and searches.calls == 1 and len(chat_server.chat_requests) == 1
