@@ -28,6 +28,7 @@ from graph.services import GraphOptions, Services
 from graph.state import Problem, State
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
+from retrievers.masking import mask
 from retrievers.sources.base import SourceResult
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,11 @@ def make_generate(services: Services) -> Node:
         model = services.chat_model
         if model is None:
             return None
-        prompt = [SystemMessage(system), *_history(state, HISTORY_TURNS), HumanMessage(question)]
+        history = _history(state, HISTORY_TURNS)
+        if options.mask_for_llm:  # MASK_FOR_LLM: no phone number or e-mail reaches the chat model
+            history = [m.model_copy(update={"content": mask(m.text)}) for m in history]
+            question = mask(question)
+        prompt = [SystemMessage(system), *history, HumanMessage(question)]
         outcome = await stream_reply(model, prompt, options)
         if not outcome.text.strip():
             return None

@@ -21,6 +21,7 @@ from graph.prompts import GRADER_PROMPT
 from graph.services import Services
 from graph.state import Problem, State
 from retrievers.knowledge_base.hits import SearchHit
+from retrievers.masking import mask
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +60,14 @@ async def grade_by_llm(services: Services, question: str, docs: list[SearchHit])
     model = services.grader_model or services.chat_model
     if model is None or not docs:
         return None
+    protect = mask if services.options.mask_for_llm else str  # MASK_FOR_LLM
     listing = "\n\n".join(
         f"[{number}] {doc['title']}\n{doc['text'][:GRADER_DOC_CHARS]}" for number, doc in enumerate(docs, start=1)
     )
     try:
         async with asyncio.timeout(services.options.router_timeout_s * 2):
             reply = await model.with_config(tags=NOSTREAM, run_name="grader").ainvoke(
-                GRADER_PROMPT.format(question=question, documents=listing)
+                GRADER_PROMPT.format(question=protect(question), documents=listing)
             )
     except Exception as exc:  # the score grade decides instead
         log.info("LLM grader failed, using scores: %s", exc)

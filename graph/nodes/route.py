@@ -11,26 +11,31 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
+import logging
 import re
 import time
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
-from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from graph.context import Context
-from graph.nodes.common import NOSTREAM, Node, elapsed_ms, parse_json_object
+from graph.nodes.call_apis import source_context
+from graph.nodes.common import NOSTREAM, Node, describe, elapsed_ms
+from graph.nodes.router_tools import check_tool_calls, offered_tools, withheld_calls
 from graph.nodes.small_talk import small_talk_kind
-from graph.prompts import ROUTER_PROMPT
+from graph.prompts import ROUTER_SYSTEM
 from graph.services import Services
 from graph.state import Route, SourceCall, State
-from retrievers.documents import CATEGORIES
 from retrievers.embeddings import Embeddings
 from retrievers.follow_ups import is_follow_up
 from retrievers.language import Language, detect_language
+from retrievers.masking import mask
+from retrievers.sources.base import SourceContext
+
+log = logging.getLogger(__name__)
 
 # Example utterances for the embedding router (short turns only); lookups are the default.
 SMALL_TALK_EXAMPLES = [
@@ -85,32 +90,6 @@ EMBEDDING_MARGIN = 0.04
 # time per character (measured: a 5,000-character question alone outran the turn's 1.5 s deadline).
 SEARCH_QUERY_MAX_CHARS = 1000
 _LATIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*[A-Za-z0-9]")  # product names and codes in any text
-
-
-def knowledge_base_tool(description: str) -> dict[str, Any]:
-    """The knowledge base as a tool for the LLM router, listed beside the sources' own tools."""
-    return {
-        "type": "function",
-        "function": {
-            "name": "search_knowledge_base",
-            "description": description,
-            "parameters": {
-                "type": "object",
-                "properties": {"query": {"type": "string"}, "category": {"type": "string", "enum": list(CATEGORIES)}},
-                "required": ["query"],
-            },
-        },
-    }
-
-
-def _llm_calls(services: Services, raw: Any) -> list[SourceCall]:
-    """The router's source calls that name a registered source, with object arguments."""
-    calls: list[SourceCall] = []
-    for item in raw if isinstance(raw, list) else []:
-        if isinstance(item, dict) and services.sources.get(str(item.get("source"))) is not None:
-            params = item.get("params")
-            calls.append(SourceCall(source=str(item["source"]), params=params if isinstance(params, dict) else {}))
-    return calls
 
 
 def last_human_text(messages: list[AnyMessage]) -> tuple[str, list[str]]:
@@ -168,7 +147,8 @@ def make_route_query(services: Services) -> Node:
             )
             route = Route(kind="refused", sources=[], category=None, reason=refusal) if refusal else None
         if route is None and (ctx.router or services.options.router) == "llm":
-            route, search_query = await _llm_route(services, question, earlier, search_query)
+            caller = source_context(ctx, language)
+            route, search_query = await _llm_route(services, question, earlier, search_query, caller, language)
         if route is None:
             route = await _rules_route(services, question, language, earlier)
         if route["kind"] == "lookup" and ctx.category and not route["category"]:
@@ -221,31 +201,43 @@ def lookup_route(calls: list[SourceCall], category: str | None, reason: str) -> 
 
 
 async def _llm_route(
-    services: Services, question: str, earlier: list[str], search_query: str
+    services: Services,
+    question: str,
+    earlier: list[str],
+    search_query: str,
+    caller: SourceContext,
+    language: Language,
 ) -> tuple[Route | None, str]:
+    """The chat model routes by calling tools (native function calling), offered only what this
+    caller may use; every call it returns is checked (`router_tools.py`). None: the rules decide."""
     model = services.router_model or services.chat_model
     if model is None:
         return None, search_query
-    tools = [knowledge_base_tool(services.persona.knowledge_base), *services.sources.tool_schemas()]
-    prompt = ROUTER_PROMPT.format(
-        categories=" | ".join(json.dumps(c) for c in CATEGORIES),
-        tools=json.dumps(tools, ensure_ascii=False),
-        history="\n".join(earlier[-4:]) or "(none)",
-        question=question,
-    )
+    protect = mask if services.options.mask_for_llm else str
+    # The user's own messages only: an assistant reply may quote a document, and documents never
+    # reach the one model whose output acts.
+    messages = [
+        SystemMessage(ROUTER_SYSTEM.format(company=services.persona.company["en"])),
+        *(HumanMessage(protect(text)) for text in earlier[-4:]),
+        HumanMessage(protect(question)),
+    ]
     try:
+        router = model.bind_tools(offered_tools(services, caller))
         async with asyncio.timeout(services.options.router_timeout_s):
-            reply = await model.with_config(tags=NOSTREAM, run_name="router").ainvoke(prompt)
-        decision = parse_json_object(reply.text)
-        kind = decision.get("kind")
-        if kind not in ("lookup", "small_talk"):
+            # Not streamed: nothing of it is spoken (NOSTREAM), and one body is cheaper than chunks.
+            reply = await router.with_config(tags=NOSTREAM, run_name="router").ainvoke(messages, stream=False)
+        if not isinstance(reply, AIMessage):
             return None, search_query
-        category = decision.get("category") if decision.get("category") in CATEGORIES else None
-        rewritten = decision.get("query")
-        if kind == "small_talk":
-            route = Route(kind="small_talk", sources=[], category=None, reason="llm")
-        else:
-            route = lookup_route(_llm_calls(services, decision.get("calls")), category, "llm")
-        return route, rewritten if isinstance(rewritten, str) and rewritten.strip() else search_query
-    except Exception:  # a router failure must never stop the turn: the rules decide
+        checked = check_tool_calls(services, reply, caller)
+    except Exception as exc:  # a router failure must never stop the turn: the rules decide
+        log.info("LLM router failed, routing by rules: %s", describe(exc))
         return None, search_query
+    if not checked.made:
+        return Route(kind="small_talk", sources=[], category=None, reason="llm"), search_query
+    calls = checked.calls + [
+        call for call in withheld_calls(services, caller, question, language, earlier) if call not in checked.calls
+    ]
+    search = checked.search
+    category = search.category if search else None
+    query = search.query.strip() if search and search.query.strip() else search_query
+    return lookup_route(calls, category, "llm"), query

@@ -4,8 +4,8 @@
 - `company_apis`: the CRM behind the shipped members-only `loyalty_points` declaration
   (`fakes.company_apis`), loaded from data/sources.yaml with its variables pointing here;
 - `chat_server`: the fake OpenAI-compatible chat server (`fakes.openai_server`), answering like a
-  careful model (`reader`): the router and the grader get JSON carrying marker tokens that must
-  never be spoken, an answer is the context sentence closest to the conversation;
+  careful model (`reader`): the router gets tool calls and the grader JSON, both carrying marker
+  tokens that must never be spoken, an answer is the context sentence closest to the conversation;
 - `base_services`: `voicerag.services.build_services(settings)` on all of the above, with a real
   knowledge base (embedded Chroma, `use` model) of shipped documents; module-scoped;
 - `services`: a copy for one test, with its own source registry (so latencies and test sources
@@ -17,7 +17,6 @@ Tests using these run on the module's event loop: `pytest.mark.asyncio(loop_scop
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ import pytest_asyncio
 import yaml
 from fakes.company_apis import CompanyApis
 from fakes.open_meteo import OpenMeteoServer
-from fakes.openai_server import Behaviour, FakeOpenAIServer, content_text
+from fakes.openai_server import Behaviour, FakeOpenAIServer, ToolCall, content_text
 
 from graph.builder import warm_up
 from graph.services import Services
@@ -71,28 +70,25 @@ def _sentences(context: str) -> list[str]:
     return found
 
 
-def route_reply(question: str) -> str:
-    """The LLM router's decision, with the marker in its rewritten query."""
+def route_reply(question: str) -> str | list[ToolCall]:
+    """The LLM router's tool calls, with the marker in its rewritten query (small talk: no call)."""
     lowered = question.lower()
     if re.match(r"^(hello|hi|thanks|thank you)\b", lowered):
-        return json.dumps({"kind": "small_talk", "category": None, "query": f"{ROUTER_MARKER} {question}"})
-    calls = []
+        return f"{ROUTER_MARKER} small talk"
+    calls = [ToolCall("search_knowledge_base", {"query": f"{ROUTER_MARKER} {question}"})]
     if "weather" in lowered or "天気" in question:
         place = next((name for key, name in PLACES.items() if key in lowered), None)
-        calls = [{"source": "weather", "params": {"place": place, "day": "today"}}] if place else []
-    return json.dumps(
-        {"kind": "lookup", "category": None, "query": f"{ROUTER_MARKER} {question}", "calls": calls},
-        ensure_ascii=False,
-    )
+        calls += [ToolCall("weather", {"place": place, "day": "today"})] if place else []
+    return calls
 
 
-def reader(messages: list[dict[str, Any]]) -> str:
+def reader(messages: list[dict[str, Any]]) -> str | list[ToolCall]:
     """How the fake chat model answers a request (OpenAI chat messages)."""
     system = next((content_text(m) for m in messages if m.get("role") == "system"), "")
     users = [content_text(m) for m in messages if m.get("role") == "user"]
     last = users[-1] if users else ""
-    if last.startswith("Classify the user's last message"):
-        return route_reply(last.rsplit("Last message: ", 1)[-1].strip())
+    if system.startswith("You route the messages"):  # the LLM router (graph/prompts.py ROUTER_SYSTEM)
+        return route_reply(last.strip())
     if last.startswith("For each numbered document"):
         return '{"relevant": [1, 2, 3]} ' + GRADER_MARKER
     marker = "Context:\n" if "Context:\n" in system else "コンテキスト:\n"

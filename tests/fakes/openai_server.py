@@ -10,7 +10,9 @@ OpenAI-style error bodies (`{"error": {"message", "type", "param", "code"}}`) fo
 
 Each test scripts what the model does (`Behaviour`): the reply (a string, or a function of the
 request's messages, e.g. to echo the system prompt so a test proves the context reached the
-model), the time to the first token and between tokens, and the failures real servers have:
+model; or tool calls, `[ToolCall(name, arguments)]`, answered as the real API does: `tool_calls`
+with `finish_reason: "tool_calls"`, streamed as an opening delta per call then its arguments in
+pieces), the time to the first token and between tokens, and the failures real servers have:
 an error status, a hang before the first token, a connection dropped mid-stream. Every request
 is recorded (`server.requests`).
 
@@ -45,7 +47,23 @@ import pytest
 from aiohttp import web
 
 Messages = list[dict[str, Any]]
-Reply = str | Callable[[Messages], str]
+
+
+@dataclass
+class ToolCall:
+    """A function call the fake model makes (OpenAI tool calling)."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)  # a str is sent as it is (malformed JSON too)
+    id: str = field(default_factory=lambda: "call_" + secrets.token_hex(12))
+
+    @property
+    def arguments_json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments, ensure_ascii=False)
+
+
+Answer = str | list[ToolCall]
+Reply = Answer | Callable[[Messages], Answer]
 
 _ERRORS: dict[int, tuple[str, str, str | None]] = {  # status: (message, type, code), as OpenAI words them
     400: ("Invalid request: {detail}", "invalid_request_error", None),
@@ -111,6 +129,18 @@ class RecordedRequest:
     def last_user_message(self) -> str:
         users = [content_text(m) for m in self.messages if m.get("role") == "user"]
         return users[-1] if users else ""
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The functions the request offered the model (`tools`), in order."""
+        tools = self.body.get("tools")
+        return [t.get("function", {}).get("name", "") for t in tools] if isinstance(tools, list) else []
+
+    @property
+    def text(self) -> str:
+        """Everything the request says in words: every message's text and the tool definitions."""
+        parts = [content_text(m) for m in self.messages]
+        return "\n".join(parts) + "\n" + json.dumps(self.body.get("tools") or [], ensure_ascii=False)
 
 
 def content_text(message: dict[str, Any]) -> str:
@@ -283,18 +313,24 @@ class FakeOpenAIServer:
         if behaviour.status >= 400:
             return self._error(behaviour.status, model=model, retry_after_s=behaviour.retry_after_s)
         reply = behaviour.reply(messages) if callable(behaviour.reply) else behaviour.reply
-        tokens = behaviour.tokens if behaviour.tokens is not None else split_tokens(reply)
+        calls = reply if isinstance(reply, list) else []
+        if calls:  # the arguments stream in pieces, as tokens do
+            tokens = [piece for call in calls for piece in split_tokens(call.arguments_json)]
+        else:
+            assert isinstance(reply, str)
+            tokens = behaviour.tokens if behaviour.tokens is not None else split_tokens(reply)
         self.in_flight += 1
         self._idle.clear()
         try:
             if body.get("stream"):
-                return await self._stream(request, body, behaviour, tokens)
+                return await self._stream(request, body, behaviour, tokens, calls)
             if behaviour.hang:
                 await self._until_gone(request)
             await self._pause(
                 request, behaviour.first_token_delay_s + behaviour.token_delay_s * max(len(tokens) - 1, 0)
             )
-            return web.json_response(self._completion(model, "".join(tokens), messages), headers=self._headers())
+            completion = self._completion(model, "".join(tokens), messages, calls)
+            return web.json_response(completion, headers=self._headers())
         except _ClientGone:
             self.client_disconnects += 1
             return web.Response(status=499)  # never arrives: nobody is listening
@@ -304,7 +340,12 @@ class FakeOpenAIServer:
                 self._idle.set()
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], behaviour: Behaviour, tokens: list[str]
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        behaviour: Behaviour,
+        tokens: list[str],
+        calls: list[ToolCall] | None = None,
     ) -> web.StreamResponse:
         model = body["model"]
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -325,6 +366,8 @@ class FakeOpenAIServer:
                 data["usage"] = None
             return data
 
+        if calls:
+            return await self._stream_tool_calls(request, behaviour, chunk, calls, include_usage, body)
         role_chunk = chunk({"role": "assistant", "content": "", "refusal": None})
         if behaviour.hang and not behaviour.role_chunk_first:
             await self._until_gone(request)  # no status line, no headers: nothing at all
@@ -354,6 +397,50 @@ class FakeOpenAIServer:
         if include_usage:
             usage_chunk = chunk({}) | {"choices": [], "usage": self._usage(body["messages"], "".join(tokens))}
             await self._send(response, usage_chunk)
+        try:
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except ConnectionError:
+            raise _ClientGone from None
+        return response
+
+    async def _stream_tool_calls(
+        self,
+        request: web.Request,
+        behaviour: Behaviour,
+        chunk: Callable[..., dict[str, Any]],
+        calls: list[ToolCall],
+        include_usage: bool,
+        body: dict[str, Any],
+    ) -> web.StreamResponse:
+        """Tool calls as the API streams them: per call, a delta opening it (index, id, name, empty
+        arguments; the first one also carries the role), then its arguments in pieces; then
+        `finish_reason: "tool_calls"`."""
+        if behaviour.hang:
+            await self._until_gone(request)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", **self._headers()}
+        )
+        await response.prepare(request)
+        await self._pause(request, behaviour.first_token_delay_s)
+        for index, call in enumerate(calls):
+            opening = {
+                "index": index,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
+            delta: dict[str, Any] = {"tool_calls": [opening]}
+            if index == 0:
+                delta = {"role": "assistant", "content": None, **delta}
+            await self._send(response, chunk(delta))
+            for piece in split_tokens(call.arguments_json):
+                await self._pause(request, behaviour.token_delay_s)
+                await self._send(response, chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
+        await self._send(response, chunk({}, "tool_calls"))
+        if include_usage:
+            arguments = "".join(call.arguments_json for call in calls)
+            await self._send(response, chunk({}) | {"choices": [], "usage": self._usage(body["messages"], arguments)})
         try:
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -401,7 +488,16 @@ class FakeOpenAIServer:
         completion = len(split_tokens(text))
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
-    def _completion(self, model: str, text: str, messages: Messages) -> dict[str, Any]:
+    def _completion(
+        self, model: str, text: str, messages: Messages, calls: list[ToolCall] | None = None
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None, "annotations": []}
+        if calls:
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_json}}
+                for c in calls
+            ]
         return {
             "id": "chatcmpl-" + secrets.token_hex(14),
             "object": "chat.completion",
@@ -410,9 +506,9 @@ class FakeOpenAIServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": text, "refusal": None, "annotations": []},
+                    "message": message,
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "tool_calls" if calls else "stop",
                 }
             ],
             "usage": self._usage(messages, text),

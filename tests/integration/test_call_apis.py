@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from fakes.sources import TimedSource, named
+from fakes.tool_calling import ToolCallingFakeChatModel, tool_calls
 from helpers import PHRASES, lingering, offline_services
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from graph.builder import VoiceGraph, build_graph, warm_up
@@ -115,11 +115,12 @@ async def test_cancelling_the_turn_cancels_the_sources(services: Services) -> No
 
 
 async def test_an_llm_router_chooses_sources_and_their_arguments(services: Services) -> None:
-    decision = (
-        '{"kind": "lookup", "category": null, "query": "alpha?", "calls": '
-        '[{"source": "alpha", "params": {"word": "from-the-router"}}, {"source": "no-such-source", "params": {}}]}'
+    decision = tool_calls(
+        ("search_knowledge_base", {"query": "alpha?"}),
+        ("alpha", {"word": "from-the-router"}),
+        ("no-such-source", {}),  # dropped: not a tool it was offered
     )
-    services.router_model = GenericFakeChatModel(messages=iter([AIMessage(decision)]))
+    services.router_model = ToolCallingFakeChatModel(messages=iter([decision]))
     graph = graph_with(services, named("alpha"))
     state = await graph.ainvoke({"messages": [HumanMessage("tell me alpha")]}, context=Context(router="llm"))
     assert state["route"]["reason"] == "llm" and state["route"]["sources"] == ["knowledge_base", "alpha"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from fakes.openai_server import Behaviour, FakeOpenAIServer, split_tokens
+from fakes.openai_server import Behaviour, FakeOpenAIServer, ToolCall, split_tokens
 from helpers import PHRASES
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
@@ -349,8 +349,9 @@ async def test_an_llm_router_and_grader_on_the_same_server_are_used_but_never_st
         number = re.findall(r"\[(\d+)\] KH-300 warranty\n", listing)[0]
         return f'{{"relevant": [{number}]}}'
 
+    search = ToolCall("search_knowledge_base", {"query": "KH-300 warranty length", "category": "product"})
     server.script(
-        Behaviour(reply='{"kind": "lookup", "category": "product", "query": "KH-300 warranty length"}'),
+        Behaviour(reply=[search]),
         Behaviour(reply=keep_the_english_warranty),
         Behaviour(reply="Two years."),
     )
@@ -358,7 +359,8 @@ async def test_an_llm_router_and_grader_on_the_same_server_are_used_but_never_st
     turn = await ask(graph, "and how long is it for the KH-300?", Context(router="llm", grader="llm"))
 
     router, grader, answer = server.chat_requests
-    assert "Last message: and how long is it for the KH-300?" in router.last_user_message
+    assert router.last_user_message == "and how long is it for the KH-300?"
+    assert router.tool_names[0] == "search_knowledge_base" and router.stream is False  # native tool calling
     assert turn.state["route"] == {
         "kind": "lookup",
         "sources": ["knowledge_base"],

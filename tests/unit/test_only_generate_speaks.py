@@ -11,6 +11,7 @@ catch a node whose model tokens leak, so the assertions can fail.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from uuid import UUID
 
 import pytest
 import pytest_asyncio
+from fakes.tool_calling import ToolCallingFakeChatModel, tool_calls
 from helpers import PHRASES
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
@@ -39,9 +41,9 @@ from voicerag.settings import load_settings
 # One event loop for the module: the knowledge base and its embedding model are built once.
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]  # embedded Chroma and a model
 
-ROUTER_REPLY = '{"kind": "lookup", "category": null, "query": "ROUTERTOKEN warranty"}'
+ROUTER_REPLY = tool_calls(("search_knowledge_base", {"query": "ROUTERTOKEN warranty"}))  # native tool calling
 GRADER_REPLY = '{"relevant": [1]} GRADERTOKEN'
-MARKERS = ("ROUTERTOKEN", "GRADERTOKEN", '"kind"', '"relevant"')
+MARKERS = ("ROUTERTOKEN", "GRADERTOKEN", "search_knowledge_base", '"relevant"')
 ANSWER = "The warranty is two years."
 ANSWER_2 = "Repairs under warranty are free of charge."
 QUESTION = "What is the warranty on the KH-300 headphones?"
@@ -136,13 +138,18 @@ class CallRecorder(BaseCallbackHandler):
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         if run_id in self._runs:
-            self._runs[run_id].output = response.generations[0][0].text
+            generation = response.generations[0][0]
+            message = getattr(generation, "message", None)
+            calls = getattr(message, "tool_calls", None) or []
+            self._runs[run_id].output = generation.text + "".join(json.dumps(call["args"]) for call in calls)
 
 
-def fake_model(*replies: str) -> tuple[GenericFakeChatModel, CallRecorder]:
-    """A fake chat model answering `replies` in order (it fails if called once more)."""
+def fake_model(*replies: str | AIMessage) -> tuple[GenericFakeChatModel, CallRecorder]:
+    """A fake chat model answering `replies` in order (it fails if called once more); it takes
+    tools, as the LLM router binds them."""
     recorder = CallRecorder()
-    model = GenericFakeChatModel(messages=iter([AIMessage(r) for r in replies]), callbacks=[recorder])
+    messages = iter([r if isinstance(r, AIMessage) else AIMessage(r) for r in replies])
+    model = ToolCallingFakeChatModel(messages=messages, callbacks=[recorder])
     return model, recorder
 
 
@@ -168,7 +175,7 @@ class Fakes:
     answer: CallRecorder
 
 
-def with_models(base: Services, answers: list[str], *, routes: list[str] | None = None) -> Fakes:
+def with_models(base: Services, answers: list[str], *, routes: list[AIMessage] | None = None) -> Fakes:
     """The shared knowledge base with fake router, grader and answer models, one reply per turn."""
     router, router_calls = fake_model(*(routes or [ROUTER_REPLY] * len(answers)))
     grader, grader_calls = fake_model(*[GRADER_REPLY] * len(answers))
@@ -281,7 +288,7 @@ async def test_two_turns_in_one_session_repeat_nothing(base: Services) -> None:
 
 
 async def test_small_talk_routed_by_the_llm_speaks_only_the_answer_model(base: Services) -> None:
-    small_talk = '{"kind": "small_talk", "category": null, "query": "ROUTERTOKEN hello"}'
+    small_talk = AIMessage("ROUTERTOKEN")  # no tool call: small talk
     fakes = with_models(base, ["Hello! How can I help?"], routes=[small_talk])
 
     replies, _ = await session_replies(build_graph(fakes.services), LLM_CONTEXT, "Well hello there, friend")
@@ -321,7 +328,7 @@ async def test_without_any_model_the_extractive_answer_is_spoken_and_nothing_els
 async def test_the_harness_catches_a_node_whose_model_tokens_leak() -> None:
     """Control: a router called without `nostream` is spoken by the stock adapter, so the
     assertions above would fail if a node of ours leaked."""
-    router, _ = fake_model(ROUTER_REPLY)
+    router, _ = fake_model("ROUTERTOKEN warranty")  # text, so that a careless stream has tokens to leak
     answer, _ = fake_model(ANSWER)
 
     async def route(state: MessagesState) -> dict[str, Any]:
