@@ -20,7 +20,7 @@ from agent.llm import FILLER_CHUNK_ID, GraphLLM
 from graph.builder import VoiceGraph
 from graph.context import Context
 from graph.persona import Persona
-from graph.turn_record import Sink, TurnRecord
+from graph.turn_record import MASKED, Sink, TurnRecord
 from retrievers.language import Language
 
 log = logging.getLogger("voicerag.turns")
@@ -103,4 +103,4 @@ class Assistant(Agent):
     def _record(self, record: TurnRecord) -> None:
         masked = record.masked()
         self.turns.append(masked)
-        log.info("turn", extra=masked)  # one structured line per turn (rendered by voicerag/logs.py)
+        log.info("turn", extra=masked | {MASKED: True})  # one line per turn (rendered by voicerag/logs.py)

@@ -24,10 +24,15 @@ from retrievers.masking import mask, mask_value
 
 NOISY_LIBRARIES = ("chromadb", "httpx", "httpcore", "openai")  # their INFO lines are per request
 UNMASKED = frozenset({"timestamp", "level", "logger"})  # ours, never a caller's words
+MASKED = "_masked"  # = graph.turn_record.MASKED (not imported: logging stays light for every command)
 
 
 def mask_fields(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """A structlog processor: every string of the line masked (the message, fields, a traceback)."""
+    """A structlog processor: every string of the line masked (the message, fields, a traceback) —
+    but for a line whose fields say they are masked already (the per-turn line: masking is the
+    costly part of it, done once per turn by `TurnRecord.masked_texts`)."""
+    if event.pop(MASKED, False):
+        return event
     for key, value in event.items():
         if key in UNMASKED or key.startswith("_"):
             continue

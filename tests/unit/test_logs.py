@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from graph.turn_record import MASKED, TurnRecord, log_turn
+from voicerag.logs import MASKED as LOGS_MASKED
 from voicerag.logs import configure_logging
 
 
@@ -58,3 +60,14 @@ def test_every_line_is_masked_whoever_logs_it(restore_logging: None, capsys: pyt
         assert phone not in err and email not in err, err
         assert err.count("[PHONE]") == 2 and err.count("[EMAIL]") >= 2 and "ValueError" in err, err
         assert "KA-2026-000123" in err  # an order number is not sensitive: kept (control)
+
+
+def test_the_turn_line_is_masked_once(restore_logging: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The per-turn line comes masked (`TurnRecord.masked_texts`) and says so: it is not masked
+    again (masking is its costly part), and the marker does not reach the line."""
+    configure_logging("INFO", "json")
+    record = TurnRecord(turn_id="t1", session_id="s1", user_id="u1", front_door="ask", question="call 090-1234-5678")
+    log_turn(record)
+    (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
+    assert MASKED == LOGS_MASKED and line["question"] == "call [PHONE]" and MASKED not in line
+    assert record.masked_texts["question"] == "call [PHONE]" and record.question == "call 090-1234-5678"

@@ -1,11 +1,10 @@
 """The audit log as a sink of turn records: `TurnRecord` (graph/turn_record.py) → `AuditRecord`,
 queued on the process's `AuditWriter` (microseconds on the turn's path; the database is written
-from the writer's thread). The question and the answer are masked here, before they are queued."""
+from the writer's thread). The question and the answer are masked (`TurnRecord.masked_texts`) before they are queued."""
 
 from __future__ import annotations
 
 from graph.turn_record import Sink, TurnRecord
-from retrievers.masking import mask
 from voicerag.audit.record import AuditRecord
 from voicerag.audit.writer import AuditWriter
 
@@ -25,8 +24,8 @@ def audit_record(turn: TurnRecord) -> AuditRecord:
         degraded=turn.degraded,
         rate_limited=turn.rate_limited,
         latency_ms=max(0.0, turn.total_ms or 0.0),
-        question=mask(turn.question),
-        answer=mask(turn.answer),
+        question=turn.masked_texts["question"] or "",
+        answer=turn.masked_texts["answer"] or "",
     )
 
 
