@@ -62,9 +62,7 @@ def knowledge_base_tool(description: str) -> dict[str, Any]:
 
 def offered_tools(services: Services, caller: SourceContext) -> list[dict[str, Any]]:
     """The tools this caller's router may call: the knowledge base and the sources they may use."""
-    tools = [knowledge_base_tool(services.persona.knowledge_base)]
-    tools += [schema for source in services.sources if (schema := source.tool_schema_for(caller)) is not None]
-    return tools
+    return [knowledge_base_tool(services.persona.knowledge_base), *services.sources.tool_schemas(caller)]
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from retrievers.language import Language
-from retrievers.sources.base import Source
+from retrievers.sources.base import Source, SourceContext
 
 
 class SourceRegistry:
@@ -56,8 +56,9 @@ class SourceRegistry:
         """Recent latency of a source (None until it has been called)."""
         return self._latency_ms.get(name)
 
-    def tool_schemas(self) -> list[dict[str, Any]]:
-        return [source.tool_schema() for source in self._sources.values()]
+    def tool_schemas(self, caller: SourceContext) -> list[dict[str, Any]]:
+        """The tools of the sources `caller` may use (`Source.offered_to`), for the LLM router."""
+        return [schema for source in self._sources.values() if (schema := source.tool_schema_for(caller)) is not None]
 
     async def start(self) -> None:
         for source in self._sources.values():
