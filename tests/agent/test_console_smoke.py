@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -218,3 +219,24 @@ def test_text_console_answers_from_the_knowledge_base(console: Terminal) -> None
     thanks = SAMPLE_PERSONA.small_talk.reply("thanks", "en")  # small talk, not a lookup nor "not found"
     assert len(replies) == 2 and replies[1] == thanks, f"not the reply to thanks ({thanks!r}):\n{pane}"
     assert "Traceback" not in pane, pane
+
+    # Both turns are in the worker's audit log (the default file in the data dir), as voice turns of
+    # one call: written off the turn's path, so they may take a moment.
+    audit = Path(console.env["VOICERAG_DATA_DIR"]) / "audit.sqlite"
+    deadline = time.monotonic() + 15
+    while len(records := read_audit(audit)) < 2:
+        assert time.monotonic() < deadline, f"audit records: {records}"
+        time.sleep(0.2)
+    assert [(r["front_door"], r["route"]) for r in records] == [("voice", "lookup"), ("voice", "small_talk")]
+    assert records[0]["session_id"] == records[1]["session_id"] != ""  # the room: one call
+
+
+def read_audit(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path)) as database:
+        database.row_factory = sqlite3.Row
+        try:
+            return [dict(row) for row in database.execute("SELECT * FROM audit_records ORDER BY seq")]
+        except sqlite3.OperationalError:  # the table is not there yet
+            return []
