@@ -8,7 +8,7 @@ question runs both ways, in alternating order:
 - agent: an `AgentSession` in text mode (no STT, TTS or VAD, as `console --text`) running
   `Assistant(graph, persona=...)`: `session.run(user_input=q)` → the first chunk out of `Agent.llm_node`, the
   moment LiveKit's pipeline has text it would hand to TTS. Shown alongside: our adapter's own
-  `TurnReport.first_token_ms` (stream created → first chunk, inside `GraphLLM`) and LiveKit's
+  `TurnRecord.first_token_ms` (stream created → the speaking model's first token, by the observer) and LiveKit's
   `LLMMetrics.ttft` (stream created → first chunk through its channel).
 The agent's chat context is reset before each question, so both run the graph on the same input
 (instructions + question); overhead = agent − direct, per question. Caches (query vectors, search
@@ -267,7 +267,7 @@ async def run(quick: bool) -> Result:
 
     rows = [
         ["direct: graph.astream → first generate token", first["direct"]],
-        ["adapter: TurnReport.first_token_ms", first["adapter_first_token_ms"]],
+        ["adapter: TurnRecord.first_token_ms", first["adapter_first_token_ms"]],
         ["LiveKit LLMMetrics.ttft", first["livekit_llm_ttft"]],
         ["agent: session.run → first chunk out of llm_node", first["agent"]],
         ["overhead: agent − direct (paired)", first["overhead"]],
@@ -293,7 +293,7 @@ async def run(quick: bool) -> Result:
             ]
             for key, label in (
                 ("first_token", "session.run → first chunk"),
-                ("adapter", "TurnReport.first_token_ms"),
+                ("adapter", "TurnRecord.first_token_ms"),
                 ("total", "session.run total"),
             )
         ],

@@ -2,7 +2,7 @@
 
 - Quality: precision and recall per kind on the labelled set `tests/data/masking_cases.jsonl`
   (exact spans; the cases marked `gap` are known misses and count as such).
-- Cost: `mask_value` on a typical per-turn record (the fields of `TurnReport.as_record()` plus the
+- Cost: `mask_value` on a typical per-turn record (the fields of `TurnRecord.masked()` plus the
   question and the answer that a kept record carries), each record with a different question from
   the labelled set and a sample-knowledge-base answer; `find` on each labelled string alone; and
   `mask` on whole knowledge-base documents (what an error message or a trace may carry), and on a
