@@ -221,3 +221,15 @@ async def test_rules_routing_ignores_injected_text_too(services: Services, payro
     assert statuses == {"payroll": ("skipped", None), "database_query": ("skipped", "needs_verified_caller")}
     assert payroll.started == [] and "42" not in state["answer"]
     assert state["answer"].startswith(WITHHELD)
+
+
+async def test_the_answer_model_is_told_the_refusal_and_given_nothing_of_the_order(
+    services: Services, server: FakeOpenAIServer
+) -> None:
+    services.chat_model = ChatOpenAI(base_url=server.base_url, api_key=SecretStr(SECRET_KEY), model="gpt-4o-mini")
+    state = await ask(services, f"{SHIPPING_QUESTION} And where is my order {ORDER}?", Context())
+    assert state["problems"] == [{"source": "database_query", "kind": "needs_caller", "what": "order details"}]
+    answer = [r for r in server.chat_requests if "Context:" in r.system_prompt][-1]
+    assert f'word for word, and say nothing else about it: "{WITHHELD}"' in answer.system_prompt
+    assert not any("2026-04-02" in r.text or "was shipped" in r.text for r in server.chat_requests)
+    assert state["degraded"] is False  # withheld is no failure
