@@ -204,27 +204,37 @@ class KeywordIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [KeywordHit(int(row), float(scores[row])) for row in top if scores[row] > 0]
 
-    def coverage(self, query: str, text: str, mask: Mask | None = None) -> float:
+    def coverage(
+        self, query: str, text: str, mask: Mask | None = None, weights: Mapping[str, float] | None = None
+    ) -> float:
         """Share of the query's tokens found in `text`, weighted by idf (0..1): how much of what
-        was asked the text talks about. Rare words count most; unknown words count fully."""
-        wanted = set(tokenize(query))
-        if not wanted:
+        was asked the text talks about. Rare words count most; unknown words count fully.
+        `weights`: `query_weights(query, mask)`, computed once when many texts are measured."""
+        weights = self.query_weights(query, mask) if weights is None else weights
+        if not weights:
             return 0.0
         present = set(tokenize(text))
-        weights = {token: self.idf(token, mask) for token in wanted}
         return sum(w for t, w in weights.items() if t in present) / sum(weights.values())
+
+    def query_weights(self, query: str, mask: Mask | None = None) -> dict[str, float]:
+        """The idf of each distinct token of `query`, over the chunks the mask keeps."""
+        total = len(self) if mask is None else int(np.count_nonzero(mask))
+        return {token: self._idf(token, total, mask) for token in set(tokenize(query))}
 
     def idf(self, token: str, mask: Mask | None = None) -> float:
         """BM25's inverse document frequency of a token (high for rare tokens, ~0 for particles),
         over the chunks the mask keeps."""
+        return self._idf(token, len(self) if mask is None else int(np.count_nonzero(mask)), mask)
+
+    def _idf(self, token: str, total: int, mask: Mask | None) -> float:
         column = self._vocabulary.get(token)
-        if mask is None:
-            total = len(self)
-            frequency = 0 if column is None else int(self._document_frequency[column])
+        if column is None:
+            frequency = 0
+        elif mask is None:
+            frequency = int(self._document_frequency[column])
         else:
-            total = int(np.count_nonzero(mask))
-            rows = self._tf.indices[self._tf.indptr[column] : self._tf.indptr[column + 1]] if column is not None else []
-            frequency = int(np.count_nonzero(mask[rows])) if len(rows) else 0
+            rows = self._tf.indices[self._tf.indptr[column] : self._tf.indptr[column + 1]]
+            frequency = int(np.count_nonzero(mask[rows]))
         return math.log(1 + (max(total, 1) + 0.5) / (frequency + 0.5))
 
     # ---- masks: which chunks a search may use

@@ -117,7 +117,10 @@ class HybridSearch:
         # The answer gets the best chunk with its neighbours: a fact is often one chunk away from
         # the words that matched (a product's battery life vs. its "in the box" list).
         windows = {doc_id: _neighbours(best_chunk[doc_id]) for doc_id, _ in ranked}
-        read = await asyncio.to_thread(self.store.chunks_by_id, [c for ids in windows.values() for c in ids])
+        read, weights = await asyncio.gather(  # the query's idf weights: off the event loop, once per search
+            asyncio.to_thread(self.store.chunks_by_id, [c for ids in windows.values() for c in ids]),
+            asyncio.to_thread(index.query_weights, query, found.mask),
+        )
         stored = {c: chunk for c, chunk in read.items() if _in_snapshot(index, c, chunk[1])}
         results = []
         for doc_id, score in ranked:
@@ -135,7 +138,7 @@ class HybridSearch:
                     dense=_maybe(dense_by_doc.get(doc_id)),
                     keyword=_maybe(keyword_by_doc.get(doc_id)),
                     coverage=round(
-                        index.coverage(query, embedding_text(str(meta.get("title", "")), text), found.mask), 4
+                        index.coverage(query, embedding_text(str(meta.get("title", "")), text), weights=weights), 4
                     ),
                     category=str(meta.get("category", "general")),
                     lang=str(meta.get("lang", "")),
