@@ -126,12 +126,14 @@ class LeakScanHandler(logging.Handler):
         self.looking_for = looking_for
         self.setFormatter(formatter)
         self.findings: list[Finding] = []
+        self.scanned = 0  # records rendered and searched
         self.test: str | None = None  # the test running, for the finding's line
         self.exempt = False
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.exempt or record.name.split(".")[0] in TEST_CODE or record.name.startswith("test_"):
             return
+        self.scanned += 1
         try:
             text = self.format(record)
         except Exception:  # the product's formatter failing is not a leak; the raw message is what shows
@@ -155,11 +157,13 @@ class LeakScan:
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(logging.INFO)
 
-    def findings(self, basetemp: Path | None) -> list[Finding]:
+    def findings(self, basetemp: Path | None) -> tuple[list[Finding], int]:
+        """What was found, and how many files were read."""
         found = list(self.handler.findings)
-        if basetemp is not None and basetemp.is_dir():
-            found += scan_tree(basetemp, self.looking_for, self.exempt_dirs)
-        return list(dict.fromkeys(found))
+        files = list(files_under(basetemp, self.exempt_dirs)) if basetemp is not None and basetemp.is_dir() else []
+        for path in files:
+            found += scan_file(path, self.looking_for)
+        return list(dict.fromkeys(found)), len(files)
 
 
 _KEY = pytest.StashKey[LeakScan]()
@@ -198,8 +202,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(scan.handler)
     factory = getattr(session.config, "_tmp_path_factory", None)
     basetemp = factory.getbasetemp() if factory is not None and factory._basetemp is not None else None
-    found = scan.findings(basetemp)
+    found, files = scan.findings(basetemp)
     if not found:
+        needles_count = len(scan.looking_for)
+        print(f"\nleak scan: clean ({scan.handler.scanned} log records, {files} files, {needles_count} needles)")
         return
     lines = [finding.line() for finding in found[:MAX_FINDINGS_SHOWN]]
     if len(found) > MAX_FINDINGS_SHOWN:
