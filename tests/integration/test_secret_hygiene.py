@@ -113,7 +113,6 @@ class Commands:
         return [finding.line() for finding in found]
 
 
-@pytest.mark.leak_scan_exempt("the data dir is scanned here; the fake servers' records hold the secrets on purpose")
 def test_no_secret_or_personal_data_in_anything_the_commands_wrote(
     tmp_path: Path, model: FakeOpenAIServer, apis: FakeApiServer
 ) -> None:
