@@ -397,12 +397,7 @@ class FakeOpenAIServer:
         if include_usage:
             usage_chunk = chunk({}) | {"choices": [], "usage": self._usage(body["messages"], "".join(tokens))}
             await self._send(response, usage_chunk)
-        try:
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        except ConnectionError:
-            raise _ClientGone from None
-        return response
+        return await self._done(response)
 
     async def _stream_tool_calls(
         self,
@@ -441,6 +436,10 @@ class FakeOpenAIServer:
         if include_usage:
             arguments = "".join(call.arguments_json for call in calls)
             await self._send(response, chunk({}) | {"choices": [], "usage": self._usage(body["messages"], arguments)})
+        return await self._done(response)
+
+    async def _done(self, response: web.StreamResponse) -> web.StreamResponse:
+        """The stream's end, as the API sends it."""
         try:
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
