@@ -10,10 +10,10 @@ its tokens are never streamed (tag `nostream`) and any failure falls back to the
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import time
+import weakref
 from typing import cast
 
 import numpy as np
@@ -111,10 +111,17 @@ def standalone_query(question: str, earlier: list[str]) -> str:
     return f"{previous} {question}"
 
 
-@functools.cache
+# Held weakly: a process that builds many `Services` (tests, notebooks) must not keep every model alive.
+_EXAMPLE_VECTORS: weakref.WeakKeyDictionary[Embeddings, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
 def example_vectors(embeddings: Embeddings) -> tuple[np.ndarray, np.ndarray]:
     """Vectors of the small-talk and lookup examples, computed once per model."""
-    return embeddings.model.queries(SMALL_TALK_EXAMPLES), embeddings.model.queries(LOOKUP_EXAMPLES)
+    vectors = _EXAMPLE_VECTORS.get(embeddings)
+    if vectors is None:
+        vectors = embeddings.model.queries(SMALL_TALK_EXAMPLES), embeddings.model.queries(LOOKUP_EXAMPLES)
+        _EXAMPLE_VECTORS[embeddings] = vectors
+    return vectors
 
 
 async def looks_like_small_talk(services: Services, question: str) -> bool:
