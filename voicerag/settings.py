@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AnyHttpUrl, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from graph.usage import DEFAULT_PRICES
 from retrievers.errors import UserInputError
 from retrievers.http.address_guard import InsecureHosts, NetworkPolicy
 from retrievers.secret_url import SecretUrl, hide_password
@@ -65,6 +66,13 @@ class Settings(BaseSettings):
     llm_model: str = "gpt-4o-mini"
     llm_timeout_s: float = Field(8.0, gt=0, le=120)
     llm_first_token_timeout_s: float = Field(3.0, gt=0, le=60)
+    llm_prices: dict[str, dict[str, float]] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES),
+        description='JSON: model -> {"input": USD, "output": USD} per 1M tokens; a model not listed costs null',
+    )
+    llm_context_tokens: int = Field(
+        16_000, ge=500, le=2_000_000, description="the answer prompt's budget: system + history + documents + live data"
+    )
     llm_router_timeout_s: float = Field(1.5, gt=0, le=60, description="LLM router budget (grader: twice)")
 
     # --- the turn -------------------------------------------------------------------------
@@ -126,8 +134,26 @@ class Settings(BaseSettings):
         10_000, ge=1, le=1_000_000, description="records waiting for the database; beyond it new ones are dropped"
     )
 
+    # --- metrics ----------------------------------------------------------------------------
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="the voice worker serves Prometheus /metrics on this port; empty: off"
+    )
+
+    @field_validator("llm_prices")
+    @classmethod
+    def _prices(cls, table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for model, price in table.items():
+            if set(price) != {"input", "output"} or min(price.values()) < 0:
+                raise ValueError(f'{model}: needs {{"input": USD, "output": USD}} per 1M tokens, neither negative')
+        return table
+
     @field_validator(
-        "database_queries_file", "sources_file", "rate_limit_per_user", "rate_limit_per_tenant", mode="before"
+        "database_queries_file",
+        "sources_file",
+        "rate_limit_per_user",
+        "rate_limit_per_tenant",
+        "metrics_port",
+        mode="before",
     )
     @classmethod
     def _empty_means_none(cls, value: object) -> object:

@@ -4,9 +4,10 @@ The voice front door (`agent/`) wired from settings, as `voicerag/cli/` wires th
 itself never reads settings. `voicerag agent console|dev|start` runs it through LiveKit's CLI;
 `console --text` needs no keys at all (no STT/TTS: you type, it answers in text).
 
-Each turn's record goes to the log line and the audit log: one `AuditWriter` per worker process
-(opened in prewarm); a call's records are flushed when its job ends, and the writer is closed at
-the process's exit, each within `CLOSE_TIMEOUT_S` whatever the database does.
+Each turn's record goes to the log line, the audit log and, with METRICS_PORT, the metrics
+(`voicerag/metrics/`). One `AuditWriter` per worker process (opened in prewarm); a call's records
+are flushed when its job ends, and the writer is closed at the process's exit, each within
+`CLOSE_TIMEOUT_S` whatever the database does.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from agent.filler import filler_policy
 from agent.identity import Caller, caller_in
 from graph.builder import build_graph, warm_up
 from graph.services import Services
+from graph.turn_record import Sink
 from retrievers.errors import VoiceragError
 from voicerag.audit import AuditWriter, open_audit_writer
 from voicerag.audit.turns import audit_sink
 from voicerag.audit.wiring import CLOSE_TIMEOUT_S
+from voicerag.metrics import metrics_port
 from voicerag.services import build_embeddings, build_knowledge_base, build_services
 from voicerag.settings import Settings, load_settings
 
@@ -69,6 +72,7 @@ def prewarm(proc: JobProcess) -> None:
     atexit.unregister(audit.close)  # its own registration waits 5 s: a worker waits CLOSE_TIMEOUT_S
     atexit.register(audit.close, CLOSE_TIMEOUT_S)
     proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False, audit=audit)
+    proc.userdata["sinks"] = [audit_sink(audit), *metrics_sinks()]
     if not text_mode():
         from livekit.plugins import silero
 
@@ -104,7 +108,18 @@ def session_id(ctx: JobContext) -> str:
     return name if isinstance(name, str) and name else str(ctx.job.id)
 
 
-server = AgentServer(setup_fnc=prewarm)
+def metrics_sinks() -> list[Sink]:
+    """With METRICS_PORT: the metrics sink, and the HTTP layer's cache and breaker events observed."""
+    if metrics_port() is None:
+        return []
+    from voicerag.metrics.exporter import metrics_sink, observe_http
+
+    observe_http()
+    return [metrics_sink]
+
+
+# LiveKit serves /metrics on METRICS_PORT (summed over job processes: `voicerag.metrics.enable`).
+server = AgentServer(setup_fnc=prewarm, prometheus_port=metrics_port())
 
 
 @server.rtc_session(agent_name="voicerag")
@@ -132,6 +147,6 @@ async def entrypoint(ctx: JobContext) -> None:
         caller=caller,
         filler=filler_policy(services, settings.filler_threshold_ms),
         session_id=session_id(ctx),
-        sinks=[audit_sink(audit)],
+        sinks=ctx.proc.userdata["sinks"],
     )
     await session.start(agent=assistant, room=ctx.room)

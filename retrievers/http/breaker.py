@@ -26,6 +26,7 @@ from purgatory.domain.messages.events import ContextChanged
 from purgatory.domain.model import HALF_OPENED, OPENED, OpenedState
 from purgatory.service._async.circuitbreaker import AsyncCircuitBreaker
 
+from retrievers.http import observers
 from retrievers.turn.deadline import remaining
 from retrievers.turn.failures import FetchError
 
@@ -57,6 +58,7 @@ class HostBreakers:
         if event_type == "state_changed" and isinstance(event, ContextChanged):
             state = _NAMES.get(event.state, event.state)
             self.transitions[f"{name} → {state}"] += 1
+            observers.breaker_changed(name, state)
             if state == "open":
                 log.warning("circuit breaker for %s: open (cool-down %.1f s)", name, self.cooldown_s)
             else:

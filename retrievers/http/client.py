@@ -28,6 +28,7 @@ from typing import Any
 
 import httpx
 
+from retrievers.http import observers
 from retrievers.http.address_guard import DEFAULT_INSECURE_HOSTS, GuardedTransport, NetworkPolicy, Resolver
 from retrievers.http.body import parse_json, read_limited
 from retrievers.http.breaker import BreakerState, HostBreakers
@@ -149,8 +150,10 @@ class ResilientHttp:
             hit = await self._cache_get(key)
             if isinstance(hit, dict) and "data" in hit:
                 self.counters["cache_hits"] += 1
+                observers.cache_result("hit")
                 return HttpResponse(hit["data"], int(hit.get("status", 200)), True, _ms(started), 0)
             self.counters["cache_misses"] += 1
+            observers.cache_result("miss")
 
         if time_left() < self.retry_policy.min_attempt_s:  # before the breaker: not the host's fault
             raise self._failed(FetchError("timeout", f"no time left in the turn for {method} {host}"))

@@ -15,6 +15,7 @@ import warnings
 import typer
 
 from retrievers.errors import UserInputError
+from voicerag import metrics
 from voicerag.settings import load_settings
 
 MODES = ("console", "dev", "start", "connect", "download-files")
@@ -53,6 +54,8 @@ def agent(ctx: typer.Context) -> None:
                     f"{name}: needed to connect to a LiveKit server (LiveKit Cloud or livekit-server --dev)"
                 )
             os.environ.setdefault(name, value)  # LiveKit reads the environment, not our .env
+    if loaded.metrics_port and "--help" not in args:
+        metrics.enable(loaded.metrics_port)  # before LiveKit imports prometheus_client (multiprocess mode)
     from livekit.agents import cli
 
     from voicerag.worker import check_ready, server
