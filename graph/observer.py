@@ -9,6 +9,8 @@ Attached through the run's config (`graph.astream(..., config={"callbacks": [obs
   Ctrl-C), anything else a failed one;
 - the node runs (children of the root carrying `langgraph_node`): each node's time, its state
   update folded in as it ends (so a turn cut short still says how far it got);
+- every chat model's end (router, grader, answer): its reported token usage, priced from the
+  model's metadata (`graph/usage.py`), summed into the record's `tokens` and `cost_usd`;
 - the speaking node's chat model: its first non-empty token is the turn's first token (an
   extractive answer's is the node's end), its tokens the answer so far.
 
@@ -32,10 +34,12 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import BaseMessage
+from langchain_core.outputs import LLMResult
 from langgraph.types import Overwrite
 
 from graph.builder import SPEAKING_NODE
 from graph.turn_record import Sink, TurnRecord, emit
+from graph.usage import PRICE_KEY, cost_usd, usage_of
 
 ERROR_CHARS = 300  # of an error message kept in the record (masked when emitted)
 CANCELLATIONS = (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)
@@ -54,6 +58,7 @@ class TurnObserver(BaseCallbackHandler):
         self._root: UUID | None = None
         self._nodes: dict[UUID, tuple[str, float]] = {}  # node run -> (node, started)
         self._speaking: set[UUID] = set()  # chat-model runs of the speaking node
+        self._prices: dict[UUID, dict[str, float] | None] = {}  # chat-model run -> its price
         self._said: list[str] = []  # the speaking node's tokens so far
         self._ended = False  # the run is over (the record is complete but for the owner's fields)
         self.emitted = False
@@ -115,8 +120,23 @@ class TurnObserver(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._prices[run_id] = (metadata or {}).get(PRICE_KEY)
         if metadata and metadata.get("langgraph_node") == SPEAKING_NODE:
             self._speaking.add(run_id)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        price = self._prices.pop(run_id, None)
+        if self.emitted:
+            return
+        usage = usage_of(response)
+        if usage is None:  # the call happened but its size is unknown: so is the turn's cost
+            self.record.add_usage(0, 0, None)
+            return
+        input_tokens, output_tokens = usage
+        self.record.add_usage(input_tokens, output_tokens, cost_usd(*usage, price) if price else None)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._prices.pop(run_id, None)
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, run_id: UUID, **kwargs: Any) -> None:
         if isinstance(token, str) and token and run_id in self._speaking and not self._ended:

@@ -34,6 +34,7 @@ class GraphOptions:
     llm_first_token_timeout_s: float
     router_timeout_s: float
     mask_for_llm: bool  # mask the question and history (retrievers.masking) before any chat model
+    context_tokens: int = 16_000  # the answer prompt's budget (graph/context_budget.py), estimated offline
 
 
 @dataclass

@@ -3,7 +3,10 @@
 Filled by `graph/observer.py::TurnObserver` from the graph run's callbacks (and, for voice, by the
 voice stream with what only it knows: LiveKit's end-of-turn delay, the filler); handed, complete,
 to sinks: the per-turn log line (`log_turn` here), the audit log (`voicerag/audit/turns.py`), and
-later metrics and traces. It holds the raw question and answer: what a sink emits or keeps is
+later metrics and traces. Model usage: `tokens` ({"input", "output", "total"}: every chat-model
+call of the turn — router, grader, answer — as the model reported it), `cost_usd` (priced from
+`LLM_PRICES`; None when a call's model has no price or reported no usage: unknown, not free),
+`llm_calls` (how many calls). It holds the raw question and answer: what a sink emits or keeps is
 `masked()` or `masked_texts` (question, answer and error masked by `retrievers.masking`, once per
 turn whatever the number of sinks: masking is the costly part of a record, ~0.1 ms a text).
 """
@@ -57,6 +60,9 @@ class TurnRecord:
     total_ms: float | None = None
     failed: str | None = None  # the exception type when the turn failed
     error: str | None = None  # its message (masked in `masked()`)
+    tokens: dict[str, int] = field(default_factory=lambda: {"input": 0, "output": 0, "total": 0})
+    cost_usd: float | None = 0.0  # None: some call's cost is unknown (model not in LLM_PRICES, no usage)
+    llm_calls: int = 0
     cancelled: bool = False  # stopped before it ended: a barge-in, Ctrl-C, a discarded speculative run
     # Voice only (LiveKit's measurements and the filler), None elsewhere.
     end_of_turn_ms: float | None = None  # end of speech → transcript + end-of-turn decision
@@ -115,6 +121,18 @@ class TurnRecord:
             record["end_of_speech_to_first_token_ms"] = round(self.end_of_turn_ms + self.first_token_ms, 2)
         record["cache_hits"] = sum(1 for s in self.sources.values() if s.get("cached"))
         return record | self.masked_texts
+
+    def add_usage(self, input_tokens: int, output_tokens: int, cost: float | None) -> None:
+        """One chat-model call's usage; an unknown cost makes the turn's cost unknown."""
+        self.llm_calls += 1
+        self.tokens["input"] += input_tokens
+        self.tokens["output"] += output_tokens
+        self.tokens["total"] += input_tokens + output_tokens
+        self.cost_usd = None if cost is None or self.cost_usd is None else round(self.cost_usd + cost, 8)
+
+    def usage(self) -> dict[str, Any]:
+        """The turn's model usage (the `usage` of `voicerag ask --json`)."""
+        return {"tokens": dict(self.tokens), "cost_usd": self.cost_usd, "llm_calls": self.llm_calls}
 
 
 def log_turn(record: TurnRecord) -> None:

@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 
 from graph.persona import load_persona
 from graph.services import GraphOptions, Services
+from graph.usage import price_metadata
 from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
 from retrievers.errors import UserInputError
 from retrievers.http.cache import make_response_cache
@@ -92,6 +93,8 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
         timeout=settings.llm_timeout_s,
         max_retries=0,  # a voice turn cannot wait for retries: the graph falls back instead
         temperature=0.2,
+        stream_usage=True,  # token usage per call (the turn record's tokens and cost)
+        metadata=price_metadata(settings.llm_model, settings.llm_prices),
     )
 
 
@@ -106,6 +109,7 @@ def graph_options(settings: Settings) -> GraphOptions:
         llm_first_token_timeout_s=settings.llm_first_token_timeout_s,
         router_timeout_s=settings.llm_router_timeout_s,
         mask_for_llm=settings.mask_for_llm,
+        context_tokens=settings.llm_context_tokens,
     )
 
 

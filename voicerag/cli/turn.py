@@ -49,9 +49,10 @@ async def observed_turn(
     on_text: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """`run_turn` with a `TurnObserver`: its record goes to `sinks` however the turn ends (a
-    Ctrl-C makes it a cancelled one)."""
+    Ctrl-C makes it a cancelled one). The returned state carries the record's model `usage`."""
     with observing(TurnRecord.for_context(context, front_door), sinks) as observer:
-        return await run_turn(graph, messages, context, on_text, callbacks=[observer])
+        state = await run_turn(graph, messages, context, on_text, callbacks=[observer])
+        return state | {"usage": observer.record.usage()}
 
 
 def turn_json(state: dict[str, Any]) -> dict[str, Any]:
@@ -74,4 +75,6 @@ def turn_json(state: dict[str, Any]) -> dict[str, Any]:
             for key in ("route", "retrieve", "call_apis", "grade", "generate", "pre_generation", "total")
         }
         | {"sources": dict(timings.get("sources", {}))},
+        # tokens {input, output, total} of every model call, cost_usd (null: unknown price), llm_calls
+        "usage": state.get("usage") or TurnRecord("", "", "", "ask").usage(),
     }
