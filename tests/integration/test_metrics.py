@@ -139,8 +139,8 @@ async def test_voice_turn_figures_fillers_interruptions_rate_limits_and_llm_usag
     refused = TurnRecord(turn_id="t2", session_id="s", user_id="u", front_door="chat", route="refused")
     refused.rate_limited, refused.cancelled = True, True  # a cancelled text turn is no barge-in
     usage = TurnRecord(turn_id="t3", session_id="s", user_id="u", front_door="ask", route="lookup")
-    usage.llm_tokens = {"input": 120, "output": 30}  # the token/cost hook (`exporter.llm_usage`)
-    usage.llm_cost_usd = 0.0015
+    usage.add_usage(100, 20, 0.001)  # two chat-model calls of one turn (router, answer)
+    usage.add_usage(20, 10, 0.0005)
     for record in (voice, refused, usage):
         exporter.metrics_sink(record)
     after = await scrape(endpoint)
@@ -157,6 +157,7 @@ async def test_voice_turn_figures_fillers_interruptions_rate_limits_and_llm_usag
     assert moved("voicerag_rate_limited_total") == 1
     assert moved("voicerag_llm_tokens_total", kind="input") == 120
     assert moved("voicerag_llm_tokens_total", kind="output") == 30
+    assert moved("voicerag_llm_tokens_total") == 150  # no "total" kind counting them twice
     assert moved("voicerag_llm_cost_usd_total") == pytest.approx(0.0015)
 
 
@@ -203,8 +204,7 @@ async def test_every_metric_the_dashboard_queries_is_in_a_real_scrape(endpoint: 
     record = TurnRecord(turn_id="t", session_id="s", user_id="u", front_door="voice", route="lookup")
     record.first_token_ms, record.nodes_ms, record.filler = 200.0, {"generate": 12.0}, "expected"
     record.sources = {"weather": {"status": "ok", "elapsed_ms": 40.0}}
-    record.llm_tokens = {"input": 1}
-    record.llm_cost_usd = 0.0001
+    record.add_usage(1, 1, 0.0001)
     exporter.metrics_sink(record)
     observers.cache_result("hit")
     observers.breaker_changed("api.example.com", "closed")

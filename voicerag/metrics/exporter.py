@@ -8,8 +8,6 @@ statuses — never a user, session or question. Import this only after `voicerag
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import Counter, Gauge, Histogram
 
 from graph.turn_record import TurnRecord
@@ -72,13 +70,10 @@ def first_token_ms(record: TurnRecord) -> float | None:
 
 
 def llm_usage(record: TurnRecord) -> tuple[dict[str, int], float]:
-    """HOOK for token usage and cost: ({kind: tokens}, US dollars). Reads `record.llm_tokens` (a dict
-    of kind → count) and `record.llm_cost_usd` when the record carries them; nothing otherwise."""
-    found: Any = getattr(record, "llm_tokens", None)
-    found = found if isinstance(found, dict) else {}
-    tokens = {str(k): v for k, v in found.items() if isinstance(v, int) and v > 0}
-    cost: Any = getattr(record, "llm_cost_usd", None)
-    return tokens, float(cost) if isinstance(cost, int | float) and cost > 0 else 0.0
+    """The turn's chat-model tokens by kind (input, output: "total" would count them twice) and its
+    cost in US dollars (0 when unknown: a model without a price in LLM_PRICES)."""
+    tokens = {kind: count for kind, count in record.tokens.items() if kind != "total" and count > 0}
+    return tokens, record.cost_usd or 0.0
 
 
 def cache_observer(result: observers.CacheResult) -> None:
