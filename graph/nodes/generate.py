@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage, BaseM
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.context_budget import fit_prompt
 from graph.extractive import extract_answer
 from graph.nodes.common import Node, elapsed_ms
 from graph.nodes.small_talk import small_talk_reply
@@ -97,9 +99,14 @@ def make_generate(services: Services) -> Node:
     phrases = services.persona.phrases
 
     async def answer_from_model(
-        state: State, language: Language, system: str, question: str
+        state: State,
+        language: Language,
+        compose: Callable[[list[SearchHit]], str],
+        question: str,
+        documents: list[SearchHit] | None = None,
     ) -> tuple[list[AnyMessage], str, bool] | None:
-        """The model's streamed answer as messages, or None when it said nothing."""
+        """The model's streamed answer as messages, or None when it said nothing. `compose(documents)`
+        is the system prompt; history and documents are trimmed to LLM_CONTEXT_TOKENS (context_budget)."""
         model = services.chat_model
         if model is None:
             return None
@@ -107,7 +114,13 @@ def make_generate(services: Services) -> Node:
         if options.mask_for_llm:  # MASK_FOR_LLM: no phone number or e-mail reaches the chat model
             history = [m.model_copy(update={"content": mask(m.text)}) for m in history]
             question = mask(question)
-        prompt = [SystemMessage(system), *history, HumanMessage(question)]
+        fitted = fit_prompt(compose, history, question, documents or [], options.context_tokens)
+        if fitted.dropped_history or fitted.dropped_documents or fitted.cut_chars:
+            log.info(
+                "answer prompt trimmed to ~%d tokens: %d history messages, documents %s, %d chars of a tail",
+                fitted.tokens, fitted.dropped_history, fitted.dropped_documents, fitted.cut_chars,
+            )  # fmt: skip
+        prompt = [SystemMessage(fitted.system), *fitted.history, HumanMessage(question)]
         outcome = await stream_reply(model, prompt, options)
         if not outcome.text.strip():
             return None
@@ -169,9 +182,8 @@ def make_generate(services: Services) -> Node:
         live = [r for r in state.get("api_results", []) if r["status"] == "ok"]
         reply: tuple[list[AnyMessage], str, bool] | None = None
         if route["kind"] == "small_talk":
-            reply = await answer_from_model(
-                state, language, SMALL_TALK_SYSTEM[language].format(company=company), question
-            )
+            small_talk_system = SMALL_TALK_SYSTEM[language].format(company=company)
+            reply = await answer_from_model(state, language, lambda _: small_talk_system, question)
             if reply is None:
                 reply_text = small_talk_reply(question, language, services.persona.small_talk)
                 reply = [AIMessage(reply_text)], reply_text, services.chat_model is not None  # model failed
@@ -179,12 +191,17 @@ def make_generate(services: Services) -> Node:
             text = prefix or phrases.not_found[language]
             reply = [AIMessage(text)], text, bool(failures)
         else:
-            system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(graded, live))
-            if unavailable:  # the model must say what could not be fetched, as the fixed sentences do
-                system += UNAVAILABLE_NOTE[language].format(what=unavailable)
-            if withheld := problems_said([p for p in problems if p["kind"] == "needs_caller"], language):
-                system += WITHHELD_NOTE[language].format(sentence=withheld.strip())
-            reply = await answer_from_model(state, language, system, question)
+            withheld = problems_said([p for p in problems if p["kind"] == "needs_caller"], language)
+
+            def compose(documents: list[SearchHit]) -> str:
+                system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(documents, live))
+                if unavailable:  # the model must say what could not be fetched, as the fixed sentences do
+                    system += UNAVAILABLE_NOTE[language].format(what=unavailable)
+                if withheld:
+                    system += WITHHELD_NOTE[language].format(sentence=withheld.strip())
+                return system
+
+            reply = await answer_from_model(state, language, compose, question, graded)
             if reply is None:
                 # Live results come as answer-ready sentences and answer what was asked about live data;
                 # without them, documents are read out, introduced as such.
