@@ -46,7 +46,7 @@ def tails_first(compose: Any, history: list[BaseMessage], question: str, docs: l
     share = 1.0
     while prompt_tokens(compose(docs), history, question) > budget and share > 0:
         share -= 0.02
-        docs = [{**d, "text": d["text"][: math.floor(len(d["text"]) * share)]} for d in docs]  # type: ignore[misc]
+        docs = [{**d, "text": d["text"][: math.floor(len(d["text"]) * share)]} for d in docs]
     return str(compose(docs))
 
 
@@ -88,7 +88,7 @@ async def run(quick: bool) -> Result:
         lang, question = record["lang"], record["question"]
 
         def compose(docs: list[SearchHit], lang: str = lang) -> str:
-            return ANSWER_SYSTEM[lang].format(company="Kumo", context=_context_block(docs, []))  # type: ignore[index]
+            return ANSWER_SYSTEM[lang].format(company="Kumo", context=_context_block(docs, []))
 
         history = HISTORY[lang]
         full = prompt_tokens(compose(graded), history, question)
