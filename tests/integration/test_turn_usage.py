@@ -4,6 +4,7 @@ OpenAI-compatible server reported it (`stream_options.include_usage`) — summed
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -105,3 +106,28 @@ def test_a_dated_snapshot_takes_its_base_models_price() -> None:
     assert price_for("gpt-4o-2024-08-06", DEFAULT_PRICES) == DEFAULT_PRICES["gpt-4o"]
     assert price_for("gpt-4o-minimal", DEFAULT_PRICES) is None  # a prefix is not a snapshot
     assert price_metadata("llama3", DEFAULT_PRICES) == {}
+
+
+async def test_ask_json_and_the_log_line_carry_the_usage_from_settings(
+    tmp_path: Path, server: FakeOpenAIServer
+) -> None:
+    """The wiring from settings: LLM_MODEL's price from LLM_PRICES, usage asked of the server."""
+    from test_turn_records import voicerag
+
+    data = tmp_path / "data"
+    built = offline_services(data)  # the CLI's own knowledge base (EMBEDDINGS=use), indexed in-process
+    await built.knowledge_base.index_documents(
+        [Document(id="w", title="KH-300 warranty", text="The KH-300 has a two-year warranty.", lang="en")]
+    )
+    await built.aclose()
+    env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test", "LLM_MODEL": "my-model",
+           "LLM_PRICES": '{"my-model": {"input": 1.0, "output": 3.0}}', "ROUTER": "llm", "GRADER": "llm"}  # fmt: skip
+    result = await asyncio.to_thread(voicerag, ["ask", "What is the warranty on the KH-300?", "--json"], data, **env)
+    assert result.code == 0, result.stderr
+    usage = json.loads(result.stdout)["usage"]
+    input_tokens, output_tokens = reported(server)
+    assert usage["tokens"] == {"input": input_tokens, "output": output_tokens, "total": input_tokens + output_tokens}
+    assert usage["llm_calls"] == len(server.chat_requests) == 3
+    assert usage["cost_usd"] == pytest.approx((input_tokens * 1.0 + output_tokens * 3.0) / 1_000_000)
+    (line,) = result.turn_lines()
+    assert line["tokens"] == usage["tokens"] and line["cost_usd"] == usage["cost_usd"]
