@@ -153,15 +153,16 @@ async def test_each_failure_is_said_as_what_it_was(services: Services) -> None:
     services.sources = SourceRegistry(
         [
             named("beta", failure="fetch-error"),
-            named("gamma", delay_s=1.0),
+            named("gamma", delay_s=5.0),
             UnavailableSource(
                 {"name": "parcels", "labels": {"en": "parcel tracking"}, "keywords": {"en": ["parcel"]}}, "KEY not set"
             ),
         ]
     )
-    services.options = dataclasses.replace(services.options, deadline_ms=300)
+    services.options = dataclasses.replace(services.options, deadline_ms=1000)
     state = await ask(build_graph(services), "beta gamma parcel?")
-    kinds = {p["source"]: p["kind"] for p in state["problems"]}
+    # The knowledge base may itself be late on a loaded machine (said truthfully too): not this test's subject.
+    kinds = {p["source"]: p["kind"] for p in state["problems"] if p["source"] != "knowledge_base"}
     assert kinds == {"beta": "unreachable", "gamma": "timeout", "parcels": "unavailable"}
     answer = state["answer"]
     assert "I couldn't reach the test source just now" in answer
