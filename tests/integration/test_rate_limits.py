@@ -283,13 +283,17 @@ def test_a_long_question_through_ask_is_refused_at_once(data_dir: Path) -> None:
 
 def test_ask_limits_span_invocations_only_when_redis_shares_them(data_dir: Path, redis_url: str) -> None:
     user = f"C-{time.monotonic_ns()}"  # a caller of its own on the session's Redis
-    shared = [voicerag_ask(data_dir, QUESTION, "--user", user, RATE_LIMIT_PER_USER="2/minute", REDIS_URL=redis_url)
-              for _ in range(3)]  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        # Control, meanwhile: without Redis each process counts from zero (in memory), so the limit never bites.
+        alone = pool.map(
+            lambda _: voicerag_ask(data_dir, QUESTION, "--user", user, RATE_LIMIT_PER_USER="1/minute"), range(2)
+        )
+        shared = [voicerag_ask(data_dir, QUESTION, "--user", user, RATE_LIMIT_PER_USER="2/minute", REDIS_URL=redis_url)
+                  for _ in range(3)]  # fmt: skip
+        alone_runs = list(alone)
     assert [d.returncode for d in shared] == [0, 0, 0], [d.stderr for d in shared]
     assert [PHRASES.rate_limited["en"] in d.stdout for d in shared] == [False, False, True]
-    # Control: without Redis each process counts from zero (in memory), so the limit never bites here.
-    alone = [voicerag_ask(data_dir, QUESTION, "--user", user, RATE_LIMIT_PER_USER="1/minute") for _ in range(2)]
-    assert all(WARRANTY in d.stdout for d in alone), [d.stdout for d in alone]
+    assert all(WARRANTY in d.stdout for d in alone_runs), [d.stdout for d in alone_runs]
 
 
 def test_two_processes_share_one_limit_through_redis(data_dir: Path, redis_url: str) -> None:
