@@ -136,7 +136,13 @@ class TurnObserver(BaseCallbackHandler):
         self.record.add_usage(input_tokens, output_tokens, cost_usd(*usage, price) if price else None)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._prices.pop(run_id, None)
+        price = self._prices.pop(run_id, None)
+        partial = kwargs.get("response")
+        if self.emitted or not isinstance(partial, LLMResult) or not any(partial.generations):
+            return  # refused before it said anything (an HTTP error): nothing was generated
+        # Cut short after it began (a timeout, a barge-in): billed, but the usage chunk never came.
+        usage = usage_of(partial)
+        self.record.add_usage(*(usage or (0, 0)), cost_usd(*usage, price) if usage and price else None)
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, run_id: UUID, **kwargs: Any) -> None:
         if isinstance(token, str) and token and run_id in self._speaking and not self._ended:

@@ -5,6 +5,7 @@ OpenAI-compatible server reported it (`stream_options.include_usage`) — summed
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -131,3 +132,20 @@ async def test_ask_json_and_the_log_line_carry_the_usage_from_settings(
     assert usage["cost_usd"] == pytest.approx((input_tokens * 1.0 + output_tokens * 3.0) / 1_000_000)
     (line,) = result.turn_lines()
     assert line["tokens"] == usage["tokens"] and line["cost_usd"] == usage["cost_usd"]
+
+
+async def test_an_answer_cut_short_makes_the_cost_unknown(services: Services, server: FakeOpenAIServer) -> None:
+    """The answer's stream stops at the total timeout, before the server's usage chunk: the call was
+    billed, so its cost is unknown (null), not 0; the control above shows a whole call is priced."""
+    services.options = dataclasses.replace(services.options, llm_timeout_s=0.6)
+    server.set(reply="The KH-300 has a two-year warranty, as the documents say.", token_delay_s=0.15)
+    services.chat_model = ChatOpenAI(
+        base_url=server.base_url, api_key="test", model="gpt-4o-mini", stream_usage=True,
+        metadata=price_metadata("gpt-4o-mini", DEFAULT_PRICES),
+    )  # fmt: skip
+    records: list[TurnRecord] = []
+    state = await observed_turn(
+        build_graph(services), [HumanMessage("What is the warranty on the KH-300?")], Context(), "ask", [records.append]
+    )
+    assert state["degraded"] and records[0].answer.startswith("The KH-300")  # cut short, then apologised
+    assert records[0].llm_calls == 1 and records[0].cost_usd is None
