@@ -153,6 +153,23 @@ def content_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def routing_grading_answering(answer: str) -> Callable[[list[dict[str, Any]]], str | list[ToolCall]]:
+    """A reply for each of the product's three model calls, as a real model would give them: the
+    router searches the knowledge base with the last message, the grader keeps document 1, and the
+    answer is `answer`."""
+
+    def reply(messages: list[dict[str, Any]]) -> str | list[ToolCall]:
+        system = content_text(messages[0]) if messages[0].get("role") == "system" else ""
+        last = content_text(messages[-1])
+        if system.startswith("You route the messages"):
+            return [ToolCall("search_knowledge_base", {"query": last})]
+        if last.startswith("For each numbered document"):
+            return '{"relevant": [1]}'
+        return answer
+
+    return reply
+
+
 _TOKEN = re.compile(r"\s*\S{1,6}|\s+$")
 
 

@@ -8,10 +8,9 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fakes.openai_server import Behaviour, FakeOpenAIServer, ToolCall, content_text
+from fakes.openai_server import Behaviour, FakeOpenAIServer, routing_grading_answering
 from helpers import offline_services
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_openai import ChatOpenAI
@@ -32,14 +31,7 @@ CONVERSATION = [
 ]
 
 
-def model(messages: list[dict[str, Any]]) -> str | list[ToolCall]:
-    system = content_text(messages[0]) if messages[0].get("role") == "system" else ""
-    last = content_text(messages[-1])
-    if system.startswith("You route the messages"):
-        return [ToolCall("search_knowledge_base", {"query": last})]
-    if last.startswith("For each numbered document"):
-        return '{"relevant": [1]}'
-    return "Two years."
+model = routing_grading_answering("Two years.")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.openai_server import Behaviour, FakeOpenAIServer, ToolCall, content_text
+from fakes.openai_server import Behaviour, FakeOpenAIServer, routing_grading_answering
 from helpers import offline_services
 from langchain_core.messages import HumanMessage
 from langchain_openai import ChatOpenAI
@@ -28,14 +28,7 @@ from voicerag.cli.turn import observed_turn, turn_json
 pytestmark = pytest.mark.integration
 
 
-def model(messages: list[dict[str, Any]]) -> str | list[ToolCall]:
-    system = content_text(messages[0]) if messages[0].get("role") == "system" else ""
-    last = content_text(messages[-1])
-    if system.startswith("You route the messages"):
-        return [ToolCall("search_knowledge_base", {"query": last})]
-    if last.startswith("For each numbered document"):
-        return '{"relevant": [1]}'
-    return "The KH-300 has a two-year warranty."
+model = routing_grading_answering("The KH-300 has a two-year warranty.")
 
 
 def reported(server: FakeOpenAIServer) -> tuple[int, int]:
