@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from graph.builder import warm_up
 from graph.persona import load_persona
 from graph.services import Services
+from retrievers.documents import Document
 from voicerag.services import build_services
 from voicerag.settings import load_settings
 
@@ -51,6 +54,24 @@ def offline_services(data_dir: Path, embeddings: str = "use") -> Services:
     services = build_services(settings)
     assert services.chat_model is None
     return services
+
+
+@asynccontextmanager
+async def services_with_chat_model(
+    data_dir: Path, base_url: str, documents: Sequence[Document]
+) -> AsyncIterator[Services]:
+    """`offline_services` with an OpenAI chat model at `base_url` (a local fake server), `documents`
+    ingested and everything warmed up; closed on exit."""
+    from langchain_openai import ChatOpenAI
+
+    built = offline_services(data_dir)
+    built.chat_model = ChatOpenAI(base_url=base_url, api_key="test", model="gpt-4o-mini")
+    await built.knowledge_base.index_documents(list(documents))
+    await warm_up(built)
+    try:
+        yield built
+    finally:
+        await built.aclose()
 
 
 def write(folder: Path, name: str, content: str | bytes) -> Path:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 from fakes.openai_server import Behaviour, FakeOpenAIServer, content_text
-from helpers import offline_services
+from helpers import services_with_chat_model
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_openai import ChatOpenAI
 
-from graph.builder import build_graph, warm_up
+from graph.builder import build_graph
 from graph.context_budget import MESSAGE_TOKENS, REPLY_TOKENS, estimate_tokens
 from graph.services import Services
 from retrievers.documents import Document
@@ -36,18 +35,13 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 async def services(tmp_path: Path, server: FakeOpenAIServer) -> AsyncIterator[Services]:
-    built = offline_services(tmp_path)
-    built.chat_model = ChatOpenAI(base_url=server.base_url, api_key="test", model="gpt-4o-mini")
-    await built.knowledge_base.index_documents(
-        [
-            Document(id="w", title="KH-300 kettle warranty", text="The KH-300 kettle has a two-year warranty. "
-                     + "Keep the receipt as proof of purchase. " * 30, lang="en"),
-            Document(id="k", title="KH-300 kettle care", text="Descale the KH-300 kettle monthly. " * 30, lang="en"),
-        ]
-    )  # fmt: skip
-    await warm_up(built)
-    yield built
-    await built.aclose()
+    documents = [
+        Document(id="w", title="KH-300 kettle warranty", text="The KH-300 kettle has a two-year warranty. "
+                 + "Keep the receipt as proof of purchase. " * 30, lang="en"),
+        Document(id="k", title="KH-300 kettle care", text="Descale the KH-300 kettle monthly. " * 30, lang="en"),
+    ]  # fmt: skip
+    async with services_with_chat_model(tmp_path, server.base_url, documents) as built:
+        yield built
 
 
 async def sent_prompt(services: Services, server: FakeOpenAIServer, budget: int) -> list[dict[str, str]]:

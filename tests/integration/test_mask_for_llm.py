@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from fakes.openai_server import Behaviour, FakeOpenAIServer, routing_grading_answering
-from helpers import offline_services
+from helpers import services_with_chat_model
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_openai import ChatOpenAI
 
-from graph.builder import build_graph, warm_up
+from graph.builder import build_graph
 from graph.context import Context
 from graph.services import Services
 from retrievers.documents import Document
@@ -42,14 +41,9 @@ def server() -> Iterator[FakeOpenAIServer]:
 
 @pytest.fixture
 async def services(tmp_path: Path, server: FakeOpenAIServer) -> AsyncIterator[Services]:
-    built = offline_services(tmp_path)
-    built.chat_model = ChatOpenAI(base_url=server.base_url, api_key="test", model="gpt-4o-mini")
-    await built.knowledge_base.index_documents(
-        [Document(id="w", title="KH-300 warranty", text="The KH-300 has a two-year warranty.", lang="en")]
-    )
-    await warm_up(built)
-    yield built
-    await built.aclose()
+    warranty = Document(id="w", title="KH-300 warranty", text="The KH-300 has a two-year warranty.", lang="en")
+    async with services_with_chat_model(tmp_path, server.base_url, [warranty]) as built:
+        yield built
 
 
 async def bodies(services: Services, server: FakeOpenAIServer, mask_for_llm: bool) -> list[str]:
