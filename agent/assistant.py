@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 
 from livekit.agents import Agent, FlushSentinel, ModelSettings, llm
@@ -20,6 +20,7 @@ from agent.llm import FILLER_CHUNK_ID, GraphLLM
 from graph.builder import VoiceGraph
 from graph.context import Context
 from graph.persona import Persona
+from graph.tracing import Tracer
 from graph.turn_record import MASKED, Sink, TurnRecord
 from retrievers.language import Language
 
@@ -38,9 +39,10 @@ class Assistant(Agent):
         filler: FillerPolicy | None = None,
         session_id: str = "",
         sinks: list[Sink] | None = None,
+        tracers: Sequence[Tracer] = (),
     ) -> None:
         """`session_id`: the call (the LiveKit room); `sinks`: where each turn's record goes besides
-        the log line (the audit log)."""
+        the log line (the audit log); `tracers`: what watches each turn's run (graph/tracing.py)."""
         self._caller = caller
         self._session_id = session_id
         self._phrases = persona.phrases
@@ -52,6 +54,7 @@ class Assistant(Agent):
             context_factory=self._context,
             filler=filler,
             sinks=[self._record, *(sinks or [])],
+            tracers=tracers,
         )
         # LiveKit passes the instructions to the graph as the first system message; the graph's prompts decide the rest.
         super().__init__(instructions=persona.instructions, llm=self.graph_llm)

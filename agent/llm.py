@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
@@ -37,6 +37,7 @@ from graph.context import Context
 from graph.observer import TurnObserver
 from graph.persona import Phrases
 from graph.state import Route
+from graph.tracing import Tracer, turn_config
 from graph.turn_record import Sink, TurnRecord
 from retrievers.language import Language, detect_language
 
@@ -111,7 +112,7 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         try:
             stream: AsyncIterator[Any] = self._graph.astream(
                 self._chat_ctx_to_state(),
-                {"callbacks": [self.observer]},
+                turn_config(self.observer, self._adapter.tracers),
                 context=self._context,
                 stream_mode=["messages", "updates"],
             )
@@ -156,12 +157,14 @@ class GraphLLM(LLMAdapter[Context]):
         context_factory: ContextFactory = anonymous_context,
         filler: FillerPolicy | None = None,
         sinks: list[Sink] | None = None,
+        tracers: Sequence[Tracer] = (),
     ) -> None:
         super().__init__(graph, stream_mode="messages")
         self.phrases = phrases  # the filler and the apology, in the caller's language
         self._context_factory = context_factory
         self.filler = filler  # None: never say a filler
         self.sinks = sinks or []  # each finished turn's record goes to these (never raising into the turn)
+        self.tracers = tracers  # what watches each turn's run (LangSmith, OpenTelemetry)
         self.active: set[SpeakingNodeStream] = set()  # streams still running (tests check cancellation)
 
     @property

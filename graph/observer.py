@@ -52,7 +52,7 @@ class TurnObserver(BaseCallbackHandler):
         """`hold`: the owner adds what it knows and emits with `close()`; otherwise the record is
         emitted as soon as the root run ends."""
         self.record = record
-        self._sinks = sinks
+        self._sinks = list(sinks)  # this turn's own list: `add_sink` must not change the caller's
         self._hold = hold
         self._started = time.perf_counter()
         self._root: UUID | None = None
@@ -162,6 +162,10 @@ class TurnObserver(BaseCallbackHandler):
             self.record.failed, self.record.degraded = type(error).__name__, True
             self.record.error = str(error)[:ERROR_CHARS] or None
         self._end()
+
+    def add_sink(self, sink: Sink) -> None:
+        """One more sink for this turn's record (a tracer's `turn_finished`)."""
+        self._sinks.append(sink)
 
     def close(self) -> TurnRecord:
         """The turn is over: complete the record and emit it (once)."""

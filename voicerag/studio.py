@@ -48,12 +48,14 @@ from pydantic import ValidationError
 from graph.builder import VoiceGraph, build_graph
 from graph.context import Context
 from graph.observer import TurnObserver
+from graph.tracing import turn_config
 from graph.turn_record import TurnRecord, log_turn
 from voicerag.audit import open_audit_writer
 from voicerag.audit.turns import audit_sink
 from voicerag.audit.wiring import CLOSE_TIMEOUT_S
 from voicerag.services import build_services
 from voicerag.settings import load_settings
+from voicerag.tracing import open_tracing
 
 __all__ = ["compiled", "graph"]
 
@@ -65,12 +67,14 @@ _audit = open_audit_writer(_settings)
 atexit.unregister(_audit.close)  # its own registration waits 5 s: this process waits CLOSE_TIMEOUT_S
 atexit.register(_audit.close, CLOSE_TIMEOUT_S)
 _sinks = [log_turn, audit_sink(_audit)]
+_tracing = open_tracing(_settings)
+atexit.register(_tracing.close)  # bounded: a hanging tracing backend never holds the exit
 _CONTEXT_FIELDS = frozenset(f.name for f in fields(Context))
 
 
 def graph(config: RunnableConfig) -> VoiceGraph:
     """The graph of one Studio run (or of a schema read, which runs nothing), observed."""
-    return compiled.with_config(callbacks=[TurnObserver(studio_record(config), _sinks)])
+    return compiled.with_config(turn_config(TurnObserver(studio_record(config), _sinks), _tracing.tracers))
 
 
 def studio_record(config: RunnableConfig) -> TurnRecord:

@@ -33,6 +33,7 @@ from voicerag.audit.wiring import CLOSE_TIMEOUT_S
 from voicerag.metrics import metrics_port
 from voicerag.services import build_embeddings, build_knowledge_base, build_services
 from voicerag.settings import Settings, load_settings
+from voicerag.tracing import open_tracing
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ def prewarm(proc: JobProcess) -> None:
     atexit.register(audit.close, CLOSE_TIMEOUT_S)
     proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False, audit=audit)
     proc.userdata["sinks"] = [audit_sink(audit), *metrics_sinks()]
+    tracing = open_tracing(settings)
+    atexit.register(tracing.close)  # bounded: a hanging tracing backend never holds the exit
+    proc.userdata["tracers"] = tracing.tracers
     if not text_mode():
         from livekit.plugins import silero
 
@@ -148,5 +152,6 @@ async def entrypoint(ctx: JobContext) -> None:
         filler=filler_policy(services, settings.filler_threshold_ms),
         session_id=session_id(ctx),
         sinks=ctx.proc.userdata["sinks"],
+        tracers=ctx.proc.userdata["tracers"],
     )
     await session.start(agent=assistant, room=ctx.room)

@@ -15,6 +15,7 @@ import time
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.nodes.child_runs import traced_source_call
 from graph.nodes.common import Node, elapsed_ms
 from graph.services import Services
 from graph.state import Problem, SourceCall, State
@@ -35,7 +36,7 @@ async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> Sou
         return SourceResult(
             source=source.name, status="error", data={"error": str(exc)}, summary="", elapsed_ms=0.0, cached=False
         )
-    return await run_source(source, params, ctx)
+    return await traced_source_call(source.name, call["params"], run_source(source, params, ctx))
 
 
 def problem_of(result: SourceResult) -> Problem | None:

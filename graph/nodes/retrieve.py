@@ -14,6 +14,7 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.nodes.child_runs import traced_search
 from graph.nodes.common import Node, describe, elapsed_ms
 from graph.services import Services
 from graph.state import Problem, ProblemKind, State
@@ -85,21 +86,24 @@ def make_retrieve(services: Services) -> Node:
         top_k = ctx.top_k or services.options.top_k
         category = (route["category"] if route else None) or ctx.category
         viewer = viewer_of(ctx)
+        language = state.get("language")
+        keyword_only = False
+
+        async def search() -> list[SearchHit]:
+            nonlocal keyword_only
+            vector = await query_vector_in_time(services, query)
+            keyword_only = vector is None
+            found = await services.knowledge_base.search(
+                query, top_k=top_k, category=category, query_vector=vector, dense=vector is not None, viewer=viewer
+            )
+            if language and found and not any(hit["lang"] == language for hit in found):
+                found = await in_language_first(services, query, top_k, category, language, found, viewer)
+            return found
+
         try:
             with deadline_at(state.get("deadline_at")):
                 async with asyncio.timeout(as_timeout()):
-                    vector = await query_vector_in_time(services, query)
-                    found = await services.knowledge_base.search(
-                        query,
-                        top_k=top_k,
-                        category=category,
-                        query_vector=vector,
-                        dense=vector is not None,
-                        viewer=viewer,
-                    )
-                    language = state.get("language")
-                    if language and found and not any(hit["lang"] == language for hit in found):
-                        found = await in_language_first(services, query, top_k, category, language, found, viewer)
+                    found = await traced_search(query, search())
         except Exception as exc:  # timeouts included: the turn goes on and says what it could not fetch
             kind: ProblemKind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
             took = elapsed_ms(started)
@@ -110,7 +114,7 @@ def make_retrieve(services: Services) -> Node:
                 "timings_ms": {"retrieve": took},
             }
         update: State = {"documents": found, "timings_ms": {"retrieve": elapsed_ms(started)}}
-        if vector is None:  # ranked by keywords alone: grading is stricter, the answer degraded
+        if keyword_only:  # ranked by keywords alone: grading is stricter, the answer degraded
             update["keyword_only"] = True
         return update
 

@@ -13,11 +13,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 from fakes.sources import TimedSource, named
 from fakes.tool_calling import ToolCallingFakeChatModel, tool_calls
 from helpers import PHRASES, lingering, offline_services
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -168,3 +170,47 @@ async def test_each_failure_is_said_as_what_it_was(services: Services) -> None:
     assert "I couldn't reach the test source just now" in answer
     assert "The test source took too long to answer" in answer
     assert "Parcel tracking isn't available right now." in answer
+
+
+class RunRecorder(BaseCallbackHandler):
+    """What a tracer sees of a turn's child runs: retrievals and tool calls, with their parents."""
+
+    def __init__(self) -> None:
+        self.started: dict[UUID, tuple[str, str, UUID | None]] = {}  # run -> (type, name, parent)
+        self.ended: dict[UUID, Any] = {}
+        self.failed: dict[UUID, BaseException] = {}
+
+    def on_retriever_start(self, serialized: Any, query: str, *, run_id: UUID, **kw: Any) -> None:
+        self.started[run_id] = ("retriever", kw.get("name", ""), kw.get("parent_run_id"))
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kw: Any) -> None:
+        self.ended[run_id] = documents
+
+    def on_tool_start(self, serialized: Any, input_str: str, *, run_id: UUID, **kw: Any) -> None:
+        self.started[run_id] = ("tool", kw.get("name", ""), kw.get("parent_run_id"))
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kw: Any) -> None:
+        self.ended[run_id] = output
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kw: Any) -> None:
+        self.failed[run_id] = error
+
+
+async def test_retrieval_and_each_source_call_are_child_runs_a_tracer_sees(services: Services) -> None:
+    recorder = RunRecorder()
+    graph = graph_with(services, named("alpha", delay_s=0.01), named("beta", delay_s=5.0), deadline_ms=300)
+    state = await graph.ainvoke(
+        {"messages": [HumanMessage("alpha beta: what is the warranty on the KH-300?")]},
+        {"callbacks": [recorder]},
+        context=Context(),
+    )
+    kinds = sorted((kind, name) for kind, name, _ in recorder.started.values())
+    assert kinds == [("retriever", "knowledge_base"), ("tool", "alpha"), ("tool", "beta")]
+    assert all(parent is not None for *_, parent in recorder.started.values())  # inside their node's run
+    (retrieval,) = [run for run, (kind, *_) in recorder.started.items() if kind == "retriever"]
+    (document,) = recorder.ended[retrieval]
+    assert document.id == "w" and document.metadata["title"] == "Warranty"
+    assert "two-year warranty" in document.page_content and document.metadata["score"] == state["graded"][0]["score"]
+    outcomes = {recorder.started[run][1]: output for run, output in recorder.ended.items() if run != retrieval}
+    assert outcomes["alpha"]["status"] == "ok" and outcomes["beta"]["status"] == "timeout"  # a result, not an error
+    assert not recorder.failed

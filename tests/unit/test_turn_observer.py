@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from fakes.sources import named
 from helpers import lingering, offline_services
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGenerationChunk
@@ -25,6 +26,7 @@ from graph.builder import build_graph, warm_up
 from graph.context import Context
 from graph.observer import TurnObserver, observing
 from graph.services import Services
+from graph.tracing import ROOT_RUN_NAME, TurnTraceHandler, turn_config
 from graph.turn_record import TurnRecord, log_turn
 from retrievers.documents import Document
 from retrievers.sources.registry import SourceRegistry
@@ -172,3 +174,35 @@ async def test_the_log_line_is_masked(services: Services, caplog: pytest.LogCapt
     fields = {k: v for k, v in vars(line).items() if k in records[0].masked()}
     assert fields["turn_id"] == "turn-1" and fields["route"] == "lookup" and "[PHONE]" in fields["question"]
     assert PHONE not in json.dumps(fields) and EMAIL not in json.dumps(fields)
+
+
+async def test_a_tracer_sees_the_named_run_and_gets_the_finished_record(services: Services) -> None:
+    """`turn_config`: the root run is `voicerag`, each tracer's handlers watch it, and a
+    `TurnTraceHandler` is told the complete record once, after the owner closed the turn."""
+
+    class Tracing(TurnTraceHandler):
+        def __init__(self, record: TurnRecord) -> None:
+            self.record, self.roots, self.finished = record, [], []  # type: ignore[var-annotated]
+
+        def on_chain_start(self, serialized: Any, inputs: Any, *, parent_run_id: Any = None, **kw: Any) -> None:
+            if parent_run_id is None:
+                self.roots.append(kw.get("name"))
+
+        def turn_finished(self, record: TurnRecord) -> None:
+            self.finished.append((record.route, record.total_ms))
+
+    handlers: list[Tracing] = []
+
+    def tracer(record: TurnRecord) -> list[BaseCallbackHandler]:
+        handlers.append(Tracing(record))
+        return list(handlers)
+
+    records: list[TurnRecord] = []
+    sinks: list[Any] = [records.append]
+    with observing(record_for(), sinks) as observer:
+        await build_graph(services).ainvoke({"question": QUESTION}, turn_config(observer, [tracer]), context=CALLER)
+        assert handlers[0].finished == []  # the owner has not closed the turn yet
+    (handler,) = handlers
+    assert handler.record is records[0] and handler.roots == [ROOT_RUN_NAME]
+    assert handler.finished == [("lookup", records[0].total_ms)]
+    assert sinks == [records.append]  # the caller's sinks are not changed by the tracer's

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from retrievers.errors import UserInputError
-from voicerag.cli.common import caller_context, open_services, settings, turn_sinks
+from voicerag.cli.common import caller_context, open_services, settings, turn_outputs
 from voicerag.cli.running import run_async
 from voicerag.cli.terminal import json_text, stream
 
@@ -44,11 +44,13 @@ async def _ask(loaded: Settings, question: str, context: Context, as_json: bool)
     from graph.builder import build_graph, warm_up
     from voicerag.cli.turn import observed_turn, turn_json
 
-    async with turn_sinks(loaded) as sinks, open_services(loaded) as services:
+    async with turn_outputs(loaded) as outputs, open_services(loaded) as services:
         graph = build_graph(services)
         await warm_up(services)  # model and index loading are not part of the turn's timings
         on_text = None if as_json else stream
-        state = await observed_turn(graph, [HumanMessage(question)], context, "ask", sinks, on_text)
+        state = await observed_turn(
+            graph, [HumanMessage(question)], context, "ask", outputs.sinks, on_text, outputs.tracers
+        )
     if as_json:
         print(json_text(turn_json(state), indent=2))
     else:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from voicerag.cli.common import caller_context, err, open_services, settings, turn_sinks
+from voicerag.cli.common import caller_context, err, open_services, settings, turn_outputs
 from voicerag.cli.running import run_async
 from voicerag.cli.terminal import stream
 
@@ -42,7 +42,7 @@ async def _chat(loaded: Settings, caller: Context) -> None:
     from graph.builder import build_graph, warm_up
     from voicerag.cli.turn import observed_turn
 
-    async with turn_sinks(loaded) as sinks, open_services(loaded) as services:
+    async with turn_outputs(loaded) as outputs, open_services(loaded) as services:
         graph = build_graph(services)
         await warm_up(services)
         history: list[AnyMessage] = []
@@ -61,6 +61,8 @@ async def _chat(loaded: Settings, caller: Context) -> None:
             history.append(HumanMessage(line))
             sys.stdout.write("agent> ")
             context = replace(caller, turn_id=uuid.uuid4().hex)  # the same caller and session, a new turn
-            state = await observed_turn(graph, history[-HISTORY_MESSAGES:], context, "chat", sinks, stream)
+            state = await observed_turn(
+                graph, history[-HISTORY_MESSAGES:], context, "chat", outputs.sinks, stream, outputs.tracers
+            )
             sys.stdout.write("\n")
             history.append(AIMessage(state.get("answer", "")))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -17,6 +19,7 @@ from voicerag.settings import Settings, load_settings
 if TYPE_CHECKING:
     from graph.context import Context
     from graph.services import Services
+    from graph.tracing import Tracer
     from graph.turn_record import Sink
     from retrievers.knowledge_base import KnowledgeBaseManager
 
@@ -61,21 +64,34 @@ async def open_services(loaded: Settings) -> AsyncIterator[Services]:
         await services.aclose()
 
 
+@dataclass
+class TurnOutputs:
+    """Where a text front door's turns go: record sinks, and the tracers watching each run."""
+
+    sinks: list[Sink]
+    tracers: list[Tracer]
+
+
 @asynccontextmanager
-async def turn_sinks(loaded: Settings) -> AsyncIterator[list[Sink]]:
-    """Where a text front door's turn records go: the log line and the audit log. The audit writer
-    is flushed and closed when the command ends, within `CLOSE_TIMEOUT_S` whatever the database
-    does (what was lost is logged as a count)."""
+async def turn_outputs(loaded: Settings) -> AsyncIterator[TurnOutputs]:
+    """The log line, the audit log and the tracers of a text front door. When the command ends the
+    audit writer is flushed and closed within `CLOSE_TIMEOUT_S` whatever the database does (what
+    was lost is logged as a count), and the tracers within theirs, whatever their backends do."""
     from graph.turn_record import log_turn
     from voicerag.audit import open_audit_writer
     from voicerag.audit.turns import audit_sink
     from voicerag.audit.wiring import CLOSE_TIMEOUT_S
+    from voicerag.tracing import open_tracing
 
     writer = open_audit_writer(loaded)  # a bad AUDIT_DATABASE_URL stops the command here, named
+    tracing = open_tracing(loaded)
     try:
-        yield [log_turn, audit_sink(writer)]
+        yield TurnOutputs([log_turn, audit_sink(writer)], tracing.tracers)
     finally:
-        await writer.aclose(CLOSE_TIMEOUT_S)
+        try:
+            await writer.aclose(CLOSE_TIMEOUT_S)
+        finally:
+            await asyncio.to_thread(tracing.close)
 
 
 @asynccontextmanager

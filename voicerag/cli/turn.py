@@ -3,15 +3,16 @@ the log line, the audit log), and its JSON form (the CLI contract)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, AnyMessage
+from langchain_core.runnables import RunnableConfig
 
 from graph.builder import SPEAKING_NODE, VoiceGraph
 from graph.context import Context
 from graph.observer import observing
+from graph.tracing import Tracer, turn_config
 from graph.turn_record import FrontDoor, Sink, TurnRecord
 
 
@@ -21,13 +22,13 @@ async def run_turn(
     context: Context,
     on_text: Callable[[str], None] | None = None,
     *,
-    callbacks: list[BaseCallbackHandler] | None = None,
+    config: RunnableConfig | None = None,
 ) -> dict[str, Any]:
     """Run the graph on the conversation so far; `on_text` receives the answer as it streams.
     Returns the final state."""
     final: dict[str, Any] = {}
     stream: AsyncIterator[Any] = graph.astream(
-        {"messages": messages}, {"callbacks": callbacks or []}, context=context, stream_mode=["messages", "values"]
+        {"messages": messages}, config, context=context, stream_mode=["messages", "values"]
     )
     async for mode, payload in stream:
         if mode == "values":
@@ -47,11 +48,13 @@ async def observed_turn(
     front_door: FrontDoor,
     sinks: list[Sink],
     on_text: Callable[[str], None] | None = None,
+    tracers: Sequence[Tracer] = (),
 ) -> dict[str, Any]:
-    """`run_turn` with a `TurnObserver`: its record goes to `sinks` however the turn ends (a
-    Ctrl-C makes it a cancelled one). The returned state carries the record's model `usage`."""
+    """`run_turn` with a `TurnObserver` and the process's tracers (`graph/tracing.py`): the record
+    goes to `sinks` however the turn ends (a Ctrl-C makes it a cancelled one). The returned state
+    carries the record's model `usage`."""
     with observing(TurnRecord.for_context(context, front_door), sinks) as observer:
-        state = await run_turn(graph, messages, context, on_text, callbacks=[observer])
+        state = await run_turn(graph, messages, context, on_text, config=turn_config(observer, tracers))
         return state | {"usage": observer.record.usage()}
 
 

@@ -1,0 +1,45 @@
+"""The turn's tracers, from settings: what watches every turn besides the log, the audit log and the
+metrics. Each tracer is a `graph.tracing.Tracer` (LangChain callback handlers for one turn); a
+process opens its tracing once (`open_tracing`), hands `tracing.tracers` to its front door, and
+closes it when it ends (`close`, bounded: a hanging backend never holds the process's exit).
+
+- LangSmith: `voicerag/tracing/langsmith.py`, when `LANGSMITH_TRACING=true`.
+- OpenTelemetry: `voicerag/tracing/otel.py`, when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from graph.tracing import Tracer
+    from voicerag.settings import Settings
+
+CLOSE_TIMEOUT_S = 2.0  # what closing may take, in all: a process exits within this of its last turn
+
+
+@dataclass
+class Tracing:
+    """The tracers of one process, and how to flush and stop them."""
+
+    tracers: list[Tracer] = field(default_factory=list)
+    closers: list[Callable[[float], None]] = field(default_factory=list)  # each: flush within a timeout
+
+    def add(self, tracer: Tracer, close: Callable[[float], None]) -> None:
+        self.tracers.append(tracer)
+        self.closers.append(close)
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Flush and stop every tracer, each within its share of `timeout_s` (what is not sent by
+        then is dropped, and said in the log by the tracer)."""
+        for close in self.closers:
+            close(timeout_s / len(self.closers))
+        self.closers.clear()
+
+
+def open_tracing(settings: Settings) -> Tracing:
+    """The tracers the settings ask for (none by default)."""
+    tracing = Tracing()
+    return tracing
