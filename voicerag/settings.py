@@ -139,6 +139,22 @@ class Settings(BaseSettings):
         None, ge=1, le=65535, description="the voice worker serves Prometheus /metrics on this port; empty: off"
     )
 
+    # --- tracing (voicerag/tracing/) ---------------------------------------------------------
+    langsmith_tracing: bool = Field(False, description="one LangSmith trace per turn, masked")
+    langsmith_api_key: SecretStr | None = Field(None, description="LangSmith's key (LANGSMITH_API_KEY)")
+    langsmith_endpoint: AnyHttpUrl | None = Field(None, description="LangSmith's API; default: LangSmith's cloud")
+    langsmith_project: str | None = Field(None, description="the LangSmith project traces go to; default: 'default'")
+    trace_user_ids: Literal["pseudonym", "plain"] = Field(
+        "pseudonym", description="callers in traces: a keyed hash of the user id, or the id itself"
+    )
+    trace_user_id_key: SecretStr | None = Field(
+        None, description="the key of the user-id pseudonym (HMAC); keep it stable to follow a caller across turns"
+    )
+    otel_exporter_otlp_endpoint: AnyHttpUrl | None = Field(
+        None, description="OpenTelemetry OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318); empty: no spans"
+    )
+    otel_service_name: str = Field("voicerag", description="service.name of the spans")
+
     @field_validator("llm_prices")
     @classmethod
     def _prices(cls, table: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -153,6 +169,11 @@ class Settings(BaseSettings):
         "rate_limit_per_user",
         "rate_limit_per_tenant",
         "metrics_port",
+        "langsmith_api_key",
+        "langsmith_endpoint",
+        "langsmith_project",
+        "trace_user_id_key",
+        "otel_exporter_otlp_endpoint",
         mode="before",
     )
     @classmethod
