@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from retrievers.errors import VoiceragError
-from voicerag.cli import agent, ask, audit, cache, chat, evaluate, ingest, search
+from voicerag.cli import agent, ask, audit, cache, chat, eval_answers, evaluate, ingest, search
 from voicerag.cli.terminal import safe
 
 
@@ -36,6 +36,7 @@ app.command("ask")(ask.ask)
 app.command("chat")(chat.chat)
 app.command("search")(search.search)
 app.command("eval")(evaluate.evaluate)
+app.command("eval-answers")(eval_answers.eval_answers)
 app.command("audit")(audit.audit)
 app.add_typer(cache.app, name="cache")
 
