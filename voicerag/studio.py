@@ -50,6 +50,7 @@ from graph.context import Context
 from graph.observer import TurnObserver
 from graph.tracing import turn_config
 from graph.turn_record import TurnRecord, log_turn
+from voicerag import metrics
 from voicerag.audit import open_audit_writer
 from voicerag.audit.turns import audit_sink
 from voicerag.audit.wiring import CLOSE_TIMEOUT_S
@@ -66,7 +67,9 @@ compiled: VoiceGraph = build_graph(_services)
 _audit = open_audit_writer(_settings)
 atexit.unregister(_audit.close)  # its own registration waits 5 s: this process waits CLOSE_TIMEOUT_S
 atexit.register(_audit.close, CLOSE_TIMEOUT_S)
-_sinks = [log_turn, audit_sink(_audit)]
+if _settings.metrics_port:
+    metrics.serve(_settings.metrics_port)  # /metrics of the server's turns, front door "studio"
+_sinks = [log_turn, audit_sink(_audit), *metrics.turn_sinks()]
 _tracing = open_tracing(_settings)
 atexit.register(_tracing.close)  # bounded: a hanging tracing backend never holds the exit
 _CONTEXT_FIELDS = frozenset(f.name for f in fields(Context))

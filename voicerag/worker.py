@@ -25,12 +25,11 @@ from agent.filler import filler_policy
 from agent.identity import Caller, caller_in
 from graph.builder import build_graph, warm_up
 from graph.services import Services
-from graph.turn_record import Sink
 from retrievers.errors import VoiceragError
+from voicerag import metrics
 from voicerag.audit import AuditWriter, open_audit_writer
 from voicerag.audit.turns import audit_sink
 from voicerag.audit.wiring import CLOSE_TIMEOUT_S
-from voicerag.metrics import metrics_port
 from voicerag.services import build_embeddings, build_knowledge_base, build_services
 from voicerag.settings import Settings, load_settings
 from voicerag.tracing import open_tracing
@@ -73,7 +72,7 @@ def prewarm(proc: JobProcess) -> None:
     atexit.unregister(audit.close)  # its own registration waits 5 s: a worker waits CLOSE_TIMEOUT_S
     atexit.register(audit.close, CLOSE_TIMEOUT_S)
     proc.userdata.update(settings=settings, services=services, graph=build_graph(services), warm=False, audit=audit)
-    proc.userdata["sinks"] = [audit_sink(audit), *metrics_sinks()]
+    proc.userdata["sinks"] = [audit_sink(audit), *metrics.turn_sinks()]
     tracing = open_tracing(settings)
     atexit.register(tracing.close)  # bounded: a hanging tracing backend never holds the exit
     proc.userdata["tracers"] = tracing.tracers
@@ -112,18 +111,8 @@ def session_id(ctx: JobContext) -> str:
     return name if isinstance(name, str) and name else str(ctx.job.id)
 
 
-def metrics_sinks() -> list[Sink]:
-    """With METRICS_PORT: the metrics sink, and the HTTP layer's cache and breaker events observed."""
-    if metrics_port() is None:
-        return []
-    from voicerag.metrics.exporter import metrics_sink, observe_http
-
-    observe_http()
-    return [metrics_sink]
-
-
 # LiveKit serves /metrics on METRICS_PORT (summed over job processes: `voicerag.metrics.enable`).
-server = AgentServer(setup_fnc=prewarm, prometheus_port=metrics_port())
+server = AgentServer(setup_fnc=prewarm, prometheus_port=metrics.metrics_port())
 
 
 @server.rtc_session(agent_name="voicerag")

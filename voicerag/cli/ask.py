@@ -44,7 +44,7 @@ async def _ask(loaded: Settings, question: str, context: Context, as_json: bool)
     from graph.builder import build_graph, warm_up
     from voicerag.cli.turn import observed_turn, turn_json
 
-    async with turn_outputs(loaded) as outputs, open_services(loaded) as services:
+    async with turn_outputs(loaded, serves_metrics=False) as outputs, open_services(loaded) as services:
         graph = build_graph(services)
         await warm_up(services)  # model and index loading are not part of the turn's timings
         on_text = None if as_json else stream

@@ -42,7 +42,7 @@ async def _chat(loaded: Settings, caller: Context) -> None:
     from graph.builder import build_graph, warm_up
     from voicerag.cli.turn import observed_turn
 
-    async with turn_outputs(loaded) as outputs, open_services(loaded) as services:
+    async with turn_outputs(loaded, serves_metrics=True) as outputs, open_services(loaded) as services:
         graph = build_graph(services)
         await warm_up(services)
         history: list[AnyMessage] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -73,11 +74,15 @@ class TurnOutputs:
 
 
 @asynccontextmanager
-async def turn_outputs(loaded: Settings) -> AsyncIterator[TurnOutputs]:
-    """The log line, the audit log and the tracers of a text front door. When the command ends the
-    audit writer is flushed and closed within `CLOSE_TIMEOUT_S` whatever the database does (what
-    was lost is logged as a count), and the tracers within theirs, whatever their backends do."""
+async def turn_outputs(loaded: Settings, *, serves_metrics: bool) -> AsyncIterator[TurnOutputs]:
+    """The log line, the audit log, the metrics and the tracers of a text front door. With
+    METRICS_PORT, a command that `serves_metrics` (chat) serves `/metrics` while it runs; one that
+    does not (ask) counts its turn only in a shared PROMETHEUS_MULTIPROC_DIR (`voicerag/metrics`).
+    When the command ends the audit writer is flushed and closed within `CLOSE_TIMEOUT_S` whatever
+    the database does (what was lost is logged as a count), and the tracers within theirs,
+    whatever their backends do."""
     from graph.turn_record import log_turn
+    from voicerag import metrics
     from voicerag.audit import open_audit_writer
     from voicerag.audit.turns import audit_sink
     from voicerag.audit.wiring import CLOSE_TIMEOUT_S
@@ -85,8 +90,12 @@ async def turn_outputs(loaded: Settings) -> AsyncIterator[TurnOutputs]:
 
     writer = open_audit_writer(loaded)  # a bad AUDIT_DATABASE_URL stops the command here, named
     tracing = open_tracing(loaded)
+    if loaded.metrics_port and serves_metrics:
+        metrics.serve(loaded.metrics_port)
+    elif loaded.metrics_port and os.environ.get(metrics.MULTIPROC_ENV):
+        metrics.enable(loaded.metrics_port)
     try:
-        yield TurnOutputs([log_turn, audit_sink(writer)], tracing.tracers)
+        yield TurnOutputs([log_turn, audit_sink(writer), *metrics.turn_sinks()], tracing.tracers)
     finally:
         try:
             await writer.aclose(CLOSE_TIMEOUT_S)
