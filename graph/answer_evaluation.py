@@ -37,7 +37,7 @@ from retrievers.evaluation import percentiles
 from retrievers.language import Language
 
 FIELDS = ("text", "doc_id", "expect", "lang", "category")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d)")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
 _SPACES = re.compile(r"\s+")
 
 
@@ -139,7 +139,7 @@ def _doc_ids(value: object, where: str) -> tuple[str, ...]:
 def normalise(text: str) -> str:
     """NFKC, case-folded, without spaces or thousands separators: how `expect` is looked for."""
     folded = unicodedata.normalize("NFKC", text).casefold()
-    return _SPACES.sub("", _THOUSANDS.sub("", folded))
+    return _THOUSANDS.sub("", _SPACES.sub("", folded))
 
 
 def contains_fact(answer: str, expect: str) -> bool:
