@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fakes.openai_server import Behaviour, FakeOpenAIServer
 from helpers import jsonl, write
+from prometheus_client.parser import text_string_to_metric_families
 from test_audit_postgres import audit_postgres_url
 
 from graph.turn_record import TurnRecord
@@ -143,17 +145,44 @@ def test_ask_and_chat_turns_are_in_the_audit_log_masked_and_verified(data: Path)
     assert broken.code == 1 and "record 2" in broken.stdout + broken.stderr, broken.stdout + broken.stderr
 
 
-def test_every_front_door_writes_the_same_record(data: Path) -> None:
+def test_every_front_door_writes_the_same_record(data: Path, tmp_path: Path) -> None:
     """The log line of `ask` and of `chat` carry the fields of one `TurnRecord` (voice, Studio and
-    direct runs are checked against the same type in their own tests)."""
+    direct runs are checked against the same type in their own tests), and with METRICS_PORT both
+    turns are in the metrics: `chat` serves `/metrics` while it runs; `ask`, which ends at once,
+    counts its turn in the multiprocess directory it shares with the serving process."""
     fields = set(TurnRecord(turn_id="t", session_id="s", user_id="u", front_door="ask").masked())
-    asked = voicerag(["ask", QUESTION], data)
-    chatted = voicerag(["chat"], data, stdin=f"{QUESTION}\n")
+    port, shared = free_port(), str(tmp_path / "metrics")
+    metrics_env = {"METRICS_PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": shared}
+    os.mkdir(shared)
+    asked = voicerag(["ask", QUESTION], data, **metrics_env)
+    chat = subprocess.Popen(
+        [VOICERAG, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=environment(data, **metrics_env),
+    )  # fmt: skip
+    assert chat.stdin is not None and chat.stdout is not None
+    chat.stdin.write(f"{QUESTION}\n")
+    chat.stdin.flush()
+    assert "7 years" in chat.stdout.readline()  # the answer: the turn is over, the chat still runs
+    served = turns_served(port)
+    stdout, stderr = chat.communicate("", timeout=60)
+    chatted = Ran(chat.returncode, stdout, stderr, 0.0)
     (ask_line,) = asked.turn_lines()
     (chat_line,) = chatted.turn_lines()
     assert set(ask_line) - LOG_LINE_KEYS == fields == set(chat_line) - LOG_LINE_KEYS
     assert (ask_line["front_door"], chat_line["front_door"]) == ("ask", "chat")
     assert ask_line["first_token_ms"] is not None and ask_line["nodes_ms"].keys() >= {"route_query", "generate"}
+    assert served == {("ask", "lookup"): 1.0, ("chat", "lookup"): 1.0}
+
+
+def turns_served(port: int) -> dict[tuple[str, str], float]:
+    """`voicerag_turns_total` from a running process's `/metrics`, by front door and route."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (sample.labels["front_door"], sample.labels["route"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "voicerag_turns_total"
+    }
 
 
 def test_the_default_caller_is_the_least_privileged(data: Path) -> None:
