@@ -75,6 +75,8 @@ def prewarm(proc: JobProcess) -> None:
     proc.userdata["sinks"] = [audit_sink(audit), *metrics.turn_sinks()]
     tracing = open_tracing(settings)
     atexit.register(tracing.close)  # bounded: a hanging tracing backend never holds the exit
+    if tracing.otel is not None:  # LiveKit's spans on the same provider: the graph's hang from its turn's
+        tracing.otel.use_for_livekit()
     proc.userdata["tracers"] = tracing.tracers
     if not text_mode():
         from livekit.plugins import silero

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from graph.tracing import Tracer
     from voicerag.settings import Settings
+    from voicerag.tracing.otel import OtelTracing
 
 CLOSE_TIMEOUT_S = 2.0  # what closing may take, in all: a process exits within this of its last turn
 
@@ -26,6 +27,7 @@ class Tracing:
 
     tracers: list[Tracer] = field(default_factory=list)
     closers: list[Callable[[float], None]] = field(default_factory=list)  # each: flush within a timeout
+    otel: OtelTracing | None = None  # its provider: the voice worker gives it to LiveKit
 
     def add(self, tracer: Tracer, close: Callable[[float], None]) -> None:
         self.tracers.append(tracer)
@@ -42,4 +44,10 @@ class Tracing:
 def open_tracing(settings: Settings) -> Tracing:
     """The tracers the settings ask for (none by default)."""
     tracing = Tracing()
+    if settings.otel_exporter_otlp_endpoint is not None:
+        from voicerag.tracing.otel import open_otel  # the OpenTelemetry SDK: only when asked for
+
+        otel = open_otel(settings)
+        tracing.add(otel.tracer(), otel.close)
+        tracing.otel = otel
     return tracing
