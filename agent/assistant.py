@@ -1,14 +1,15 @@
 """Assistant(Agent): the voice agent. Its LLM step is the graph; it knows who is calling (and which
 call: the session id), logs one masked record per turn (logger `voicerag.turns`) and hands it to
 the session's other sinks (the audit log), and apologises when speech recognition or synthesis
-fails."""
+fails. A tracer that wants the turn's TTS time to first byte (measured by LiveKit once the answer
+is voiced, after the turn's record was emitted) is a `SpokenTurnTracer`."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast, runtime_checkable
 
 from livekit.agents import Agent, FlushSentinel, ModelSettings, llm
 from livekit.agents.llm.chat_context import ChatContext
@@ -29,6 +30,13 @@ log = logging.getLogger("voicerag.turns")
 KEPT_TURNS = 200  # recent turn records (masked) kept in memory
 
 
+@runtime_checkable
+class SpokenTurnTracer(Protocol):
+    """A tracer (graph/tracing.py) that is also told a turn's TTS time to first byte, once heard."""
+
+    def turn_spoken(self, record: TurnRecord) -> None: ...
+
+
 class Assistant(Agent):
     def __init__(
         self,
@@ -47,6 +55,9 @@ class Assistant(Agent):
         self._session_id = session_id
         self._phrases = persona.phrases
         self._apology: SpeechHandle | None = None
+        spoken: list[object] = [t for t in tracers if isinstance(t, SpokenTurnTracer)]
+        self._spoken_tracers = cast(list[SpokenTurnTracer], spoken)
+        self._unspoken: TurnRecord | None = None  # the last turn, until its answer's first audio is measured
         self.turns: deque[dict[str, Any]] = deque(maxlen=KEPT_TURNS)
         self.graph_llm = GraphLLM(
             graph,
@@ -76,6 +87,22 @@ class Assistant(Agent):
 
     async def on_enter(self) -> None:
         self.session.on("error", self._on_error)
+        self.session.on("conversation_item_added", self._on_item_added)
+
+    def _on_item_added(self, event: Any) -> None:
+        """LiveKit adds the answer to the chat once voiced, with its TTS time to first byte: that
+        of the last finished turn (one pending turn at most: the next turn's record replaces it)."""
+        item, record = getattr(event, "item", None), self._unspoken
+        metrics = getattr(item, "metrics", None) or {}
+        if record is None or getattr(item, "role", None) != "assistant" or "tts_node_ttfb" not in metrics:
+            return
+        self._unspoken = None
+        record.tts_ttfb_ms = round(metrics["tts_node_ttfb"] * 1000, 2)
+        for tracer in self._spoken_tracers:
+            try:
+                tracer.turn_spoken(record)
+            except Exception as exc:  # a tracer never breaks the call
+                log.warning("a tracer failed on a spoken turn: %s", type(exc).__name__)
 
     def _on_error(self, event: Any) -> None:
         """A speech model failed for good: say so instead of leaving the caller in silence.
@@ -104,6 +131,7 @@ class Assistant(Agent):
             return last
 
     def _record(self, record: TurnRecord) -> None:
+        self._unspoken = None if record.cancelled else record
         masked = record.masked()
         self.turns.append(masked)
         log.info("turn", extra=masked | {MASKED: True})  # one line per turn (rendered by voicerag/logs.py)

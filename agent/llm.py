@@ -70,6 +70,7 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         self.record = TurnRecord.for_context(context, "voice")
         self.record.language = context.language or detect_language(_last_user_text(chat_ctx))
         self.record.end_of_turn_ms = _end_of_turn_ms(chat_ctx)
+        self.record.end_of_turn_delay_ms, self.record.transcription_delay_ms = _user_turn_delays(chat_ctx)
         self.observer = TurnObserver(self.record, adapter.sinks, hold=True)  # emitted when _run ends
         self._spoke = False
 
@@ -209,6 +210,14 @@ def _end_of_turn_ms(chat_ctx: ChatContext) -> float | None:
     if "end_of_turn_delay" not in metrics:
         return None
     return round((metrics.get("end_of_turn_delay", 0.0) + metrics.get("transcription_delay", 0.0)) * 1000, 2)
+
+
+def _user_turn_delays(chat_ctx: ChatContext) -> tuple[float | None, float | None]:
+    """LiveKit's end-of-turn and transcription delays of the user's message, each on its own (ms)."""
+    users = [m for m in chat_ctx.messages() if m.role == "user"]
+    metrics = users[-1].metrics if users else {}
+    delays = (metrics.get("end_of_turn_delay"), metrics.get("transcription_delay"))
+    return tuple(None if delay is None else round(delay * 1000, 2) for delay in delays)  # type: ignore[return-value]
 
 
 def _last_user_text(chat_ctx: ChatContext) -> str:

@@ -66,6 +66,9 @@ class TurnRecord:
     cancelled: bool = False  # stopped before it ended: a barge-in, Ctrl-C, a discarded speculative run
     # Voice only (LiveKit's measurements and the filler), None elsewhere.
     end_of_turn_ms: float | None = None  # end of speech → transcript + end-of-turn decision
+    end_of_turn_delay_ms: float | None = None  # end of speech → the end-of-turn decision (LiveKit)
+    transcription_delay_ms: float | None = None  # end of speech → the final transcript (LiveKit)
+    tts_ttfb_ms: float | None = None  # text to TTS → its first audio; measured after the record is emitted
     filler: str | None = None  # "expected" or "observed" when a filler was said
     filler_ms: float | None = None
 

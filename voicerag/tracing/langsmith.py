@@ -1,0 +1,254 @@
+"""LangSmith: one masked trace per turn (`LANGSMITH_TRACING=true`), whichever front door runs it.
+
+A turn's trace is its graph run: the root run `voicerag`, the node runs, the chat models (router,
+grader, answer: token usage from their `usage_metadata`), the knowledge-base search as a
+`retriever` run with `{"documents": [...]}`, each source call as a `tool` run named after the source
+(status, elapsed time, cache hit in its outputs). The handler, `TurnTracer`, is LangChain's own
+`LangChainTracer` given the product's client, so LangChain adds no default tracer beside it (it adds
+one only to a run with no `LangChainTracer`), and the process's default client is this one too:
+whatever LangChain traces on its own goes through the same masking.
+
+- Metadata on every run of the turn (LangSmith counts a thread's runs, tokens and cost by it):
+  `turn_id`, `session_id` and `thread_id` (the call, the `chat` session, the Studio thread:
+  LangSmith groups a session's traces as a thread by either key), `user_id` (a pseudonym:
+  `langsmith_pseudonym.py`), `tenant`, `front_door`. On the root only, once the turn is over
+  (`turn_finished`: route, degraded and the voice stage timings are known only then): `language`,
+  `route`, `route_reason`, `degraded`, `cancelled`, `failed`, `first_token_ms`, `total_ms`,
+  `llm_calls`, `cost_usd`, and for voice `end_of_turn_delay_ms`, `transcription_delay_ms`,
+  `end_of_turn_ms`, `filler`. The root's end is held until then (its children are sent as they
+  end), so the root is sent once, complete. A root whose end never comes (a cancelled run whose
+  error event is lost) is ended by `turn_finished` after `ROOT_GRACE_S`, or at `close`.
+- TTS time to first byte is measured by LiveKit after the turn's record is closed (the speech is
+  synthesised after the graph's run): `turn_spoken` sends it as a second update of the root run
+  (`tts_ttfb_ms` in its metadata, everything else as before).
+- Masking: the client's `hide_inputs`/`hide_outputs`/`hide_metadata` are the product's masker
+  (`langsmith_masking.py`); run errors are masked by the handler before they are queued.
+- Never on the turn's path: the client queues runs (bounded, `LANGSMITH_TRACING_QUEUE_MAX_SIZE`,
+  beyond it dropped) and a background thread sends them. `close(timeout)` flushes for at most
+  `timeout` seconds; what is still queued then is dropped (the thread is a daemon: a LangSmith that
+  hangs or refuses connections never holds the process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import langsmith
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.tracers.langchain import LangChainTracer
+from langsmith import Client
+from langsmith import utils as ls_utils
+
+from graph.tracing import TurnTraceHandler
+from graph.turn_record import TurnRecord
+from retrievers.masking import mask
+from voicerag.tracing.langsmith_masking import masked
+from voicerag.tracing.langsmith_pseudonym import pseudonymizer, stored_key
+
+if TYPE_CHECKING:
+    from langchain_core.tracers.schemas import Run
+
+    from voicerag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ROOT_GRACE_S = 2.0  # a finished turn waits this long for its root run's own end before ending it
+SPOKEN_TURNS = 64  # finished turns kept, per process, for a late TTS figure
+HTTP_TIMEOUT_MS = (2_000, 5_000)  # connect, read: a background send never waits longer
+FLUSH_TIMEOUT_S = 1.0  # what closing waits for queued traces at most, whatever it is allowed
+# The client's sending threads are daemons (a hanging LangSmith never holds the exit) and send from
+# their own thread: run compression would send from a thread pool the interpreter joins at exit.
+CLIENT_ENVIRONMENT = {"LANGSMITH_USE_DAEMON": "true", "LANGSMITH_DISABLE_RUN_COMPRESSION": "true"}
+ROOT_FIGURES = (
+    "language", "route", "route_reason", "degraded", "cancelled", "failed", "first_token_ms", "total_ms",
+    "llm_calls", "cost_usd", "end_of_turn_ms", "end_of_turn_delay_ms", "transcription_delay_ms", "filler",
+    "tts_ttfb_ms",
+)  # fmt: skip
+
+
+class TurnTracer(LangChainTracer, TurnTraceHandler):
+    """One turn's LangSmith handler: LangChain's tracer, with the turn's metadata, masked errors and
+    the root run held until the turn is over."""
+
+    def __init__(self, record: TurnRecord, tracer: LangSmithTracer) -> None:
+        ids = {
+            "turn_id": record.turn_id,
+            "session_id": record.session_id,
+            "thread_id": record.session_id,
+            "user_id": tracer.user_id(record.user_id),
+            "tenant": record.tenant,
+            "front_door": record.front_door,
+        }
+        metadata = {key: value for key, value in ids.items() if value}
+        super().__init__(project_name=tracer.project, client=tracer.client, metadata=metadata)
+        self._tracer = tracer
+        self._root: Run | None = None
+        self._held: Callable[[Run], None] | None = None  # how to send the root, once it has ended
+        self._record: TurnRecord | None = None  # set when the turn is over
+        self._sent = False
+        self._lock = threading.Lock()  # the root's end and the turn's end may race (Studio's server threads)
+
+    def copy_with_metadata_defaults(self, *, metadata: Any = None, tags: list[str] | None = None) -> LangChainTracer:
+        return self  # one handler per turn: its state (the held root) must not be split between copies
+
+    # ------------------------------------------------------------------ LangChain's tracer hooks
+
+    def _start_trace(self, run: Run) -> None:
+        if self._root is None:
+            self._root = run  # the first run of a turn's handler is the graph's root run
+        super()._start_trace(run)
+
+    def _end_trace(self, run: Run) -> None:
+        if run.error:
+            run.error = mask(run.error)  # the client masks inputs, outputs and metadata, not errors
+        super()._end_trace(run)
+
+    def _on_chain_end(self, run: Run) -> None:
+        if run is self._root:
+            self._root_ended(super()._on_chain_end)
+        else:
+            super()._on_chain_end(run)
+
+    def _on_chain_error(self, run: Run) -> None:
+        if run is self._root:
+            self._root_ended(super()._on_chain_error)
+        else:
+            super()._on_chain_error(run)
+
+    # ------------------------------------------------------------------ the turn's end
+
+    def turn_finished(self, record: TurnRecord) -> None:
+        with self._lock:
+            self._record = record
+            ready = self._held is not None
+        if ready:
+            self._send_root()
+            return
+        self._tracer.pending.add(self)
+        try:
+            asyncio.get_running_loop().call_later(ROOT_GRACE_S, self.end_root)
+        except RuntimeError:  # no loop: nothing more will come
+            self.end_root()
+
+    def end_root(self) -> None:
+        """The turn is over but its root run never ended (cancelled, its error event lost): end it now."""
+        with self._lock:
+            root, due = self._root, self._held is None and not self._sent and self._record is not None
+        if root is None or not due:
+            return
+        root.end_time = datetime.now(UTC)
+        if root.error is None and self._record is not None:
+            root.error = "cancelled" if self._record.cancelled else (self._record.failed or "ended before its run")
+        self._held = self._update_run_single
+        self._send_root()
+
+    def _root_ended(self, send: Callable[[Run], None]) -> None:
+        with self._lock:
+            if self._sent or self._held is not None:
+                return
+            self._held = send
+            ready = self._record is not None
+        if ready:
+            self._send_root()
+
+    def _send_root(self) -> None:
+        with self._lock:
+            root, send, record = self._root, self._held, self._record
+            if self._sent or root is None or send is None or record is None:
+                return
+            self._sent = True
+        self._tracer.pending.discard(self)
+        root.extra["metadata"] = {**root.metadata, **self._tracer.root_figures(record)}
+        send(root)
+        self._tracer.remember(record, root)
+
+
+class LangSmithTracer:
+    """The process's LangSmith tracer (a `graph.tracing.Tracer`): one `TurnTracer` per turn."""
+
+    def __init__(self, client: Client, project: str | None, user_id: Callable[[str], str]) -> None:
+        self.client = client
+        self.project = project
+        self.user_id = user_id
+        self.pending: weakref.WeakSet[TurnTracer] = weakref.WeakSet()  # turns whose root has not ended
+        self._sent: OrderedDict[str, Run] = OrderedDict()  # turn id -> its root run, for `turn_spoken`
+        self._lock = threading.Lock()
+
+    def __call__(self, record: TurnRecord) -> list[BaseCallbackHandler]:
+        return [TurnTracer(record, self)]
+
+    def root_figures(self, record: TurnRecord) -> dict[str, Any]:
+        figures = {name: getattr(record, name, None) for name in ROOT_FIGURES}
+        return {name: value for name, value in figures.items() if value is not None}
+
+    def remember(self, record: TurnRecord, root: Run) -> None:
+        if record.front_door != "voice":
+            return
+        with self._lock:
+            self._sent[record.turn_id] = root
+            while len(self._sent) > SPOKEN_TURNS:
+                self._sent.popitem(last=False)
+
+    def turn_spoken(self, record: TurnRecord) -> None:
+        """LiveKit measured the turn's TTS time to first byte (after the turn's record was closed):
+        the root run is updated with it (queued, like every run)."""
+        with self._lock:
+            root = self._sent.pop(record.turn_id, None)
+        if root is None or record.tts_ttfb_ms is None:
+            return
+        root.extra["metadata"] = {**root.metadata, "tts_ttfb_ms": record.tts_ttfb_ms}
+        self.client.update_run(
+            root.id,
+            trace_id=root.trace_id,
+            dotted_order=root.dotted_order,
+            parent_run_id=root.parent_run_id,
+            end_time=root.end_time,
+            extra=root.extra,
+            session_name=root.session_name,
+        )
+
+    def close(self, timeout_s: float) -> None:
+        """End the roots still held, then send what is queued, for at most `timeout_s` (and
+        `FLUSH_TIMEOUT_S`): what is left is dropped with the process's daemon threads."""
+        timeout_s = min(timeout_s, FLUSH_TIMEOUT_S)
+        for turn in list(self.pending):
+            turn.end_root()
+        try:
+            self.client.flush(timeout=timeout_s)
+        except Exception as exc:  # never fail a process's exit over its traces
+            log.warning("LangSmith: traces not flushed: %s", mask(str(exc)))
+        queue = self.client.tracing_queue
+        if queue is not None and queue.unfinished_tasks:
+            log.warning("LangSmith: %d trace operations not sent within %.1f s, dropped", queue.qsize(), timeout_s)
+
+
+def open_langsmith(settings: Settings) -> LangSmithTracer:
+    """The tracer the settings describe; the process's default LangSmith client becomes its client."""
+    os.environ.update(CLIENT_ENVIRONMENT)
+    ls_utils.get_env_var.cache_clear()  # type: ignore[attr-defined]  # the client reads them through this cache
+    client = Client(
+        api_url=str(settings.langsmith_endpoint).rstrip("/") if settings.langsmith_endpoint else None,
+        api_key=settings.langsmith_api_key.get_secret_value() if settings.langsmith_api_key else None,
+        timeout_ms=HTTP_TIMEOUT_MS,
+        hide_inputs=masked,
+        hide_outputs=masked,
+        hide_metadata=masked,
+    )
+    langsmith.configure(client=client)  # LangChain's own default tracer, if it ever adds one, masks too
+    return LangSmithTracer(client, settings.langsmith_project, user_ids(settings))
+
+
+def user_ids(settings: Settings) -> Callable[[str], str]:
+    """How a caller's id appears in traces (`TRACE_USER_IDS`, `TRACE_USER_ID_KEY`)."""
+    if settings.trace_user_ids == "plain":
+        return lambda user_id: user_id
+    key = settings.trace_user_id_key
+    return pseudonymizer(key.get_secret_value().encode("utf-8") if key else stored_key(settings.voicerag_data_dir))
