@@ -44,6 +44,11 @@ class Tracing:
 def open_tracing(settings: Settings) -> Tracing:
     """The tracers the settings ask for (none by default)."""
     tracing = Tracing()
+    if settings.langsmith_tracing:
+        from voicerag.tracing.langsmith import open_langsmith  # langsmith's client: only when asked for
+
+        langsmith_tracer = open_langsmith(settings)
+        tracing.add(langsmith_tracer, langsmith_tracer.close)
     if settings.otel_exporter_otlp_endpoint is not None:
         from voicerag.tracing.otel import open_otel  # the OpenTelemetry SDK: only when asked for
 
