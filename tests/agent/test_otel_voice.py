@@ -1,0 +1,80 @@
+"""A voice turn is one OpenTelemetry trace: LiveKit's spans and the graph's, on the provider the
+worker makes (`voicerag/tracing/otel.py`, given to LiveKit as the worker does), exported over
+OTLP/HTTP to a local receiver. The graph's root span `voicerag` hangs from LiveKit's turn: it shares
+the trace of LiveKit's `agent_turn` and descends from it through `llm_node`; LiveKit's transcripts
+(unmasked) are withheld, the graph's texts are masked.
+
+LiveKit's `AgentSession` drives the `Assistant` over the real graph (typed turn, fake chat model:
+`conftest.py`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from helpers import SAMPLE_PII
+from livekit.agents import AgentSession, telemetry
+from livekit.agents.voice.run_result import RunResult
+from opentelemetry import trace as trace_api
+
+from agent.assistant import Assistant
+from graph.builder import build_graph
+from graph.services import Services
+from voicerag.settings import load_settings
+from voicerag.tracing import open_tracing
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+PHONE, EMAIL = SAMPLE_PII["mobile phone"], SAMPLE_PII["e-mail"]
+QUESTION = f"What is the warranty on the Kumo Halo? Call me on {PHONE} or write to {EMAIL}."
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as running:
+        yield running
+
+
+def subtree(root: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+    return [s for s in spans if root in OtlpReceiver.ancestors(s, spans)]
+
+
+async def test_the_graphs_spans_descend_from_livekits_turn_span(services: Services, receiver: OtlpReceiver) -> None:
+    settings = load_settings(_env_file=None, otel_exporter_otlp_endpoint=receiver.url, otel_service_name="voice-test")
+    tracing = open_tracing(settings)
+    assert tracing.otel is not None
+    tracing.otel.use_for_livekit()  # what voicerag/worker.py's prewarm does
+    try:
+        assistant = Assistant(
+            build_graph(services), persona=services.persona, session_id="room-7", tracers=tracing.tracers
+        )
+        async with AgentSession() as session:
+            await session.start(assistant)
+            result: RunResult[None] = await session.run(user_input=QUESTION)
+            said = result.expect.next_event().is_message(role="assistant").event().item.text_content or ""
+        assert "2-year warranty" in said
+    finally:
+        tracing.close(2.0)
+        telemetry.set_tracer_provider(trace_api.NoOpTracerProvider())  # LiveKit's spans off again
+
+    spans = receiver.spans()
+    (root,) = receiver.named("voicerag")
+    assert root.service == "voice-test" and root.attributes["voicerag.front_door"] == "voice"
+    assert root.attributes["voicerag.turn_id"] == assistant.turns[-1]["turn_id"]
+    assert root.attributes["voicerag.session_id"] == "room-7"
+    assert root.parent_id, "the graph's root must hang from LiveKit's turn"
+    lineage = [s.name for s in OtlpReceiver.ancestors(root, receiver.trace(root.trace_id))]
+    assert "llm_node" in lineage and "agent_turn" in lineage, lineage
+    turn = next(s for s in receiver.trace(root.trace_id) if s.name == "agent_turn")
+    assert turn.scope == "livekit-agents" and root.trace_id == turn.trace_id
+
+    graph = subtree(root, spans)
+    assert {"route_query", "retrieve", "grade_context", "generate", "retrieval knowledge_base"} <= {
+        s.name for s in graph
+    }
+    assert all(s.trace_id == root.trace_id for s in graph)
+    assert "[PHONE]" in root.attributes["voicerag.question"]
+    exported = json.dumps([(s.attributes, s.status_message) for s in spans], ensure_ascii=False)
+    assert PHONE not in exported and EMAIL not in exported  # LiveKit's transcripts withheld, ours masked
