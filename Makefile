@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_ENV := VOICERAG_DATA_DIR=.voicerag
 
-.PHONY: demo test lint fmt typecheck bench studio clean install system-deps
+.PHONY: demo test lint fmt typecheck bench studio clean install system-deps notebooks
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ fmt: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Every notebook of notebooks/ on a slice (the default data dir, e5; a few minutes the first time, while the
+# sample knowledge base and the eval slices are embedded), executed copies with figures in build/notebooks/.
+notebooks: $(STAMP)
+	VOICERAG_NB_LIMIT=40 VOICERAG_NB_ROUNDS=3 $(BIN)/python scripts/run_notebooks.py --out build/notebooks
 
 studio: $(STAMP)
 	LANGGRAPH_CLI_NO_ANALYTICS=1 $(BIN)/langgraph dev --no-browser --host 127.0.0.1 --port 2024
