@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,11 @@ def test_ask_sends_one_masked_trace_with_the_turns_metadata(
     models = [r for r in runs if r["run_type"] == "llm"]
     assert len(models) == 3 and all(metadata(r)["usage_metadata"]["total_tokens"] > 0 for r in models)
     assert {r["name"] for r in runs if r["run_type"] == "chain"} >= {"voicerag", "route_query", "generate"}
+    # The runs are built after the turn (off its path), with the times their events happened:
+    nodes = {r["name"]: r for r in runs if r["run_type"] == "chain"}
+    assert at(nodes["route_query"], "end_time") <= at(retriever, "start_time") <= at(nodes["generate"], "start_time")
+    took_ms = (at(root, "end_time") - at(root, "start_time")).total_seconds() * 1000
+    assert abs(took_ms - meta["total_ms"]) < 50, (took_ms, meta["total_ms"])
     assert_nothing_raw(langsmith)
 
 
@@ -133,6 +139,11 @@ def test_a_chat_session_is_one_thread_of_one_trace_per_turn(
     turns = {metadata(r)["turn_id"] for r in roots}
     assert len(sessions) == 1 and len(turns) == 2 and all(metadata(r)["front_door"] == "chat" for r in roots)
     assert_nothing_raw(langsmith)
+
+
+def at(run: dict[str, Any], key: str) -> datetime:
+    value = run[key]
+    return datetime.fromisoformat(value) if isinstance(value, str) else datetime.fromtimestamp(value / 1000, UTC)
 
 
 def free_port() -> int:

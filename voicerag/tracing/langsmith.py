@@ -23,18 +23,22 @@ whatever LangChain traces on its own goes through the same masking.
   (`tts_ttfb_ms` in its metadata, everything else as before).
 - Masking: the client's `hide_inputs`/`hide_outputs`/`hide_metadata` are the product's masker
   (`langsmith_masking.py`); run errors are masked by the handler before they are queued.
-- Never on the turn's path: the client queues runs (bounded, `LANGSMITH_TRACING_QUEUE_MAX_SIZE`,
-  beyond it dropped) and a background thread sends them. `close(timeout)` flushes for at most
+- Never on the turn's path: during the turn the handler only takes note of each callback (its
+  arguments and the time, ~µs); when the turn is over (`turn_finished`) the notes go to the process's
+  `TraceWorker` (`voicerag/tracing/worker.py`), whose thread replays them into LangChain's tracer
+  with the times they happened: building the runs, masking and serialising them happen there, after
+  the answer, while it is spoken. The client queues the runs (bounded, `LANGSMITH_TRACING_QUEUE_MAX_SIZE`,
+  beyond it dropped) and its own background thread sends them. `close(timeout)` flushes for at most
   `timeout` seconds; what is still queued then is dropped (the thread is a daemon: a LangSmith that
   hangs or refuses connections never holds the process).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
@@ -52,6 +56,7 @@ from graph.turn_record import TurnRecord
 from retrievers.masking import mask
 from voicerag.tracing.langsmith_masking import masked
 from voicerag.tracing.langsmith_pseudonym import pseudonymizer, stored_key
+from voicerag.tracing.worker import TraceWorker
 
 if TYPE_CHECKING:
     from langchain_core.tracers.schemas import Run
@@ -74,9 +79,18 @@ ROOT_FIGURES = (
 )  # fmt: skip
 
 
+# LangChain's tracer callbacks that build runs: on the turn's path each is only noted (`_note`).
+REPLAYED = (
+    "on_chain_start", "on_chain_end", "on_chain_error", "on_chat_model_start", "on_llm_start", "on_llm_new_token",
+    "on_llm_end", "on_llm_error", "on_retry", "on_tool_start", "on_tool_end", "on_tool_error", "on_retriever_start",
+    "on_retriever_end", "on_retriever_error",
+)  # fmt: skip
+Note = tuple[str, datetime, tuple[Any, ...], dict[str, Any]]  # callback, when, its arguments
+
+
 class TurnTracer(LangChainTracer, TurnTraceHandler):
-    """One turn's LangSmith handler: LangChain's tracer, with the turn's metadata, masked errors and
-    the root run held until the turn is over."""
+    """One turn's LangSmith handler: LangChain's tracer, replayed after the turn on the trace worker,
+    with the turn's metadata, masked errors and the root run held until the turn is over."""
 
     def __init__(self, record: TurnRecord, tracer: LangSmithTracer) -> None:
         ids = {
@@ -95,6 +109,27 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
         self._record: TurnRecord | None = None  # set when the turn is over
         self._sent = False
         self._lock = threading.Lock()  # the root's end and the turn's end may race (Studio's server threads)
+        self._notes: list[Note] | None = []  # None once the turn is over: later events go straight on
+        self._at: datetime | None = None  # while replaying: when the event being replayed happened
+
+    def _note(self, callback: str, *args: Any, **kwargs: Any) -> None:
+        """On the turn's path: remember the event and when it happened; nothing else."""
+        note = (callback, datetime.now(UTC), args, kwargs)
+        with self._lock:
+            if self._notes is not None:
+                self._notes.append(note)
+                return
+        self._tracer.worker.submit(self._replay, [note])  # after the turn (a late cancellation's error)
+
+    def _replay(self, notes: list[Note]) -> None:
+        """On the trace worker: the events, into LangChain's tracer, each at the time it happened."""
+        for callback, at, args, kwargs in notes:
+            self._at = at
+            try:
+                getattr(LangChainTracer, callback)(self, *args, **kwargs)
+            except Exception as exc:  # one bad event (say an unknown run id) loses that run, not the turn's
+                log.debug("LangSmith: %s not traced: %s", callback, type(exc).__name__)
+        self._at = None
 
     def copy_with_metadata_defaults(self, *, metadata: Any = None, tags: list[str] | None = None) -> LangChainTracer:
         return self  # one handler per turn: its state (the held root) must not be split between copies
@@ -102,11 +137,17 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
     # ------------------------------------------------------------------ LangChain's tracer hooks
 
     def _start_trace(self, run: Run) -> None:
+        if self._at is not None:  # replayed: the run started when the event happened, not now
+            run.start_time = self._at
+            run.events[0]["time"] = self._at
         if self._root is None:
             self._root = run  # the first run of a turn's handler is the graph's root run
         super()._start_trace(run)
 
     def _end_trace(self, run: Run) -> None:
+        if self._at is not None and run.end_time is not None:
+            run.end_time = self._at
+            run.events[-1]["time"] = self._at
         if run.error:
             run.error = mask(run.error)  # the client masks inputs, outputs and metadata, not errors
         super()._end_trace(run)
@@ -123,9 +164,21 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
         else:
             super()._on_chain_error(run)
 
+    def _on_llm_new_token(self, run: Run, token: str | list[str | dict[str, Any]], chunk: Any) -> None:
+        if self._at is not None and run.events:
+            run.events[-1]["time"] = self._at  # LangSmith's time to first token reads these events
+        super()._on_llm_new_token(run, token, chunk)
+
     # ------------------------------------------------------------------ the turn's end
 
     def turn_finished(self, record: TurnRecord) -> None:
+        """The turn is over: its events, then its end, to the trace worker."""
+        with self._lock:
+            notes, self._notes = self._notes or [], None
+        self._tracer.worker.submit(self._replay, notes)
+        self._tracer.worker.submit(self._finish, record)
+
+    def _finish(self, record: TurnRecord) -> None:
         with self._lock:
             self._record = record
             ready = self._held is not None
@@ -133,10 +186,9 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
             self._send_root()
             return
         self._tracer.pending.add(self)
-        try:
-            asyncio.get_running_loop().call_later(ROOT_GRACE_S, self.end_root)
-        except RuntimeError:  # no loop: nothing more will come
-            self.end_root()
+        grace = threading.Timer(ROOT_GRACE_S, self._tracer.worker.submit, (self.end_root,))
+        grace.daemon = True
+        grace.start()
 
     def end_root(self) -> None:
         """The turn is over but its root run never ended (cancelled, its error event lost): end it now."""
@@ -171,8 +223,21 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
         self._tracer.remember(record, root)
 
 
+def _noting(callback: str) -> Callable[..., None]:
+    def note(self: TurnTracer, *args: Any, **kwargs: Any) -> None:
+        self._note(callback, *args, **kwargs)
+
+    note.__name__ = callback
+    return note
+
+
+for _callback in REPLAYED:  # each of LangChain's run-building callbacks, only noted on the turn's path
+    setattr(TurnTracer, _callback, _noting(_callback))
+
+
 class LangSmithTracer:
-    """The process's LangSmith tracer (a `graph.tracing.Tracer`): one `TurnTracer` per turn."""
+    """The process's LangSmith tracer (a `graph.tracing.Tracer`): one `TurnTracer` per turn, and the
+    worker their runs are built on."""
 
     def __init__(self, client: Client, project: str | None, user_id: Callable[[str], str]) -> None:
         self.client = client
@@ -181,6 +246,7 @@ class LangSmithTracer:
         self.pending: weakref.WeakSet[TurnTracer] = weakref.WeakSet()  # turns whose root has not ended
         self._sent: OrderedDict[str, Run] = OrderedDict()  # turn id -> its root run, for `turn_spoken`
         self._lock = threading.Lock()
+        self.worker = TraceWorker("langsmith-traces")
 
     def __call__(self, record: TurnRecord) -> list[BaseCallbackHandler]:
         return [TurnTracer(record, self)]
@@ -199,7 +265,10 @@ class LangSmithTracer:
 
     def turn_spoken(self, record: TurnRecord) -> None:
         """LiveKit measured the turn's TTS time to first byte (after the turn's record was closed):
-        the root run is updated with it (queued, like every run)."""
+        the root run is updated with it (on the trace worker, after the turn's own runs)."""
+        self.worker.submit(self._spoken, record)
+
+    def _spoken(self, record: TurnRecord) -> None:
         with self._lock:
             root = self._sent.pop(record.turn_id, None)
         if root is None or record.tts_ttfb_ms is None:
@@ -219,10 +288,13 @@ class LangSmithTracer:
         """End the roots still held, then send what is queued, for at most `timeout_s` (and
         `FLUSH_TIMEOUT_S`): what is left is dropped with the process's daemon threads."""
         timeout_s = min(timeout_s, FLUSH_TIMEOUT_S)
+        deadline = time.monotonic() + timeout_s
         for turn in list(self.pending):
-            turn.end_root()
+            self.worker.submit(turn.end_root)
+        if not self.worker.drain(timeout_s / 2):
+            log.warning("LangSmith: %d turns not traced within %.1f s, dropped", self.worker.waiting, timeout_s / 2)
         try:
-            self.client.flush(timeout=timeout_s)
+            self.client.flush(timeout=max(deadline - time.monotonic(), 0.0))
         except Exception as exc:  # never fail a process's exit over its traces
             log.warning("LangSmith: traces not flushed: %s", mask(str(exc)))
         queue = self.client.tracing_queue
