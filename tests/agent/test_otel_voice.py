@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
@@ -41,8 +42,13 @@ def subtree(root: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]
     return [s for s in spans if root in OtlpReceiver.ancestors(s, spans)]
 
 
-async def test_the_graphs_spans_descend_from_livekits_turn_span(services: Services, receiver: OtlpReceiver) -> None:
-    settings = load_settings(_env_file=None, otel_exporter_otlp_endpoint=receiver.url, otel_service_name="voice-test")
+async def test_the_graphs_spans_descend_from_livekits_turn_span(
+    services: Services, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    settings = load_settings(
+        _env_file=None, voicerag_data_dir=tmp_path, otel_exporter_otlp_endpoint=receiver.url,
+        otel_service_name="voice-test",
+    )  # fmt: skip
     tracing = open_tracing(settings)
     assert tracing.otel is not None
     tracing.otel.use_for_livekit()  # what voicerag/worker.py's prewarm does

@@ -46,6 +46,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 VOICERAG = str(Path(sys.executable).parent / "voicerag")
 PHONE, EMAIL = SAMPLE_PII["mobile phone"], SAMPLE_PII["e-mail"]
 QUESTION = f"Is the Kumo Halo in stock? Call me on {PHONE} or write to {EMAIL}."
+USER = "C-101518"
 ANSWER = "Yes: the Shibuya store has the Kumo Halo in stock."
 DOCUMENT = {"id": "kh300", "title": "Kumo Halo KH-300", "text": "The Kumo Halo KH-300 has a 2-year warranty."}
 NODES = ("route_query", "retrieve", "call_apis", "grade_context", "generate")
@@ -85,7 +86,8 @@ def ask(data: Path, chat: FakeOpenAIServer, endpoint: str) -> Asked:
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
         "OTEL_SERVICE_NAME": "voicerag-test",
     }
-    done = subprocess.run([VOICERAG, "ask", QUESTION, "--json"], capture_output=True, text=True, env=env, timeout=240)
+    args = [VOICERAG, "ask", QUESTION, "--json", "--user", USER, "--tenant", "acme"]
+    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=240)
     return Asked(done.returncode, done.stdout, done.stderr, time.time())
 
 
@@ -134,6 +136,7 @@ def test_an_ask_turn_is_one_trace_of_nodes_retrieval_source_and_model_calls(aske
     attributes = root.attributes
     assert attributes["voicerag.turn_id"] == turn["turn_id"] and attributes["voicerag.session_id"] == turn["session_id"]
     assert attributes["voicerag.front_door"] == "ask" and attributes["gen_ai.operation.name"] == "invoke_workflow"
+    assert attributes["enduser.pseudo.id"].startswith("u-") and attributes["voicerag.tenant"] == "acme"
     assert attributes["voicerag.route"] == "lookup" and attributes["voicerag.degraded"] is False
     assert attributes["voicerag.question"] == "Is the Kumo Halo in stock? Call me on [PHONE] or write to [EMAIL]."
     assert attributes["voicerag.documents.ids"] == ["kh300"]
@@ -162,7 +165,7 @@ def test_an_ask_turn_is_one_trace_of_nodes_retrieval_source_and_model_calls(aske
     # No personal data reaches the collector; the control: the command was given it, and said it.
     assert PHONE in QUESTION and EMAIL in QUESTION
     exported = json.dumps([(s.name, s.attributes, s.status_message) for s in spans], ensure_ascii=False)
-    assert PHONE not in exported and EMAIL not in exported
+    assert PHONE not in exported and EMAIL not in exported and USER not in exported
 
 
 async def test_a_turn_cut_short_ends_every_span_it_opened_marked_cancelled(tmp_path: Path) -> None:

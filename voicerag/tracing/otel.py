@@ -26,8 +26,10 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.semconv._incubating.attributes import enduser_attributes
 
-from voicerag.tracing.otel_spans import INSTRUMENTATION, span_handlers
+from retrievers.masking import mask
+from voicerag.tracing.otel_spans import INSTRUMENTATION, CallerIds, span_handlers
 
 if TYPE_CHECKING:
     from graph.tracing import Tracer
@@ -50,8 +52,10 @@ class OtelTracing:
     processor: BatchSpanProcessor
     endpoint: str
 
+    callers: CallerIds | None = None
+
     def tracer(self) -> Tracer:
-        return span_handlers(self.provider.get_tracer(INSTRUMENTATION))
+        return span_handlers(self.provider.get_tracer(INSTRUMENTATION), self.callers)
 
     def close(self, timeout_s: float) -> None:
         """Export what is queued and stop, within `timeout_s` whatever the collector does: the work
@@ -91,4 +95,15 @@ def open_otel(settings: Settings) -> OtelTracing:
         schedule_delay_millis=SCHEDULE_DELAY_MS,
     )
     provider.add_span_processor(processor)
-    return OtelTracing(provider, processor, endpoint)
+    return OtelTracing(provider, processor, endpoint, caller_ids(settings))
+
+
+def caller_ids(settings: Settings) -> CallerIds:
+    """The caller on the root span, as LangSmith shows it (`TRACE_USER_IDS`, `TRACE_USER_ID_KEY`):
+    the same pseudonym in both; a plain id goes through the masker like every text."""
+    from voicerag.tracing.langsmith import user_ids
+
+    ids = user_ids(settings)
+    if settings.trace_user_ids == "plain":
+        return CallerIds(enduser_attributes.ENDUSER_ID, lambda user_id: mask(ids(user_id)))
+    return CallerIds(enduser_attributes.ENDUSER_PSEUDO_ID, ids)

@@ -1,7 +1,8 @@
 """The graph's spans of one turn: a LangChain callback handler that turns the run's events into
 OpenTelemetry spans, with the GenAI semantic-convention attributes where they exist.
 
-- the root run → span `voicerag` (`invoke_workflow`), whose parent is the OpenTelemetry context
+- the root run → span `voicerag` (`invoke_workflow`; the caller as `enduser.pseudo.id`, a keyed
+  hash: `TRACE_USER_IDS`, shared with LangSmith), whose parent is the OpenTelemetry context
   current when the run starts: LiveKit's turn span in a voice call (one trace per turn), none for
   `ask`, `chat` and Studio (the turn's own trace). It ends when the turn's record is complete
   (`turn_finished`), with what an operator asks first: route, degraded, problems, documents,
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -46,6 +48,7 @@ from graph.tracing import ROOT_RUN_NAME, Tracer, TurnTraceHandler
 from graph.turn_record import TurnRecord
 from graph.usage import PRICE_KEY, cost_usd, usage_of
 from retrievers.masking import mask
+from retrievers.sources.base import ANONYMOUS
 
 INSTRUMENTATION = "voicerag"  # the instrumentation scope of the graph's spans
 ERROR_CHARS = 300  # of an error message in a span's status (masked)
@@ -55,11 +58,20 @@ TOOL_TYPE = "extension"  # a source: called by the agent, on its side, to reach 
 CANCELLED = "cancelled"
 
 
-def span_handlers(tracer: trace.Tracer) -> Tracer:
+@dataclass(frozen=True)
+class CallerIds:
+    """How a caller appears on the root span: the attribute (`enduser.pseudo.id`, or `enduser.id`
+    for plain ids) and the function of the user id that gives its value."""
+
+    attribute: str
+    of: Callable[[str], str]
+
+
+def span_handlers(tracer: trace.Tracer, callers: CallerIds | None = None) -> Tracer:
     """The `graph.tracing.Tracer` that gives every turn its span handler on `tracer`."""
 
     def handlers(record: TurnRecord) -> list[BaseCallbackHandler]:
-        return [TurnSpans(tracer, record)]
+        return [TurnSpans(tracer, record, callers)]
 
     return handlers
 
@@ -69,9 +81,10 @@ class TurnSpans(TurnTraceHandler):
 
     run_inline = True  # called where the event happens: no thread hop on the turn's path
 
-    def __init__(self, tracer: trace.Tracer, record: TurnRecord) -> None:
+    def __init__(self, tracer: trace.Tracer, record: TurnRecord, callers: CallerIds | None = None) -> None:
         self._tracer = tracer
         self._record = record
+        self._callers = callers
         self._spans: dict[UUID, Span] = {}  # open spans by run
         self._nearest: dict[UUID, Span] = {}  # a run without a span -> its nearest ancestor's span
         self._root: UUID | None = None
@@ -301,6 +314,8 @@ class TurnSpans(TurnTraceHandler):
         }
         if record.tenant:
             attributes["voicerag.tenant"] = record.tenant
+        if self._callers is not None and record.user_id and record.user_id != ANONYMOUS:
+            attributes[self._callers.attribute] = self._callers.of(record.user_id)
         return attributes
 
     def turn_finished(self, record: TurnRecord) -> None:
