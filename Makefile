@@ -59,4 +59,4 @@ studio: $(STAMP)
 	LANGGRAPH_CLI_NO_ANALYTICS=1 $(BIN)/langgraph dev --no-browser --host 127.0.0.1 --port 2024
 
 clean:
-	rm -rf $(VENV) .voicerag .langgraph_api .mypy_cache .ruff_cache .pytest_cache benchmarks/.data
+	rm -rf $(VENV) .voicerag .langgraph_api .mypy_cache .ruff_cache .pytest_cache benchmarks/.data build
