@@ -40,6 +40,7 @@ from retrievers.documents import Document
 from voicerag.cli.turn import observed_turn
 from voicerag.tracing import CLOSE_TIMEOUT_S
 from voicerag.tracing.otel_spans import span_handlers
+from voicerag.tracing.otel_writer import SpanWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -174,12 +175,13 @@ async def test_a_turn_cut_short_ends_every_span_it_opened_marked_cancelled(tmp_p
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    writer = SpanWriter(provider.get_tracer("test"))
     with FakeOpenAIServer(Behaviour(hang=True)) as model:
         async with services_with_chat_model(tmp_path, model.base_url, [Document(**DOCUMENT, lang="en")]) as services:
             turn = asyncio.create_task(
                 observed_turn(
                     build_graph(services), [HumanMessage("How long is the KH-300's warranty?")], Context(), "ask", [],
-                    tracers=[span_handlers(provider.get_tracer("test"))],
+                    tracers=[span_handlers(writer)],
                 )
             )  # fmt: skip
             for _ in range(1000):  # bounded: 10 s for the answer's request to arrive
@@ -191,6 +193,7 @@ async def test_a_turn_cut_short_ends_every_span_it_opened_marked_cancelled(tmp_p
             with pytest.raises(asyncio.CancelledError):
                 await turn
 
+    assert writer.close(5.0)  # the turn's spans built
     spans = {s.name: s for s in exporter.get_finished_spans()}
     attributes = {name: dict(s.attributes or {}) for name, s in spans.items()}
     assert {"voicerag", *(n for n in NODES if n != "call_apis"), "chat gpt-4o-mini"} <= set(spans)

@@ -4,12 +4,13 @@
 (`voicerag/tracing/otel_spans.py`) and, in the voice worker, LiveKit's own spans on the same
 provider (`use_for_livekit`), so a voice turn is one trace.
 
-Nothing is sent on a turn's path: ended spans go into a bounded queue (`MAX_QUEUE_SPANS`; beyond
-it new spans are dropped, and the SDK logs it) that a background thread exports in batches, each
-request bounded by `EXPORT_TIMEOUT_S`. The provider is private to voicerag (never the global one:
-libraries that trace on their own do not export through it unasked) and does not shut itself down
-at exit: `close` does, within the time it is given, whatever the collector does (hangs, refuses):
-what is not sent by then is dropped and said in one log line.
+Nothing is built or sent on a turn's path: the handler notes the turn's spans, a `SpanWriter`
+thread builds them once the turn is over (`otel_writer.py`), and ended spans go into a bounded
+queue (`MAX_QUEUE_SPANS`; beyond it new spans are dropped, and the SDK logs it) that another thread
+exports in batches, each request bounded by `EXPORT_TIMEOUT_S`. The provider is private to
+voicerag (never the global one: libraries that trace on their own do not export through it unasked)
+and does not shut itself down at exit: `close` does, within the time it is given, whatever the
+collector does (hangs, refuses): what is not sent by then is dropped and said in one log line.
 
 The exporter reads the OTLP variables it knows besides the endpoint (`OTEL_EXPORTER_OTLP_HEADERS`
 for a collector's auth, `OTEL_EXPORTER_OTLP_COMPRESSION`, certificates).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,7 +31,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.semconv._incubating.attributes import enduser_attributes
 
 from retrievers.masking import mask
-from voicerag.tracing.otel_spans import INSTRUMENTATION, CallerIds, span_handlers
+from voicerag.tracing.otel_spans import INSTRUMENTATION, span_handlers
+from voicerag.tracing.otel_writer import CallerIds, SpanWriter
 
 if TYPE_CHECKING:
     from graph.tracing import Tracer
@@ -52,17 +55,23 @@ class OtelTracing:
     processor: BatchSpanProcessor
     endpoint: str
 
-    callers: CallerIds | None = None
+    writer: SpanWriter
 
     def tracer(self) -> Tracer:
-        return span_handlers(self.provider.get_tracer(INSTRUMENTATION), self.callers)
+        return span_handlers(self.writer)
 
     def close(self, timeout_s: float) -> None:
         """Export what is queued and stop, within `timeout_s` whatever the collector does: the work
         runs on a daemon thread that is abandoned (never joined past the timeout) if it hangs."""
-        closing = threading.Thread(target=self.processor.shutdown, name="otel-close", daemon=True)
+        deadline = time.monotonic() + timeout_s
+
+        def close() -> None:  # the turns' spans built, then exported
+            self.writer.close(timeout_s)
+            self.processor.shutdown()
+
+        closing = threading.Thread(target=close, name="otel-close", daemon=True)
         closing.start()
-        closing.join(timeout_s)
+        closing.join(max(0.0, deadline - time.monotonic()))
         if closing.is_alive():
             log.warning("OpenTelemetry: spans not exported within %.1f s were dropped (%s)", timeout_s, self.endpoint)
 
@@ -95,7 +104,8 @@ def open_otel(settings: Settings) -> OtelTracing:
         schedule_delay_millis=SCHEDULE_DELAY_MS,
     )
     provider.add_span_processor(processor)
-    return OtelTracing(provider, processor, endpoint, caller_ids(settings))
+    writer = SpanWriter(provider.get_tracer(INSTRUMENTATION), caller_ids(settings))
+    return OtelTracing(provider, processor, endpoint, writer)
 
 
 def caller_ids(settings: Settings) -> CallerIds:

@@ -1,13 +1,14 @@
-"""The graph's spans of one turn: a LangChain callback handler that turns the run's events into
-OpenTelemetry spans, with the GenAI semantic-convention attributes where they exist.
+"""The graph's spans of one turn: a LangChain callback handler that notes the run's events as
+OpenTelemetry spans-to-be (`otel_writer.Note`), with the GenAI semantic-convention attributes where
+they exist; once the turn is over a `SpanWriter` builds them off the turn's path.
 
 - the root run → span `voicerag` (`invoke_workflow`; the caller as `enduser.pseudo.id`, a keyed
   hash: `TRACE_USER_IDS`, shared with LangSmith), whose parent is the OpenTelemetry context
-  current when the run starts: LiveKit's turn span in a voice call (one trace per turn), none for
-  `ask`, `chat` and Studio (the turn's own trace). It ends when the turn's record is complete
-  (`turn_finished`), with what an operator asks first: route, degraded, problems, documents,
-  sources, tokens, cost, timings, and the question and answer masked (`TurnRecord.masked_texts`,
-  masked once per turn for every sink);
+  current when the run starts: LiveKit's turn span in a voice call, none for `ask`, `chat` and
+  Studio (the turn's own trace). It carries, once the turn's record is complete (`turn_finished`),
+  what an operator asks first: route, degraded, problems, documents, sources, tokens, cost,
+  timings, and the question and answer masked (`TurnRecord.masked_texts`: once per turn for every
+  sink);
 - each node run (children of the root carrying `langgraph_node`) → a span named after the node;
 - each chat-model run → `chat <model>` (client): request model, provider, reported usage, cost;
 - the knowledge-base search (`graph/nodes/child_runs.py`) → `retrieval knowledge_base`: document
@@ -20,86 +21,64 @@ hang from their nearest ancestor's. An error sets the span's status with the mas
 cancelled run (barge-in, Ctrl-C) is an error `cancelled`. Spans still open when the turn is over
 (a cancelled run's late callbacks) end then, so nothing is lost or left dangling.
 
-The handler runs inline (no executor hop) and only records in memory: export is the batch
-processor's, on its own thread (`voicerag/tracing/otel.py`).
+The handler runs inline (no executor hop) and only fills small dataclasses: no OpenTelemetry call,
+no masking, no I/O on the turn's path.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeGuard
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import LLMResult
-from opentelemetry import trace
+from opentelemetry import context as otel_context
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
-from opentelemetry.semconv.attributes import error_attributes
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind
 from opentelemetry.util.types import AttributeValue
 
 from graph.observer import CANCELLATIONS
 from graph.tracing import ROOT_RUN_NAME, Tracer, TurnTraceHandler
 from graph.turn_record import TurnRecord
 from graph.usage import PRICE_KEY, cost_usd, usage_of
-from retrievers.masking import mask
-from retrievers.sources.base import ANONYMOUS
+from voicerag.tracing.otel_writer import CANCELLED, FinishedTurn, Note, SpanWriter
 
 INSTRUMENTATION = "voicerag"  # the instrumentation scope of the graph's spans
-ERROR_CHARS = 300  # of an error message in a span's status (masked)
 # gen_ai.operation.name values (the semconv enum class is deprecated: moved to the GenAI repository).
 CHAT, RETRIEVAL, EXECUTE_TOOL, INVOKE_WORKFLOW = "chat", "retrieval", "execute_tool", "invoke_workflow"
 TOOL_TYPE = "extension"  # a source: called by the agent, on its side, to reach an external system
-CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True)
-class CallerIds:
-    """How a caller appears on the root span: the attribute (`enduser.pseudo.id`, or `enduser.id`
-    for plain ids) and the function of the user id that gives its value."""
-
-    attribute: str
-    of: Callable[[str], str]
-
-
-def span_handlers(tracer: trace.Tracer, callers: CallerIds | None = None) -> Tracer:
-    """The `graph.tracing.Tracer` that gives every turn its span handler on `tracer`."""
+def span_handlers(writer: SpanWriter) -> Tracer:
+    """The `graph.tracing.Tracer` that gives every turn its span handler, its spans built by `writer`."""
 
     def handlers(record: TurnRecord) -> list[BaseCallbackHandler]:
-        return [TurnSpans(tracer, record, callers)]
+        return [TurnSpans(writer, record)]
 
     return handlers
 
 
 class TurnSpans(TurnTraceHandler):
-    """The spans of one turn's run (one handler per turn)."""
+    """The spans of one turn's run (one handler per turn), noted as they happen."""
 
     run_inline = True  # called where the event happens: no thread hop on the turn's path
 
-    def __init__(self, tracer: trace.Tracer, record: TurnRecord, callers: CallerIds | None = None) -> None:
-        self._tracer = tracer
+    def __init__(self, writer: SpanWriter, record: TurnRecord) -> None:
+        self._writer = writer
         self._record = record
-        self._callers = callers
-        self._spans: dict[UUID, Span] = {}  # open spans by run
-        self._nearest: dict[UUID, Span] = {}  # a run without a span -> its nearest ancestor's span
-        self._root: UUID | None = None
-        self._root_span: Span | None = None
-        self._root_ended_ns: int | None = None
+        self._notes: dict[UUID, Note] = {}  # every span of the turn by run, in start order
+        self._nearest: dict[UUID, Note] = {}  # a run without a span -> its nearest ancestor's note
+        self._root: Note | None = None
+        self._context: otel_context.Context | None = None  # current when the root started
         self._prices: dict[UUID, dict[str, float] | None] = {}  # chat-model run -> its price
-        self._first_chunk: dict[UUID, int] = {}  # chat-model run -> its start (ns), until its first token
+        self._waiting_first_chunk: set[UUID] = set()  # chat-model runs until their first token
         self._finished = False
 
-    # ------------------------------------------------------------------ spans
-
-    def _parent(self, parent_run_id: UUID | None) -> Span | None:
-        if parent_run_id is None:
-            return None
-        return self._spans.get(parent_run_id) or self._nearest.get(parent_run_id) or self._root_span
+    # ------------------------------------------------------------------ notes
 
     def _start(
         self,
@@ -108,30 +87,33 @@ class TurnSpans(TurnTraceHandler):
         name: str,
         attributes: dict[str, AttributeValue],
         kind: SpanKind = SpanKind.INTERNAL,
-    ) -> Span | None:
-        if self._finished:
+    ) -> Note | None:
+        if self._finished or self._root is None:
             return None
-        parent = self._parent(parent_run_id)
-        context = trace.set_span_in_context(parent) if parent is not None else None  # None: the current one
-        span = self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
-        self._spans[run_id] = span
-        return span
+        parent = self._notes.get(parent_run_id) or self._nearest.get(parent_run_id) if parent_run_id else None
+        note = Note(name, parent or self._root, kind, attributes, time.time_ns())
+        self._notes[run_id] = note
+        return note
+
+    def _open(self, run_id: UUID) -> Note | None:
+        note = self._notes.get(run_id)
+        return note if note is not None and note.end_ns is None and not self._finished else None
 
     def _end(self, run_id: UUID, attributes: dict[str, AttributeValue] | None = None) -> None:
         self._nearest.pop(run_id, None)
-        span = self._spans.pop(run_id, None)
-        if span is None:
-            return
-        if attributes:
-            span.set_attributes(attributes)
-        span.end()
+        if (note := self._open(run_id)) is not None:
+            if attributes:
+                note.attributes.update(attributes)
+            note.end_ns = time.time_ns()
 
     def _fail(self, run_id: UUID, error: BaseException) -> None:
         self._nearest.pop(run_id, None)
-        span = self._spans.pop(run_id, None)
-        if span is not None:
-            failed(span, error)
-            span.end()
+        if (note := self._open(run_id)) is not None:
+            if isinstance(error, CANCELLATIONS):
+                note.error_type = note.error = CANCELLED
+            else:
+                note.error_type, note.error = type(error).__name__, str(error)  # masked by the writer
+            note.end_ns = time.time_ns()
 
     # ------------------------------------------------------------------ chains: the root, the nodes
 
@@ -146,29 +128,27 @@ class TurnSpans(TurnTraceHandler):
         **kwargs: Any,
     ) -> None:
         if parent_run_id is None:
-            if self._root is None:
-                self._root = run_id
-                self._root_span = self._start(run_id, None, ROOT_RUN_NAME, self._turn_attributes())
+            if self._root is None and not self._finished:
+                self._context = otel_context.get_current()  # LiveKit's turn, in a voice call
+                self._root = Note(ROOT_RUN_NAME, None, SpanKind.INTERNAL, self._turn_attributes(), time.time_ns())
+                self._notes[run_id] = self._root
             return
         node = (metadata or {}).get("langgraph_node")
-        if parent_run_id == self._root and isinstance(node, str) and not node.startswith("__"):
+        if self._root is not None and self._notes.get(parent_run_id) is self._root and is_node(node):
             attributes: dict[str, AttributeValue] = {"langgraph.node": node}
             if isinstance(step := (metadata or {}).get("langgraph_step"), int):
                 attributes["langgraph.step"] = step
             self._start(run_id, parent_run_id, node, attributes)
-        elif (parent := self._parent(parent_run_id)) is not None:
+        elif (parent := self._notes.get(parent_run_id) or self._nearest.get(parent_run_id)) is not None:
             self._nearest[run_id] = parent
 
     def on_chain_end(self, outputs: dict[str, Any] | Any, *, run_id: UUID, **kwargs: Any) -> None:
-        if run_id == self._root:
-            self._root_ended_ns = time.time_ns()  # the span ends when the record is complete
-            return
         route = outputs.get("route") if isinstance(outputs, dict) else None
         self._end(run_id, {"voicerag.route": route["kind"]} if isinstance(route, dict) and "kind" in route else None)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        if run_id == self._root:
-            self._root_ended_ns = time.time_ns()  # its status comes from the record
+        if (note := self._notes.get(run_id)) is not None and note is self._root:
+            self._end(run_id)  # its status comes from the record
             return
         self._fail(run_id, error)
 
@@ -198,22 +178,23 @@ class TurnSpans(TurnTraceHandler):
             attributes["voicerag.node"] = str(node)  # which call: route_query, grade_context, generate
         if self._start(run_id, parent_run_id, f"{CHAT} {model}".strip(), attributes, SpanKind.CLIENT) is not None:
             self._prices[run_id] = metadata.get(PRICE_KEY)
-            self._first_chunk[run_id] = time.time_ns()
+            self._waiting_first_chunk.add(run_id)
 
     def on_llm_new_token(self, token: str | list[str | dict[str, Any]], *, run_id: UUID, **kwargs: Any) -> None:
-        if token and (started := self._first_chunk.pop(run_id, None)) is not None and run_id in self._spans:
-            seconds = (time.time_ns() - started) / 1e9
-            self._spans[run_id].set_attribute(gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, seconds)
+        if token and run_id in self._waiting_first_chunk and (note := self._open(run_id)) is not None:
+            self._waiting_first_chunk.discard(run_id)
+            seconds = (time.time_ns() - note.start_ns) / 1e9
+            note.attributes[gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = seconds
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        self._first_chunk.pop(run_id, None)
+        self._waiting_first_chunk.discard(run_id)
         self._end(run_id, self._usage(run_id, response) | response_attributes(response))
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._first_chunk.pop(run_id, None)
+        self._waiting_first_chunk.discard(run_id)
         partial = kwargs.get("response")
-        if isinstance(partial, LLMResult) and (span := self._spans.get(run_id)) is not None:
-            span.set_attributes(self._usage(run_id, partial))  # cut short after it began: what it reported
+        if isinstance(partial, LLMResult) and (note := self._open(run_id)) is not None:
+            note.attributes.update(self._usage(run_id, partial))  # cut short after it began: what it reported
         self._prices.pop(run_id, None)
         self._fail(run_id, error)
 
@@ -278,24 +259,23 @@ class TurnSpans(TurnTraceHandler):
         self._start(run_id, parent_run_id, f"{EXECUTE_TOOL} {name}", attributes)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        span = self._spans.get(run_id)
-        if span is None or not isinstance(output, dict):
+        note = self._open(run_id)
+        if note is None or not isinstance(output, dict):
             self._end(run_id)
             return
         status = str(output.get("status", ""))
-        span.set_attributes(
+        if status in ("error", "timeout"):  # a source reports failures as its result: the span says so
+            data = output.get("data")
+            kind = data.get("error") if isinstance(data, dict) else None
+            note.error_type, note.error = str(kind or status), status
+        self._end(
+            run_id,
             {
                 "voicerag.source.status": status,
                 "voicerag.source.elapsed_ms": float(output.get("elapsed_ms") or 0.0),
                 "voicerag.source.cached": bool(output.get("cached")),
-            }
+            },
         )
-        if status in ("error", "timeout"):  # a source reports failures as its result: the span says so
-            data = output.get("data")
-            kind = data.get("error") if isinstance(data, dict) else None
-            span.set_attribute(error_attributes.ERROR_TYPE, str(kind or status))
-            span.set_status(Status(StatusCode.ERROR, status))
-        self._end(run_id)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._fail(run_id, error)
@@ -314,48 +294,21 @@ class TurnSpans(TurnTraceHandler):
         }
         if record.tenant:
             attributes["voicerag.tenant"] = record.tenant
-        if self._callers is not None and record.user_id and record.user_id != ANONYMOUS:
-            attributes[self._callers.attribute] = self._callers.of(record.user_id)
         return attributes
 
     def turn_finished(self, record: TurnRecord) -> None:
-        """The record is complete: the root span gets the turn's outcome and ends; any span still
-        open (a cancelled run's late callbacks) ends with it."""
+        """The record is complete: the turn's notes go to the writer (spans still open, a cancelled
+        run's late callbacks, end there as cancelled; the root gets the turn's outcome)."""
         if self._finished:
             return
         self._finished = True
-        for run_id in list(self._spans):
-            if run_id != self._root:
-                self._fail(run_id, CancelledTurn())
-        self._nearest.clear()
-        span = self._spans.pop(self._root, None) if self._root is not None else None
-        if span is None:
-            return
-        span.set_attributes(outcome_attributes(record))
-        if record.failed:
-            span.set_attribute(error_attributes.ERROR_TYPE, record.failed)
-            span.set_status(Status(StatusCode.ERROR, (record.masked_texts["error"] or record.failed)[:ERROR_CHARS]))
-        elif record.cancelled:
-            span.set_attribute(error_attributes.ERROR_TYPE, CANCELLED)
-            span.set_status(Status(StatusCode.ERROR, CANCELLED))
-        span.end(end_time=self._root_ended_ns)
+        if self._root is not None and self._context is not None:
+            self._writer.submit(FinishedTurn(list(self._notes.values()), self._context, record))
 
 
-class CancelledTurn(Exception):
-    """What ends a span still open when its turn is over."""
-
-    def __str__(self) -> str:
-        return CANCELLED
-
-
-def failed(span: Span, error: BaseException) -> None:
-    """The span's status for a run that raised: `cancelled`, or the error's type and masked message."""
-    if isinstance(error, (*CANCELLATIONS, CancelledTurn)):
-        span.set_attribute(error_attributes.ERROR_TYPE, CANCELLED)
-        span.set_status(Status(StatusCode.ERROR, CANCELLED))
-        return
-    span.set_attribute(error_attributes.ERROR_TYPE, type(error).__name__)
-    span.set_status(Status(StatusCode.ERROR, mask(str(error)[:ERROR_CHARS]) or type(error).__name__))
+def is_node(node: object) -> TypeGuard[str]:
+    """A graph node's run (LangGraph's own `__start__` is left out)."""
+    return isinstance(node, str) and not node.startswith("__")
 
 
 def response_attributes(response: LLMResult) -> dict[str, AttributeValue]:
@@ -373,29 +326,3 @@ def response_attributes(response: LLMResult) -> dict[str, AttributeValue]:
     if reasons:
         attributes[gen_ai.GEN_AI_RESPONSE_FINISH_REASONS] = reasons
     return attributes
-
-
-def outcome_attributes(record: TurnRecord) -> dict[str, AttributeValue]:
-    """What the root span says of the finished turn (texts masked; None values left out)."""
-    texts = record.masked_texts
-    values: dict[str, AttributeValue | None] = {
-        "voicerag.question": texts["question"],
-        "voicerag.answer": texts["answer"],
-        "voicerag.language": record.language,
-        "voicerag.route": record.route,
-        "voicerag.route_reason": record.route_reason,
-        "voicerag.degraded": record.degraded,
-        "voicerag.cancelled": record.cancelled,
-        "voicerag.problems": [str(p.get("kind", "")) for p in record.problems],
-        "voicerag.documents.ids": list(record.documents),
-        "voicerag.sources": json.dumps(record.sources, separators=(",", ":")) if record.sources else None,
-        "voicerag.tokens.input": record.tokens["input"],
-        "voicerag.tokens.output": record.tokens["output"],
-        "voicerag.llm_calls": record.llm_calls,
-        "voicerag.cost_usd": record.cost_usd,  # absent: unknown (a model without a price)
-        "voicerag.first_token_ms": record.first_token_ms,
-        "voicerag.total_ms": record.total_ms,
-        "voicerag.end_of_turn_ms": record.end_of_turn_ms,
-        "voicerag.filler": record.filler,
-    }
-    return {key: value for key, value in values.items() if value is not None}
