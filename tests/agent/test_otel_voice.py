@@ -9,16 +9,19 @@ LiveKit's `AgentSession` drives the `Assistant` over the real graph (typed turn,
 
 from __future__ import annotations
 
+import ctypes.util
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
-from helpers import SAMPLE_PII
+from helpers import SAMPLE_PII, write
 from livekit.agents import AgentSession, telemetry
 from livekit.agents.voice.run_result import RunResult
 from opentelemetry import trace as trace_api
+from test_console_smoke import VOICERAG, Terminal, clean_env
 
 from agent.assistant import Assistant
 from graph.builder import build_graph
@@ -26,7 +29,7 @@ from graph.services import Services
 from voicerag.settings import load_settings
 from voicerag.tracing import open_tracing
 
-pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = pytest.mark.integration
 
 PHONE, EMAIL = SAMPLE_PII["mobile phone"], SAMPLE_PII["e-mail"]
 QUESTION = f"What is the warranty on the Kumo Halo? Call me on {PHONE} or write to {EMAIL}."
@@ -42,6 +45,7 @@ def subtree(root: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]
     return [s for s in spans if root in OtlpReceiver.ancestors(s, spans)]
 
 
+@pytest.mark.asyncio(loop_scope="module")
 async def test_the_graphs_spans_descend_from_livekits_turn_span(
     services: Services, receiver: OtlpReceiver, tmp_path: Path
 ) -> None:
@@ -84,3 +88,34 @@ async def test_the_graphs_spans_descend_from_livekits_turn_span(
     assert "[PHONE]" in root.attributes["voicerag.question"]
     exported = json.dumps([(s.attributes, s.status_message) for s in spans], ensure_ascii=False)
     assert PHONE not in exported and EMAIL not in exported  # LiveKit's transcripts withheld, ours masked
+
+
+def test_the_worker_gives_livekit_its_provider(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    """`voicerag agent console --text` (the worker's prewarm, in tmux as `test_console_smoke.py` runs
+    it) with OTEL_EXPORTER_OTLP_ENDPOINT: a small-talk turn's graph spans reach the collector inside
+    LiveKit's `agent_turn`, exported while the console runs (it is killed: no exit flush)."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (`make test` installs it: scripts/system-deps.sh)")
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("libportaudio2 is not installed (`make test` installs it: scripts/system-deps.sh)")
+    env = clean_env(
+        tmp_path / "data",
+        SOURCES_FILE=str(write(tmp_path, "sources.yaml", "")),
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+    )
+    console = Terminal(env)
+    try:
+        console.start([VOICERAG, "agent", "console", "--text"], tmp_path)
+        pane = console.wait_for(lambda text: "Type to talk" in text, 60)
+        assert "Type to talk" in pane, f"no prompt within 60 s:\n{pane}"
+        console.ask("thank you")  # small talk: a whole turn of the graph
+        (root,) = receiver.wait_for("voicerag", 20)
+        receiver.wait_for("agent_turn", 20)
+    finally:
+        console.close()
+    assert root.service == "voicerag" and root.attributes["voicerag.front_door"] == "voice"
+    lineage = OtlpReceiver.ancestors(root, receiver.trace(root.trace_id))
+    assert [s.name for s in lineage if s.scope == "livekit-agents"][:4] == [
+        "llm_request_run", "llm_request", "llm_node", "agent_turn",
+    ]  # fmt: skip
+    assert {"route_query", "generate"} <= {s.name for s in subtree(root, receiver.spans())}
