@@ -23,7 +23,7 @@ from fakes.langsmith_server import FakeLangSmith
 from fakes.openai_server import Behaviour, FakeOpenAIServer, routing_grading_answering
 from helpers import SAMPLE_PII, jsonl, write
 
-from voicerag.tracing.langsmith_pseudonym import pseudonymizer
+from voicerag.tracing.pseudonyms import pseudonymizer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

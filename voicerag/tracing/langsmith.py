@@ -11,7 +11,7 @@ whatever LangChain traces on its own goes through the same masking.
 - Metadata on every run of the turn (LangSmith counts a thread's runs, tokens and cost by it):
   `turn_id`, `session_id` and `thread_id` (the call, the `chat` session, the Studio thread:
   LangSmith groups a session's traces as a thread by either key), `user_id` (a pseudonym:
-  `langsmith_pseudonym.py`), `tenant`, `front_door`. On the root only, once the turn is over
+  `pseudonyms.py`), `tenant`, `front_door`. On the root only, once the turn is over
   (`turn_finished`: route, degraded and the voice stage timings are known only then): `language`,
   `route`, `route_reason`, `degraded`, `cancelled`, `failed`, `first_token_ms`, `total_ms`,
   `llm_calls`, `cost_usd`, and for voice `end_of_turn_delay_ms`, `transcription_delay_ms`,
@@ -55,7 +55,7 @@ from graph.tracing import TurnTraceHandler
 from graph.turn_record import TurnRecord
 from retrievers.masking import mask
 from voicerag.tracing.langsmith_masking import masked
-from voicerag.tracing.langsmith_pseudonym import pseudonymizer, stored_key
+from voicerag.tracing.pseudonyms import user_ids
 from voicerag.tracing.worker import TraceWorker
 
 if TYPE_CHECKING:
@@ -316,11 +316,3 @@ def open_langsmith(settings: Settings) -> LangSmithTracer:
     )
     langsmith.configure(client=client)  # LangChain's own default tracer, if it ever adds one, masks too
     return LangSmithTracer(client, settings.langsmith_project, user_ids(settings))
-
-
-def user_ids(settings: Settings) -> Callable[[str], str]:
-    """How a caller's id appears in traces (`TRACE_USER_IDS`, `TRACE_USER_ID_KEY`)."""
-    if settings.trace_user_ids == "plain":
-        return lambda user_id: user_id
-    key = settings.trace_user_id_key
-    return pseudonymizer(key.get_secret_value().encode("utf-8") if key else stored_key(settings.voicerag_data_dir))

@@ -33,6 +33,7 @@ from opentelemetry.semconv._incubating.attributes import enduser_attributes
 from retrievers.masking import mask
 from voicerag.tracing.otel_spans import INSTRUMENTATION, span_handlers
 from voicerag.tracing.otel_writer import CallerIds, SpanWriter
+from voicerag.tracing.pseudonyms import user_ids
 
 if TYPE_CHECKING:
     from graph.tracing import Tracer
@@ -111,8 +112,6 @@ def open_otel(settings: Settings) -> OtelTracing:
 def caller_ids(settings: Settings) -> CallerIds:
     """The caller on the root span, as LangSmith shows it (`TRACE_USER_IDS`, `TRACE_USER_ID_KEY`):
     the same pseudonym in both; a plain id goes through the masker like every text."""
-    from voicerag.tracing.langsmith import user_ids
-
     ids = user_ids(settings)
     if settings.trace_user_ids == "plain":
         return CallerIds(enduser_attributes.ENDUSER_ID, lambda user_id: mask(ids(user_id)))

@@ -1,5 +1,6 @@
 """Spans made off the turn's path: the span handler (`otel_spans.py`) only notes what happened and
-when (`Note`s); once the turn is over it hands them to a `SpanWriter`, whose daemon thread builds
+when (`Note`s); once the turn is over it hands them to a `SpanWriter`, whose worker thread
+(`voicerag/tracing/worker.py`) builds
 the OpenTelemetry spans with the times noted (starting a span in the SDK costs tens of µs: a turn's
 worth would be ~1 ms on the event loop), masks what they carry and gives them to the batch processor.
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from opentelemetry.util.types import AttributeValue
 from graph.turn_record import TurnRecord
 from retrievers.masking import mask
 from retrievers.sources.base import ANONYMOUS
+from voicerag.tracing.worker import TraceWorker
 
 log = logging.getLogger(__name__)
 
@@ -67,39 +67,24 @@ class FinishedTurn:
 
 
 class SpanWriter:
-    """Builds finished turns' spans on a daemon thread, in the order the turns ended."""
+    """Builds finished turns' spans on the trace worker's thread, in the order the turns ended."""
 
     def __init__(self, tracer: trace.Tracer, callers: CallerIds | None = None) -> None:
         self._tracer = tracer
         self._callers = callers
-        self._queue: queue.Queue[FinishedTurn | None] = queue.Queue(MAX_TURNS)
-        self.dropped = 0  # turns whose spans were dropped (the queue was full)
-        self._thread = threading.Thread(target=self._run, name="otel-spans", daemon=True)
-        self._thread.start()
+        self._worker = TraceWorker("otel-spans", MAX_TURNS)
+
+    @property
+    def dropped(self) -> int:
+        """Turns whose spans were dropped (the queue was full)."""
+        return self._worker.dropped
 
     def submit(self, turn: FinishedTurn) -> None:
-        try:
-            self._queue.put_nowait(turn)
-        except queue.Full:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 100 == 0:
-                log.warning("OpenTelemetry: %d turn(s) not traced: the span queue is full", self.dropped)
+        self._worker.submit(self.write, turn)
 
     def close(self, timeout_s: float) -> bool:
-        """Build what is queued and stop, within `timeout_s`; False if time ran out."""
-        try:
-            self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            return False
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
-
-    def _run(self) -> None:
-        while (turn := self._queue.get()) is not None:
-            try:
-                self.write(turn)
-            except Exception as exc:  # a bad turn never stops the tracing of the next ones
-                log.warning("OpenTelemetry: a turn's spans were not built: %s", type(exc).__name__)
+        """Build what is queued, within `timeout_s`; False if time ran out."""
+        return self._worker.drain(timeout_s)
 
     def write(self, turn: FinishedTurn) -> None:
         """The turn's spans, built with the noted times and ended (children first)."""

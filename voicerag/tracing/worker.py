@@ -39,6 +39,8 @@ class TraceWorker:
             self._tasks.put_nowait((task, args))
         except queue.Full:
             self.dropped += 1
+            if self.dropped == 1 or self.dropped % 100 == 0:
+                log.warning("%s: %d task(s) dropped: the queue is full", self._name, self.dropped)
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until every queued task has run, for at most `timeout_s`; True when they all did."""

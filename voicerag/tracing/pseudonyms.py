@@ -1,4 +1,5 @@
-"""Who asked, pseudonymously: the user id in a trace is a keyed hash (HMAC-SHA256) of the caller's id.
+"""Who asked, pseudonymously (LangSmith's `user_id`, OpenTelemetry's `enduser.pseudo.id`): the user
+id in a trace is a keyed hash (HMAC-SHA256) of the caller's id.
 
 The key is `TRACE_USER_ID_KEY`. Without one, a random key is made once and kept in the data dir
 (`trace_user_id.key`, mode 0600), so every process sharing that disk (voice workers, `ask`, Studio)
@@ -14,8 +15,12 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from retrievers.errors import UserInputError
+
+if TYPE_CHECKING:
+    from voicerag.settings import Settings
 
 KEY_FILE = "trace_user_id.key"
 PSEUDONYM_CHARS = 24  # of the hex digest: 96 bits, collision-free for any caller population
@@ -57,3 +62,11 @@ def _read(path: Path) -> bytes:
     if len(key) < 32:
         raise UserInputError(f"{path}: the trace user-id key is too short; delete the file to make a new one")
     return key.encode("ascii")
+
+
+def user_ids(settings: Settings) -> Callable[[str], str]:
+    """How a caller's id appears in traces (`TRACE_USER_IDS`, `TRACE_USER_ID_KEY`)."""
+    if settings.trace_user_ids == "plain":
+        return lambda user_id: user_id
+    key = settings.trace_user_id_key
+    return pseudonymizer(key.get_secret_value().encode("utf-8") if key else stored_key(settings.voicerag_data_dir))
