@@ -35,7 +35,9 @@ from typing import Any
 
 import httpx
 import pytest
+from fakes.langsmith_server import FakeLangSmith
 from fakes.openai_server import Behaviour, FakeOpenAIServer
+from fakes.otlp_receiver import OtlpReceiver
 from langgraph_sdk import get_client, get_sync_client
 
 from graph.context import Context
@@ -95,6 +97,9 @@ class Server:
     log: Path
     ready_s: float
     model: FakeOpenAIServer
+    langsmith: FakeLangSmith  # the server traces every run to these two, and serves /metrics
+    otlp: OtlpReceiver
+    metrics_port: int
 
 
 def user_message(text: str) -> dict[str, Any]:
@@ -250,16 +255,30 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     entries_before = project_entries()
     ingest_tiny_kb(tmp, server_env(tmp / "data"))
 
-    with FakeOpenAIServer(Behaviour(reply=quote_first_document, token_delay_s=0.005)) as model:
+    with (
+        FakeOpenAIServer(Behaviour(reply=quote_first_document, token_delay_s=0.005)) as model,
+        FakeLangSmith() as langsmith,
+        OtlpReceiver() as otlp,
+    ):
         log = tmp / "langgraph-dev.log"
         started = time.monotonic()
-        process = launch(server_env(tmp / "data", model.base_url), log)
+        metrics_port = free_port()
+        env = server_env(tmp / "data", model.base_url) | {
+            "LANGSMITH_TRACING": "true",
+            "LANGSMITH_ENDPOINT": langsmith.url,
+            "LANGSMITH_API_KEY": "lsv2-test",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.url,
+            "METRICS_PORT": str(metrics_port),
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+        }
+        (tmp / "metrics").mkdir()
+        process = launch(env, log)
         url, port = "", 0
         try:
             url, port = wait_until_ready(process, log, started)
             ready_s = time.monotonic() - started
             print(f"\nlanggraph dev ready in {ready_s:.2f} s at {url}")
-            yield Server(url=url, port=port, log=log, ready_s=ready_s, model=model)
+            yield Server(url, port, log, ready_s, model, langsmith, otlp, metrics_port)
         finally:
             if url and process.poll() is None:
                 delete_test_threads(url)
@@ -414,6 +433,53 @@ async def test_each_run_is_one_masked_turn_record_in_the_audit_log(server: Serve
     assert "[PHONE]" in record.question and "[EMAIL]" in record.question
     kept = b"".join(path.read_bytes() for path in audit.parent.glob("audit.sqlite*")) + server.log.read_bytes()
     assert phone.encode() not in kept and email.encode() not in kept
+
+
+async def test_a_studio_run_is_one_masked_trace_in_langsmith_and_opentelemetry_and_counted(server: Server) -> None:
+    """The server's runs are turns like any other front door's: with LANGSMITH_TRACING,
+    OTEL_EXPORTER_OTLP_ENDPOINT and METRICS_PORT each is one LangSmith trace (root `voicerag`, the
+    thread as the session, documents), one OpenTelemetry trace, and counted in the server's /metrics."""
+    phone = "090-1234-5678"
+    thread_id = await new_thread(server)
+    context = {"user_id": "C-101518", "turn_id": "studio-traced-1"}
+    question = f"{WARRANTY_QUESTION} Call me on {phone}."
+    state = await get_client(url=server.url).runs.wait(
+        thread_id, GRAPH_ID, input=user_message(question), context=context
+    )
+    assert isinstance(state, dict) and WARRANTY_FACT in state["answer"], state
+
+    def traced(run: dict[str, Any]) -> bool:
+        return bool(run.get("end_time")) and run_metadata(run).get("turn_id") == "studio-traced-1"
+
+    server.langsmith.wait_for(lambda s: any(traced(r) for r in s.roots()), timeout_s=15)
+    (root,) = [r for r in server.langsmith.roots() if traced(r)]  # one trace: no tracer of the server's own
+    assert root["name"] == "voicerag" and run_metadata(root)["front_door"] == "studio"
+    assert run_metadata(root)["session_id"] == thread_id and run_metadata(root)["user_id"] != "C-101518"
+    runs = [r for r in server.langsmith.runs().values() if r.get("trace_id") == root["trace_id"]]
+    (retriever,) = [r for r in runs if r["run_type"] == "retriever"]
+    assert retriever["outputs"]["documents"][0]["metadata"]["id"] == "zephyr-warranty-en"
+    sent = "\n".join(server.langsmith.bodies)
+    assert phone not in sent and "[PHONE]" in sent
+
+    deadline = time.monotonic() + 15
+    while not (
+        roots := [s for s in server.otlp.named("voicerag") if s.attributes.get("voicerag.turn_id") == "studio-traced-1"]
+    ):
+        assert time.monotonic() < deadline, f"no span\nserver log tail:\n{log_tail(server.log)}"
+        await asyncio.sleep(0.1)
+    (span,) = roots
+    names = {s.name for s in server.otlp.trace(span.trace_id)}
+    assert {"retrieve", "generate"} <= names and any(n.startswith("retrieval") for n in names), names
+    assert span.parent_id == "" and span.attributes["voicerag.front_door"] == "studio"
+    assert "C-101518" not in repr(server.otlp.trace(span.trace_id)) and "C-101518" not in sent  # pseudonyms only
+
+    async with httpx.AsyncClient() as http:
+        metrics = (await http.get(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=10)).text
+    assert re.search(r'voicerag_turns_total\{[^}]*front_door="studio"[^}]*\} [1-9]', metrics), metrics[:2000]
+
+
+def run_metadata(run: dict[str, Any]) -> dict[str, Any]:
+    return dict((run.get("extra") or {}).get("metadata") or {})
 
 
 def test_a_bad_setting_stops_the_server_with_a_message_naming_it(tmp_path: Path) -> None:

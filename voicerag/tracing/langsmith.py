@@ -103,6 +103,7 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
         }
         metadata = {key: value for key, value in ids.items() if value}
         super().__init__(project_name=tracer.project, client=tracer.client, metadata=metadata)
+        self._identity = metadata  # wins over the run's own (LangGraph's server copies the raw context there)
         self._tracer = tracer
         self._root: Run | None = None
         self._held: Callable[[Run], None] | None = None  # how to send the root, once it has ended
@@ -140,6 +141,7 @@ class TurnTracer(LangChainTracer, TurnTraceHandler):
         if self._at is not None:  # replayed: the run started when the event happened, not now
             run.start_time = self._at
             run.events[0]["time"] = self._at
+        run.extra["metadata"] = {**run.metadata, **self._identity}
         if self._root is None:
             self._root = run  # the first run of a turn's handler is the graph's root run
         super()._start_trace(run)
