@@ -268,12 +268,12 @@ async def test_the_worker_wires_metrics_only_when_enabled(monkeypatch: pytest.Mo
     (what `voicerag agent` does with METRICS_PORT) gives both, and keeps an operator's directory."""
     from voicerag import metrics, worker
 
-    assert worker.server._prometheus_port is None and worker.metrics_sinks() == []
+    assert worker.server._prometheus_port is None and metrics.turn_sinks() == []
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/operator-chosen")
     monkeypatch.delenv(metrics.PORT_ENV, raising=False)
     assert metrics.enable(9464) == "/tmp/operator-chosen" and metrics.metrics_port() == 9464
     try:
-        assert worker.metrics_sinks() == [exporter.metrics_sink]
+        assert metrics.turn_sinks() == [exporter.metrics_sink]
         assert exporter.cache_observer in observers.cache_observers
     finally:
         observers.cache_observers.remove(exporter.cache_observer)
