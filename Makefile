@@ -29,8 +29,11 @@ demo: $(STAMP)
 	@echo
 	@echo "Next: talk to it with  $(BIN)/voicerag chat   (or: source $(BIN)/activate && voicerag chat)"
 
+# Two pytest-xdist workers, a test module each at a time (module fixtures: one server, one ingest):
+# most tests wait on a command or a server, so two workers use both cores.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest -m "not evals" -q
+	$(BIN)/pytest -m "not evals" -q -n $(TEST_WORKERS) --dist loadscope
 
 system-deps:
 	@./scripts/system-deps.sh

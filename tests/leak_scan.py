@@ -15,7 +15,9 @@ anything the product wrote during the session.
 - A leak fails the session (exit status 1) with one line per finding: where (the file, or the logger
   and the test running), which needle (its name and first characters only).
 
-Registered by `tests/conftest.py` (`pytest_plugins`); `-p no:leak_scan` switches it off.
+Under pytest-xdist (`make test` runs two workers) each worker scans what its tests wrote and the
+controller reports the findings of all. Registered by `tests/conftest.py` (`pytest_plugins`);
+`-p no:leak_scan` switches it off.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,6 +177,8 @@ class LeakScan:
 
 
 _KEY = pytest.StashKey[LeakScan]()
+_WORKERS = pytest.StashKey[list[dict[str, Any]]]()  # under pytest-xdist, in the controller: each worker's scan
+WORKER_OUTPUT = "leak_scan"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -181,6 +186,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "leak_scan_exempt(reason): this test writes a secret or PII on purpose (tests/leak_scan.py)"
     )
     config.stash[_KEY] = LeakScan(config)
+    config.stash[_WORKERS] = []
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -202,6 +208,14 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         item.config.stash[_KEY].exempt_dirs.add(tmp_path)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """pytest-xdist, in the controller: a worker is done; keep what its own scan found."""
+    output = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT)
+    if output is not None:
+        node.config.stash[_WORKERS].append(output)  # type: ignore[attr-defined]
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     scan = session.config.stash.get(_KEY, None)
     if scan is None:
@@ -209,13 +223,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger().removeHandler(scan.handler)
     factory = getattr(session.config, "_tmp_path_factory", None)
     basetemp = factory.getbasetemp() if factory is not None and factory._basetemp is not None else None
-    found, files = scan.findings(basetemp)
-    if not found:
-        needles_count = len(scan.looking_for)
-        print(f"\nleak scan: clean ({scan.handler.scanned} log records, {files} files, {needles_count} needles)")
+    workers = session.config.stash.get(_WORKERS, [])
+    # Under pytest-xdist each worker scans its own logs and base temp dir (it knows which tests were
+    # exempt) and hands the result to the controller, which reports them all.
+    found, files = scan.findings(None if workers else basetemp)
+    lines = [finding.line() for finding in found]
+    records = scan.handler.scanned
+    for worker in workers:
+        lines += worker["lines"]
+        records, files = records + worker["records"], files + worker["files"]
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # this is a worker: the controller reports
+        workeroutput[WORKER_OUTPUT] = {"lines": lines, "records": records, "files": files}
         return
-    lines = [finding.line() for finding in found[:MAX_FINDINGS_SHOWN]]
-    if len(found) > MAX_FINDINGS_SHOWN:
-        lines.append(f"leak scan: … and {len(found) - MAX_FINDINGS_SHOWN} more")
-    print("\n" + "\n".join(lines))
+    lines = list(dict.fromkeys(lines))
+    if not lines:
+        print(f"\nleak scan: clean ({records} log records, {files} files, {len(scan.looking_for)} needles)")
+        return
+    shown = lines[:MAX_FINDINGS_SHOWN]
+    if len(lines) > MAX_FINDINGS_SHOWN:
+        shown.append(f"leak scan: … and {len(lines) - MAX_FINDINGS_SHOWN} more")
+    print("\n" + "\n".join(shown))
     session.exitstatus = pytest.ExitCode.TESTS_FAILED

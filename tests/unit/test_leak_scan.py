@@ -104,6 +104,18 @@ def test_a_session_that_leaked_fails_naming_where_and_what(tmp_path: Path) -> No
     assert FAKE_SECRETS["CARRIER_API_KEY"] not in done.stdout + done.stderr
 
 
+def test_under_xdist_the_controller_fails_the_session_for_a_workers_leak(tmp_path: Path) -> None:
+    """`make test` runs two pytest-xdist workers: a leak found by either still fails the session."""
+    done = run_suite(tmp_path, LEAKY_SUITE, "-n", "2", "--dist", "loadfile")
+    assert "4 passed" in done.stdout and done.returncode == 1, done.stdout + done.stderr
+    lines = sorted(line for line in done.stdout.splitlines() if line.startswith("leak scan:"))
+    assert lines == [
+        "leak scan: CARRIER_API_KEY (carr…) in a log record of retrievers.http.client "
+        "(during test_suite.py::test_logs_a_secret)",
+        f"leak scan: REDIS_PASSWORD (redi…) in {tmp_path}/base/popen-gw0/test_writes_a_secret0/out.json",
+    ]
+
+
 def test_a_clean_session_passes(tmp_path: Path) -> None:
     done = run_suite(tmp_path, LEAKY_SUITE, "-k", "exempt or clean")  # the control: same plugin, no leak
     assert done.returncode == 0, done.stdout + done.stderr

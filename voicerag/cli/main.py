@@ -6,10 +6,12 @@ Exit codes: 0 success, 1 runtime failure, 2 bad input or usage. Errors are one l
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sys
 from importlib.metadata import version as package_version
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -61,21 +63,44 @@ def _debug() -> bool:
     return os.environ.get("VOICERAG_DEBUG", "").lower() in ("1", "true", "yes")
 
 
-def run() -> None:
+def run() -> NoReturn:
+    exit_now(_exit_code())
+
+
+def _exit_code() -> int:
     try:
         app()  # standalone mode: typer reports usage errors itself (exit 2) and exits
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
     except VoiceragError as exc:
         if _debug():
             raise
         print(f"error: {safe(str(exc))}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except Exception as exc:
         if _debug():
             raise
         print(f"error: {type(exc).__name__}: {safe(str(exc))} (set VOICERAG_DEBUG=1 for details)", file=sys.stderr)
-        sys.exit(1)
+        return 1
+    return 0
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process once the command is over, without the interpreter tearing down every module
+    it loaded (chromadb, onnxruntime, LangGraph...: 0.7 s measured after `ask`, most of the wait
+    between the answer and the shell prompt). The command has closed what it opened; the atexit
+    handlers (logging, metrics' temporary directory, LangSmith's and LiveKit's own) run here, then
+    the output is flushed."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
