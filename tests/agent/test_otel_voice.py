@@ -1,6 +1,6 @@
-"""A voice turn is one OpenTelemetry trace: LiveKit's spans and the graph's, on the provider the
-worker makes (`voicerag/tracing/otel.py`, given to LiveKit as the worker does), exported over
-OTLP/HTTP to a local receiver. The graph's root span `voicerag` hangs from LiveKit's turn: it shares
+"""A voice turn is one OpenTelemetry trace (and, in the console, one LangSmith trace too): LiveKit's
+spans and the graph's, on the provider the worker makes (`voicerag/tracing/otel.py`, given to
+LiveKit as the worker does), exported over OTLP/HTTP to a local receiver. The graph's root span `voicerag` hangs from LiveKit's turn: it shares
 the trace of LiveKit's `agent_turn` and descends from it through `llm_node`; LiveKit's transcripts
 (unmasked) are withheld, the graph's texts are masked.
 
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.langsmith_server import FakeLangSmith
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from helpers import SAMPLE_PII, write
 from livekit.agents import AgentSession, telemetry
@@ -90,32 +91,42 @@ async def test_the_graphs_spans_descend_from_livekits_turn_span(
     assert PHONE not in exported and EMAIL not in exported  # LiveKit's transcripts withheld, ours masked
 
 
-def test_the_worker_gives_livekit_its_provider(tmp_path: Path, receiver: OtlpReceiver) -> None:
+def test_a_console_turn_is_one_trace_in_opentelemetry_and_in_langsmith(tmp_path: Path, receiver: OtlpReceiver) -> None:
     """`voicerag agent console --text` (the worker's prewarm, in tmux as `test_console_smoke.py` runs
-    it) with OTEL_EXPORTER_OTLP_ENDPOINT: a small-talk turn's graph spans reach the collector inside
-    LiveKit's `agent_turn`, exported while the console runs (it is killed: no exit flush)."""
+    it) with OTEL_EXPORTER_OTLP_ENDPOINT and LANGSMITH_TRACING: a small-talk turn's graph spans
+    reach the collector inside LiveKit's `agent_turn`, and the same turn is one LangSmith trace,
+    front door `voice`; both exported while the console runs (it is killed: no exit flush)."""
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (`make test` installs it: scripts/system-deps.sh)")
     if ctypes.util.find_library("portaudio") is None:
         pytest.skip("libportaudio2 is not installed (`make test` installs it: scripts/system-deps.sh)")
-    env = clean_env(
-        tmp_path / "data",
-        SOURCES_FILE=str(write(tmp_path, "sources.yaml", "")),
-        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
-    )
-    console = Terminal(env)
-    try:
-        console.start([VOICERAG, "agent", "console", "--text"], tmp_path)
-        pane = console.wait_for(lambda text: "Type to talk" in text, 60)
-        assert "Type to talk" in pane, f"no prompt within 60 s:\n{pane}"
-        console.ask("thank you")  # small talk: a whole turn of the graph
-        (root,) = receiver.wait_for("voicerag", 20)
-        receiver.wait_for("agent_turn", 20)
-    finally:
-        console.close()
+    with FakeLangSmith() as langsmith:
+        env = clean_env(
+            tmp_path / "data",
+            SOURCES_FILE=str(write(tmp_path, "sources.yaml", "")),
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url,
+            LANGSMITH_TRACING="true",
+            LANGSMITH_ENDPOINT=langsmith.url,
+            LANGSMITH_API_KEY="lsv2-test",
+        )
+        console = Terminal(env)
+        try:
+            console.start([VOICERAG, "agent", "console", "--text"], tmp_path)
+            pane = console.wait_for(lambda text: "Type to talk" in text, 60)
+            assert "Type to talk" in pane, f"no prompt within 60 s:\n{pane}"
+            console.ask("thank you")  # small talk: a whole turn of the graph
+            (root,) = receiver.wait_for("voicerag", 20)
+            receiver.wait_for("agent_turn", 20)
+            langsmith.wait_for(lambda s: any(r.get("end_time") for r in s.roots()), 20)
+        finally:
+            console.close()
+        (traced,) = langsmith.roots()
     assert root.service == "voicerag" and root.attributes["voicerag.front_door"] == "voice"
     lineage = OtlpReceiver.ancestors(root, receiver.trace(root.trace_id))
     assert [s.name for s in lineage if s.scope == "livekit-agents"][:4] == [
         "llm_request_run", "llm_request", "llm_node", "agent_turn",
     ]  # fmt: skip
     assert {"route_query", "generate"} <= {s.name for s in subtree(root, receiver.spans())}
+    metadata = traced["extra"]["metadata"]
+    assert traced["name"] == "voicerag" and metadata["front_door"] == "voice" and metadata["route"] == "small_talk"
+    assert metadata["turn_id"] == root.attributes["voicerag.turn_id"]  # the same turn in both

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import pytest
 from fakes.company_apis import CompanyApis
+from fakes.langsmith_server import FakeLangSmith
 from fakes.open_meteo import Failure, OpenMeteoServer
 from fakes.openai_server import Behaviour, FakeOpenAIServer, content_text
 from fakes.sources import Keyword, TimedSource, named
@@ -45,11 +46,14 @@ from agent.identity import ANONYMOUS, Caller, caller_in, context_for
 from graph.builder import VoiceGraph, build_graph
 from graph.context import Context
 from graph.services import Services
+from graph.tracing import Tracer
 from graph.turn_record import Sink, TurnRecord
 from retrievers.sources.base import Source, SourceContext, run_source
 from voicerag.audit import AuditStore, AuditWriter
 from voicerag.audit.database import sqlite_url
 from voicerag.audit.turns import audit_sink
+from voicerag.settings import load_settings
+from voicerag.tracing import open_tracing
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
@@ -130,6 +134,7 @@ class Call:
         stt_retries: int = 0,
         session_id: str = "",
         sinks: list[Sink] | None = None,
+        tracers: Sequence[Tracer] = (),
     ) -> None:
         self.graph = RecordingGraph(build_graph(services))
         self.assistant = Assistant(
@@ -139,6 +144,7 @@ class Call:
             filler=filler_policy(services, THRESHOLD_MS),
             session_id=session_id,
             sinks=sinks,
+            tracers=tracers,
         )
         self.stt, self.tts, self.speaker = FakeSTT(), FakeTTS(), FakeAudioOutput()
         self.voice = voice
@@ -547,6 +553,40 @@ async def test_a_speech_synthesis_failure_is_apologised_for_and_the_next_turn_wo
     assert PHRASES.turn_failed["en"].split(".")[0] in call.spoken()  # not silence
     assert "2-year warranty" in after.said
     assert call.tts.requests[-1].failed is None and call.speaker.played[-1].duration_s > 0
+
+
+@on_module_loop
+async def test_a_voiced_turn_is_one_langsmith_trace_with_livekits_stage_timings(
+    services: Services, tmp_path: Path
+) -> None:
+    """LangSmith sees a voice turn as every other: one trace, root `voicerag`, the room as the
+    session; LiveKit's stage timings on the root, and the TTS's time to first byte, measured once
+    the answer is voiced (after the turn's record), as an update of the same root run."""
+    with FakeLangSmith() as langsmith:
+        settings = load_settings(
+            _env_file=None, voicerag_data_dir=tmp_path, langsmith_tracing=True,
+            langsmith_endpoint=langsmith.url, langsmith_api_key="lsv2-test",
+        )  # fmt: skip
+        tracing = open_tracing(settings)
+        try:
+            async with Call(services, voice=True, session_id="room-9", tracers=tracing.tracers) as call:
+                said = await call.speak(Utterance("What is the warranty on the Kumo Halo?"))
+                turn_id = call.assistant.turns[-1]["turn_id"]
+
+                def timed(server: FakeLangSmith) -> bool:
+                    roots = [r for r in server.roots() if r["extra"]["metadata"].get("turn_id") == turn_id]
+                    return bool(roots) and "tts_ttfb_ms" in roots[0]["extra"]["metadata"]
+
+                await asyncio.to_thread(langsmith.wait_for, timed, 10.0)
+        finally:
+            tracing.close(2.0)
+    assert "2-year warranty" in said
+    (root,) = langsmith.roots()
+    metadata = root["extra"]["metadata"]
+    assert root["name"] == "voicerag" and metadata["front_door"] == "voice" and metadata["session_id"] == "room-9"
+    assert metadata["route"] == "lookup" and metadata["first_token_ms"] > 0
+    assert metadata["transcription_delay_ms"] >= 0 and metadata["end_of_turn_delay_ms"] >= 0
+    assert metadata["tts_ttfb_ms"] >= 50  # the fake TTS's first audio comes 50 ms after its text
 
 
 # ---------------------------------------------------------------------------------- identity
