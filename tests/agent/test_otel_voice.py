@@ -1,8 +1,9 @@
 """A voice turn is one OpenTelemetry trace (and, in the console, one LangSmith trace too): LiveKit's
 spans and the graph's, on the provider the worker makes (`voicerag/tracing/otel.py`, given to
-LiveKit as the worker does), exported over OTLP/HTTP to a local receiver. The graph's root span `voicerag` hangs from LiveKit's turn: it shares
-the trace of LiveKit's `agent_turn` and descends from it through `llm_node`; LiveKit's transcripts
-(unmasked) are withheld, the graph's texts are masked.
+LiveKit as the worker does), exported over OTLP/HTTP to a local receiver. The graph's root span
+`voicerag` hangs from LiveKit's turn: it shares the trace of LiveKit's `agent_turn` and descends
+from it through `llm_node`; LiveKit's transcripts (unmasked) are withheld, the graph's texts are
+masked.
 
 LiveKit's `AgentSession` drives the `Assistant` over the real graph (typed turn, fake chat model:
 `conftest.py`)."""
