@@ -1,0 +1,130 @@
+"""Japanese rules: write what a Japanese voice reads well (円 after the number, 時/分, から), expand
+Latin-letter units and abbreviations that would otherwise be spelled out or read in English."""
+
+from __future__ import annotations
+
+import re
+
+from graph.tts_rules import Rule
+from graph.tts_rules.shared import (
+    DASHES,
+    MODEL_NUMBER,
+    PHONE,
+    SHORT_MODEL,
+    TILDES,
+    model_number,
+    phone,
+    short_model,
+    valid_date,
+)
+
+_DIGITS = dict(
+    zip("0123456789", ("ゼロ", "イチ", "ニー", "サン", "ヨン", "ゴー", "ロク", "ナナ", "ハチ", "キュー"), strict=True)
+)
+_RANGE = f"[{DASHES}{TILDES}]"
+_NUM = r"\d[\d,]*(?:\.\d+)?"
+
+_UNITS = {
+    "km/h": "キロメートル毎時",
+    "kWh": "キロワットアワー",
+    "mAh": "ミリアンペアアワー",
+    "Wh": "ワットアワー",
+    "km": "キロメートル",
+    "kg": "キログラム",
+    "mm": "ミリメートル",
+    "cm": "センチメートル",
+    "mg": "ミリグラム",
+    "ml": "ミリリットル",
+    "mL": "ミリリットル",
+    "GB": "ギガバイト",
+    "MB": "メガバイト",
+    "TB": "テラバイト",
+    "Hz": "ヘルツ",
+    "kW": "キロワット",
+    "m": "メートル",
+    "g": "グラム",
+    "L": "リットル",
+    "W": "ワット",
+    "V": "ボルト",
+    "%": "パーセント",
+    "％": "パーセント",
+    "℃": "度",
+    "°C": "度",
+}
+_UNIT = re.compile(
+    rf"({_NUM})\s?({'|'.join(re.escape(unit) for unit in sorted(_UNITS, key=len, reverse=True))})(?![A-Za-z])"
+)
+_CURRENCY_WORDS = {"$": "ドル", "＄": "ドル", "€": "ユーロ", "£": "ポンド"}
+
+
+def _clock(hour: str, minute: str | None) -> str:
+    return f"{int(hour)}時" + (f"{int(minute)}分" if minute and int(minute) else "")
+
+
+def _ampm(hour: str, minute: str | None, meridiem: str) -> str:
+    return ("午前" if meridiem.lower().startswith("a") else "午後") + _clock(hour, minute)
+
+
+def _dollars(match: re.Match[str]) -> str:
+    word = _CURRENCY_WORDS[match.group(1)]
+    whole, cents = match.group(2), match.group(3)
+    return f"{whole}{word}" + (f"{int(cents)}セント" if cents and word == "ドル" and int(cents) else "")
+
+
+RULES: list[Rule] = [
+    (PHONE, phone(_DIGITS, "", "、")),
+    # 2026/4/2, 2026-04-02 -> 2026年4月2日 (the written form every Japanese voice reads as a date)
+    (
+        re.compile(r"(?<![\d/])(\d{4})[/\-.](\d{1,2})[/\-.](\d{1,2})(?![\d/])"),
+        lambda m: f"{m[1]}年{int(m[2])}月{int(m[3])}日" if valid_date(m[2], m[3]) else m[0],
+    ),
+    # 4/2 -> 4月2日 (a bare slash is read "スラッシュ" or as a fraction)
+    (
+        re.compile(r"(?<![\d/.])(\d{1,2})/(\d{1,2})(?![\d/])"),
+        lambda m: f"{int(m[1])}月{int(m[2])}日" if valid_date(m[1], m[2]) else m[0],
+    ),
+    # 9am–6pm, 9:30 a.m. -> 午前9時から午後6時
+    (
+        re.compile(
+            rf"(\d{{1,2}})(?::(\d{{2}}))?\s?([ap])(?:\.m\.?|m)\s?{_RANGE}\s?(\d{{1,2}})(?::(\d{{2}}))?\s?([ap])(?:\.m\.?|m)",
+            re.I,
+        ),
+        lambda m: f"{_ampm(m[1], m[2], m[3])}から{_ampm(m[4], m[5], m[6])}",
+    ),
+    (
+        re.compile(r"(?<![\d:])(\d{1,2})(?::(\d{2}))?\s?([ap])(?:\.m\.?|m)(?![A-Za-z])", re.I),
+        lambda m: _ampm(m[1], m[2], m[3]),
+    ),
+    # 10:00〜19:00 -> 10時から19時; 10:30 -> 10時30分
+    (
+        re.compile(rf"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)\s?{_RANGE}\s?([01]?\d|2[0-4]):([0-5]\d)(?![\d:])"),
+        lambda m: f"{_clock(m[1], m[2])}から{_clock(m[3], m[4])}",
+    ),
+    (re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?![\d:])"), lambda m: _clock(m[1], m[2])),
+    # ¥1,650 -> 1,650円 (the sign is read before the number otherwise: "円1650")
+    (re.compile(rf"[¥￥]\s?({_NUM})"), r"\1円"),
+    (re.compile(rf"({_NUM})\s?JPY(?![A-Za-z])"), r"\1円"),
+    (re.compile(r"([$＄€£])\s?(\d[\d,]*)(?:\.(\d{2}))?"), _dollars),
+    # 100km/h -> 時速100キロメートル (the way it is said)
+    (re.compile(rf"({_NUM})\s?km/h\b"), r"時速\1キロメートル"),
+    (_UNIT, lambda m: f"{m[1]}{_UNITS[m[2]]}"),
+    # 〒100-0001 -> 郵便番号 イチゼロゼロ、ゼロゼロゼロイチ (a postal code is digits, not a range)
+    (
+        re.compile(r"〒\s?(\d{3})[-－](\d{4})"),
+        lambda m: "郵便番号 " + "、".join("".join(_DIGITS[d] for d in g) for g in m.groups()),
+    ),
+    # 3〜5日, 3-5営業日, 1,000円〜2,000円 -> 3から5日: a tilde or dash before a number is a range
+    (re.compile(rf"(?<![\dA-Za-z])({_NUM})\s?[{DASHES}]\s?(?=\d)"), r"\1から"),
+    (re.compile(rf"\s?[{TILDES}]\s?(?=[\d¥￥$])"), "から"),
+    (MODEL_NUMBER, model_number),
+    (SHORT_MODEL, short_model),
+    # 1ヶ月 -> 1か月: "ヶ" is read as the katakana ケ by some voices
+    (re.compile(r"(\d)\s?[ヶヵカケ](月|所|国)"), r"\1か\2"),
+    # 月〜金 -> 月曜から金曜; 土日祝 -> 土曜、日曜、祝日
+    (re.compile(rf"([月火水木金土日])(?:曜日?)?\s?[{TILDES}{DASHES}]\s?([月火水木金土日])(?!曜)"), r"\1曜から\2曜"),
+    (re.compile(r"土日祝(?:日)?"), "土曜、日曜、祝日"),
+    (re.compile(r"\b(?:TEL|Tel|tel)\b[.:：]?\s?"), "電話 "),
+    (re.compile(r"\b(?:FAX|Fax)\b[.:：]?\s?"), "ファックス "),
+    (re.compile(r"※\s?"), ""),
+    (re.compile(r"\s?&\s?"), "アンド"),
+]
