@@ -19,6 +19,7 @@ from retrievers.knowledge_base import KnowledgeBaseManager
 from retrievers.language import Language
 from retrievers.sources.registry import SourceRegistry
 from retrievers.turn.admission import TurnAdmission
+from retrievers.turn.reuse import LookupReuse
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Services:
     sources: SourceRegistry = field(default_factory=SourceRegistry)  # external systems
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)  # e.g. the HTTP client
     admission: TurnAdmission | None = None  # question length and rate limits; None: every turn admitted
+    lookups: LookupReuse | None = None  # lookups shared by a speculative run and the next (graph/lookup_reuse.py)
 
     @property
     def min_relevance(self) -> float:

@@ -25,6 +25,7 @@ from retrievers.sources.database import DatabaseSource, sqlite_url
 from retrievers.sources.registry import SourceRegistry
 from retrievers.sources.weather import WeatherSource
 from retrievers.turn.admission import TurnAdmission
+from retrievers.turn.reuse import LookupReuse
 from voicerag.settings import Settings
 
 
@@ -192,4 +193,5 @@ def build_services(settings: Settings) -> Services:
             per_tenant=settings.rate_limit_per_tenant,
             redis_url=reveal(settings.redis_url),  # with Redis every worker shares the limits
         ),
+        lookups=LookupReuse(settings.lookup_reuse_s) if settings.lookup_reuse_s else None,
     )

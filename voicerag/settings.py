@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     tts_voice: str = "ash"
     turn_detection: Literal["default", "vad", "stt", "manual"] = "default"  # default: LiveKit's local model
     preemptive_generation: bool = True
+    lookup_reuse_s: float = Field(
+        10.0, ge=0, le=300, description="a run repeating a question within this reuses its lookups; 0: never"
+    )
     filler_threshold_ms: int = Field(700, ge=0, le=10000, description="say 'one moment' after this long")
     livekit_url: str | None = None  # LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET: for `agent dev|start`
     livekit_api_key: SecretStr | None = None

@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 
 from graph.context import Context
+from graph.lookup_reuse import reuse_or_fetch
 from graph.nodes.child_runs import traced_source_call
 from graph.nodes.common import Node, elapsed_ms
 from graph.services import Services
 from graph.state import Problem, SourceCall, State
 from retrievers.language import Language
-from retrievers.sources.base import NEEDS_CALLER, UNAVAILABLE, SourceContext, SourceResult, run_source
+from retrievers.sources.base import NEEDS_CALLER, UNAVAILABLE, Source, SourceContext, SourceResult, run_source
 from retrievers.turn.deadline import deadline_at
 
 
-async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> SourceResult:
+async def _call(services: Services, call: SourceCall, ctx: SourceContext, turn: Context) -> SourceResult:
     source = services.sources.get(call["source"])
     if source is None:
         return SourceResult(
@@ -36,7 +39,24 @@ async def _call(services: Services, call: SourceCall, ctx: SourceContext) -> Sou
         return SourceResult(
             source=source.name, status="error", data={"error": str(exc)}, summary="", elapsed_ms=0.0, cached=False
         )
-    return await traced_source_call(source.name, call["params"], run_source(source, params, ctx))
+    return await traced_source_call(source.name, call["params"], _shared(services, source, params, ctx, turn))
+
+
+async def _shared(
+    services: Services, source: Source[Any], params: BaseModel, ctx: SourceContext, turn: Context
+) -> SourceResult:
+    """The call, or an earlier run's identical one (a speculative run of this question): that run's
+    result, fetched once. Sources are read-only, so a discarded run's call has no effect but its result."""
+    started = time.perf_counter()
+    # id(source): a source replaced in the registry (a reloaded file) is another lookup.
+    key = ("source", source.name, id(source), params.model_dump_json(), ctx.language)
+    result, reused = await reuse_or_fetch(
+        services, turn, key, lambda: run_source(source, params, ctx), keep=lambda r: r["status"] == "ok"
+    )
+    if not reused:
+        return result
+    # Not fetched by this run: what it waited, and not counted again in the source's latency.
+    return SourceResult(**{**result, "elapsed_ms": elapsed_ms(started), "cached": True})
 
 
 def problem_of(result: SourceResult) -> Problem | None:
@@ -76,7 +96,7 @@ def make_call_apis(services: Services) -> Node:
         ctx = runtime.context or Context()
         source_ctx = source_context(ctx, state.get("language", "en"))
         with deadline_at(state.get("deadline_at")):
-            results = list(await asyncio.gather(*(_call(services, call, source_ctx) for call in calls)))
+            results = list(await asyncio.gather(*(_call(services, call, source_ctx, ctx) for call in calls)))
         for result in results:
             if result["status"] in ("ok", "error", "timeout") and not result["cached"]:
                 services.sources.observe(result["source"], result["elapsed_ms"])

@@ -14,6 +14,7 @@ import numpy as np
 from langgraph.runtime import Runtime
 
 from graph.context import Context
+from graph.lookup_reuse import reuse_or_fetch
 from graph.nodes.child_runs import traced_search
 from graph.nodes.common import Node, describe, elapsed_ms
 from graph.services import Services
@@ -22,6 +23,7 @@ from retrievers.access import Viewer
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.language import Language
 from retrievers.turn.deadline import as_timeout, deadline_at, remaining
+from retrievers.turn.reuse import normalised
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,11 @@ def _quietly(task: asyncio.Future[np.ndarray]) -> None:
         log.warning("query embedding failed: %s", describe(task.exception()))  # type: ignore[arg-type]
 
 
+def _ranked_in_full(result: tuple[list[SearchHit], bool]) -> bool:
+    """A search ranked by keywords alone (the vector was late) is not offered to the next run."""
+    return not result[1]
+
+
 def make_retrieve(services: Services) -> Node:
     async def retrieve(state: State, runtime: Runtime[Context]) -> State:
         """Search the knowledge base; a failure is reported in `problems`, never raised."""
@@ -89,21 +96,28 @@ def make_retrieve(services: Services) -> Node:
         language = state.get("language")
         keyword_only = False
 
-        async def search() -> list[SearchHit]:
+        async def search() -> tuple[list[SearchHit], bool]:
+            async with asyncio.timeout(as_timeout()):  # shared: it ends by the deadline of the run that started it
+                vector = await query_vector_in_time(services, query)
+                found = await services.knowledge_base.search(
+                    query, top_k=top_k, category=category, query_vector=vector, dense=vector is not None, viewer=viewer
+                )
+                if language and found and not any(hit["lang"] == language for hit in found):
+                    found = await in_language_first(services, query, top_k, category, language, found, viewer)
+                return found, vector is None
+
+        async def lookup() -> list[SearchHit]:
             nonlocal keyword_only
-            vector = await query_vector_in_time(services, query)
-            keyword_only = vector is None
-            found = await services.knowledge_base.search(
-                query, top_k=top_k, category=category, query_vector=vector, dense=vector is not None, viewer=viewer
-            )
-            if language and found and not any(hit["lang"] == language for hit in found):
-                found = await in_language_first(services, query, top_k, category, language, found, viewer)
-            return found
+            # An earlier run of the same question (a speculative one) may have searched already.
+            version = services.knowledge_base.index_version
+            key = ("knowledge_base", normalised(query), top_k, category, language, version)
+            (found, keyword_only), _ = await reuse_or_fetch(services, ctx, key, search, keep=_ranked_in_full)
+            return [SearchHit(**hit) for hit in found]  # each run its own copies
 
         try:
             with deadline_at(state.get("deadline_at")):
                 async with asyncio.timeout(as_timeout()):
-                    found = await traced_search(query, search())
+                    found = await traced_search(query, lookup())
         except Exception as exc:  # timeouts included: the turn goes on and says what it could not fetch
             kind: ProblemKind = "timeout" if isinstance(exc, TimeoutError) else "unreachable"
             took = elapsed_ms(started)

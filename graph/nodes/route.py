@@ -10,6 +10,7 @@ its tokens are never streamed (tag `nostream`) and any failure falls back to the
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 import time
@@ -22,6 +23,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import Overwrite
 
 from graph.context import Context
+from graph.lookup_reuse import reuse_or_fetch
 from graph.nodes.call_apis import source_context
 from graph.nodes.common import NOSTREAM, Node, describe, elapsed_ms
 from graph.nodes.router_tools import check_tool_calls, offered_tools, withheld_calls
@@ -34,6 +36,7 @@ from retrievers.follow_ups import is_follow_up
 from retrievers.language import Language, detect_language
 from retrievers.masking import mask
 from retrievers.sources.base import SourceContext
+from retrievers.turn.reuse import normalised
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +156,8 @@ def make_route_query(services: Services) -> Node:
                 question, user_id=ctx.user_id, session_id=ctx.session_id, tenant=ctx.tenant
             )
             route = Route(kind="refused", sources=[], category=None, reason=refusal) if refusal else None
-        if route is None and (ctx.router or services.options.router) == "llm":
-            caller = source_context(ctx, language)
-            route, search_query = await _llm_route(services, question, earlier, search_query, caller, language)
         if route is None:
-            route = await _rules_route(services, question, language, earlier)
+            route, search_query = await _shared_route(services, ctx, question, earlier, search_query, language)
         if route["kind"] == "lookup" and ctx.category and not route["category"]:
             route["category"] = ctx.category
         update = {
@@ -180,6 +180,27 @@ def make_route_query(services: Services) -> Node:
         return cast(State, update)
 
     return route_query
+
+
+async def _shared_route(
+    services: Services, ctx: Context, question: str, earlier: list[str], search_query: str, language: Language
+) -> tuple[Route, str]:
+    """The route, or an earlier run's for the same question and conversation (a speculative run's:
+    graph/lookup_reuse.py), so the LLM router is asked once per question, not once per run."""
+    router = ctx.router or services.options.router
+
+    async def decide() -> tuple[Route, str]:
+        route, query = None, search_query
+        if router == "llm":
+            caller = source_context(ctx, language)
+            route, query = await _llm_route(services, question, earlier, search_query, caller, language)
+        if route is None:
+            route = await _rules_route(services, question, language, earlier)
+        return route, query
+
+    key = ("route", router, normalised(question), tuple(normalised(text) for text in earlier[-4:]), language)
+    (route, query), _ = await reuse_or_fetch(services, ctx, key, decide)
+    return copy.deepcopy(route), query  # the node changes its own (category)
 
 
 async def _rules_route(services: Services, question: str, language: Language, earlier: list[str]) -> Route:
