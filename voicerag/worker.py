@@ -23,6 +23,7 @@ from livekit.agents import AgentServer, AgentSession, JobContext, JobProcess
 from agent.assistant import Assistant
 from agent.filler import filler_policy
 from agent.identity import Caller, caller_in
+from agent.tts import tts_text_transforms
 from graph.builder import build_graph, warm_up
 from graph.services import Services
 from retrievers.errors import VoiceragError
@@ -104,7 +105,7 @@ def speech(settings: Settings) -> dict[str, Any]:
     turn_handling: dict[str, Any] = {"preemptive_generation": {"enabled": settings.preemptive_generation}}
     if settings.turn_detection != "default":
         turn_handling["turn_detection"] = settings.turn_detection
-    return {"stt": stt, "tts": tts, "turn_handling": turn_handling}
+    return {"stt": stt, "tts": tts, "turn_handling": turn_handling, "tts_text_transforms": tts_text_transforms()}
 
 
 def session_id(ctx: JobContext) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-DASHES = "-‐‑–—－"  # hyphen, non-breaking hyphen, en and em dash, full-width hyphen-minus
+DASHES = r"\-‐‑–—－"  # in character classes: hyphen (escaped), non-breaking hyphen, en, em and full-width dash
 TILDES = "〜～~"
 _PHONE_SEPARATORS = re.compile(f"[{DASHES}]")
 
