@@ -10,6 +10,7 @@ model (the fake OpenAI server of `conftest.py`); the source is a `TimedSource` c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
@@ -66,11 +67,12 @@ class VoiceCall:
             self.session.off("conversation_item_added", added)
 
 
+@contextlib.asynccontextmanager
 async def voice_call(services: Services, session_id: str) -> AsyncIterator[VoiceCall]:
     graph = RecordingGraph(build_graph(services))
     assistant = Assistant(cast(VoiceGraph, graph), persona=services.persona, session_id=session_id)
     stt = FakeSTT()
-    session = AgentSession(
+    session: AgentSession[None] = AgentSession(
         stt=stt, tts=FakeTTS(), turn_handling={"turn_detection": "stt", "preemptive_generation": {"enabled": True}}
     )
     session.input.audio = FakeAudioInput()
@@ -104,7 +106,7 @@ def spoken_turn() -> Utterance:
 async def test_the_final_turn_reuses_the_speculative_runs_lookups(services: Services) -> None:
     shared, stock = with_stock(services)
     utterance = spoken_turn()
-    async for call in voice_call(shared, session_id="room-early"):
+    async with voice_call(shared, session_id="room-early") as call:
         said, answered = await call.speak(utterance)
         questions, turns = call.graph.questions, list(call.assistant.turns)
 
@@ -122,7 +124,7 @@ async def test_the_final_turn_reuses_the_speculative_runs_lookups(services: Serv
 async def test_without_a_session_each_run_fetches_for_itself(services: Services) -> None:
     """The control: the same turn in a call with no id (nothing is shared) fetches twice."""
     shared, stock = with_stock(services)
-    async for call in voice_call(shared, session_id=""):
+    async with voice_call(shared, session_id="") as call:
         said, _ = await call.speak(spoken_turn())
 
     assert len(stock.started) == 2 and len(stock.cancelled) == 1  # the speculative fetch was cut and paid again
