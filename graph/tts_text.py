@@ -8,14 +8,21 @@ engine behaviour each one answers.
 
 from __future__ import annotations
 
+import re
+
 from graph.tts_rules import en, ja
 from retrievers.language import Language
 
-_RULES = {"ja": ja.RULES, "en": en.RULES}
+_NUMBER_RULES = {"ja": ja.NUMBER_RULES, "en": en.NUMBER_RULES}
+_WORD_RULES = {"ja": ja.WORD_RULES, "en": en.WORD_RULES}
+_DIGIT = re.compile(r"\d")
 
 
 def speakable_text(text: str, language: Language) -> str:
     """The text as a TTS engine should receive it in `language`."""
-    for pattern, replacement in _RULES[language]:
+    rules = _WORD_RULES[language]
+    if _DIGIT.search(text):
+        rules = _NUMBER_RULES[language] + rules
+    for pattern, replacement in rules:
         text = pattern.sub(replacement, text)
     return text

@@ -86,7 +86,8 @@ def _ampm(hour: str, minute: str | None, meridiem: str) -> str:
     return f"{int(hour)}{':' + minute if minute and minute != '00' else ''} {meridiem[0].upper()}M"
 
 
-RULES: list[Rule] = [
+# Rules for text with a digit in it (most of them: skipped when there is none).
+NUMBER_RULES: list[Rule] = [
     (PHONE, phone(_DIGITS, " ", ", ")),
     # 2026-04-02, 2026/4/2 -> April 2nd, 2026
     (
@@ -122,16 +123,20 @@ RULES: list[Rule] = [
     (re.compile(rf"(?<=yen)\s?{_RANGE}\s?(?=\d)"), " to "),
     (re.compile(rf"({_NUM})\s?km/h\b"), r"\1 kilometers per hour"),
     (_UNIT, lambda m: f"{m[1]} {_UNITS[m[2]]}"),
-    # Mon–Fri -> Monday to Friday
-    (
-        re.compile(rf"\b({_DAY})\.?\s?{_RANGE}\s?({_DAY})\b\.?", re.I),
-        lambda m: f"{_DAYS[m[1].lower()]} to {_DAYS[m[2].lower()]}",
-    ),
     # 3-5 days, $10–$20, 1999-2000 -> 3 to 5 days (a hyphen range is read "three five" or "minus")
     (re.compile(rf"(?<![\dA-Za-z])([$€£]?{_NUM})\s?{_RANGE}\s?(?=[$€£]?\d)"), r"\1 to "),
     (MODEL_NUMBER, model_number),
     (SHORT_MODEL, short_model),
     (re.compile(r"\b[Nn]o\.\s?(?=\d)"), "number "),
+]
+
+# Rules for words and signs, applied to every sentence.
+WORD_RULES: list[Rule] = [
+    # Mon–Fri -> Monday to Friday
+    (
+        re.compile(rf"\b({_DAY})\.?\s?{_RANGE}\s?({_DAY})\b\.?", re.I),
+        lambda m: f"{_DAYS[m[1].lower()]} to {_DAYS[m[2].lower()]}",
+    ),
     (
         re.compile("|".join(rf"(?<![A-Za-z]){re.escape(key)}" for key in _ABBREVIATIONS)),
         lambda m: _ABBREVIATIONS[m[0]],

@@ -22,6 +22,22 @@ _DIGITS = dict(
     zip("0123456789", ("ゼロ", "イチ", "ニー", "サン", "ヨン", "ゴー", "ロク", "ナナ", "ハチ", "キュー"), strict=True)
 )
 _RANGE = f"[{DASHES}{TILDES}]"
+# Days as a duration have irregular readings (4日間: よっかかん, not よんにちかん).
+_DAY_COUNTS = {
+    1: "いちにち",
+    2: "ふつか",
+    3: "みっか",
+    4: "よっか",
+    5: "いつか",
+    6: "むいか",
+    7: "なのか",
+    8: "ようか",
+    9: "ここのか",
+    10: "とおか",
+    14: "じゅうよっか",
+    20: "はつか",
+    24: "にじゅうよっか",
+}
 _NUM = r"\d[\d,]*(?:\.\d+)?"
 
 _UNITS = {
@@ -71,7 +87,8 @@ def _dollars(match: re.Match[str]) -> str:
     return f"{whole}{word}" + (f"{int(cents)}セント" if cents and word == "ドル" and int(cents) else "")
 
 
-RULES: list[Rule] = [
+# Rules for text with a digit in it (most of them: skipped when there is none).
+NUMBER_RULES: list[Rule] = [
     (PHONE, phone(_DIGITS, "", "、")),
     # 2026/4/2, 2026-04-02 -> 2026年4月2日 (the written form every Japanese voice reads as a date)
     (
@@ -120,11 +137,17 @@ RULES: list[Rule] = [
     (SHORT_MODEL, short_model),
     # 1ヶ月 -> 1か月: "ヶ" is read as the katakana ケ by some voices
     (re.compile(r"(\d)\s?[ヶヵカケ](月|所|国)"), r"\1か\2"),
+    # 4日間 -> よっか間, 40日間 -> 40にち間 (misread by Azure's Japanese voice)
+    (re.compile(r"(?<![\d,.])(\d{1,3})日間"), lambda m: _DAY_COUNTS.get(int(m[1]), f"{int(m[1])}にち") + "間"),
+]
+
+# Rules for words and signs, applied to every sentence.
+WORD_RULES: list[Rule] = [
     # 月〜金 -> 月曜から金曜; 土日祝 -> 土曜、日曜、祝日
     (re.compile(rf"([月火水木金土日])(?:曜日?)?\s?[{TILDES}{DASHES}]\s?([月火水木金土日])(?!曜)"), r"\1曜から\2曜"),
     (re.compile(r"土日祝(?:日)?"), "土曜、日曜、祝日"),
-    (re.compile(r"\b(?:TEL|Tel|tel)\b[.:：]?\s?"), "電話 "),
-    (re.compile(r"\b(?:FAX|Fax)\b[.:：]?\s?"), "ファックス "),
+    (re.compile(r"\b(?:TEL|Tel|tel)(?![A-Za-z])[.:：]?\s?"), "電話 "),
+    (re.compile(r"\b(?:FAX|Fax)(?![A-Za-z])[.:：]?\s?"), "ファックス "),
     (re.compile(r"※\s?"), ""),
     (re.compile(r"\s?&\s?"), "アンド"),
 ]
