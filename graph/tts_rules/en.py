@@ -7,14 +7,23 @@ import re
 
 from graph.tts_rules import Rule
 from graph.tts_rules.shared import (
+    CHAIN,
     DASHES,
     MODEL_NUMBER,
+    NUM,
+    PAIR,
     PHONE,
+    REFERENCE,
     SHORT_MODEL,
     TILDES,
+    digit_groups,
+    is_postal_code,
+    is_range,
     model_number,
     phone,
+    reference,
     short_model,
+    split_chain,
     valid_date,
 )
 
@@ -23,7 +32,7 @@ _DIGITS = dict(
 )
 _MONTHS = "January February March April May June July August September October November December".split()
 _RANGE = f"[{DASHES}{TILDES}]"
-_NUM = r"\d[\d,]*(?:\.\d+)?"
+_NUM = NUM
 _DAYS = {
     "mon": "Monday",
     "tue": "Tuesday",
@@ -64,6 +73,11 @@ _ABBREVIATIONS = {
 }
 
 
+def _postal_code(match: re.Match[str]) -> str:
+    groups = split_chain(match.group(1))
+    return digit_groups(groups, _DIGITS, " ", ", ") if is_postal_code(groups) else match.group(0)
+
+
 def _ordinal(day: int) -> str:
     suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
     return f"{day}{suffix}"
@@ -89,6 +103,7 @@ def _ampm(hour: str, minute: str | None, meridiem: str) -> str:
 # Rules for text with a digit in it (most of them: skipped when there is none).
 NUMBER_RULES: list[Rule] = [
     (PHONE, phone(_DIGITS, " ", ", ")),
+    (REFERENCE, reference(_DIGITS, " ", ", ")),
     # 2026-04-02, 2026/4/2 -> April 2nd, 2026
     (
         re.compile(r"(?<![\d/])(\d{4})[/\-.](\d{1,2})[/\-.](\d{1,2})(?![\d/])"),
@@ -124,7 +139,9 @@ NUMBER_RULES: list[Rule] = [
     (re.compile(rf"({_NUM})\s?km/h\b"), r"\1 kilometers per hour"),
     (_UNIT, lambda m: f"{m[1]} {_UNITS[m[2]]}"),
     # 3-5 days, $10–$20, 1999-2000 -> 3 to 5 days (a hyphen range is read "three five" or "minus")
-    (re.compile(rf"(?<![\dA-Za-z])([$€£]?{_NUM})\s?{_RANGE}\s?(?=[$€£]?\d)"), r"\1 to "),
+    (PAIR, lambda m: f"{m[1]}{m[2]} to {m[4]}{m[5]}" if is_range(m) else m[0]),
+    # 141-0031 (a postal code) -> digits; an address (2-14-5) is left as written
+    (CHAIN, _postal_code),
     (MODEL_NUMBER, model_number),
     (SHORT_MODEL, short_model),
     (re.compile(r"\b[Nn]o\.\s?(?=\d)"), "number "),

@@ -7,14 +7,23 @@ import re
 
 from graph.tts_rules import Rule
 from graph.tts_rules.shared import (
+    CHAIN,
     DASHES,
     MODEL_NUMBER,
+    NUM,
+    PAIR,
     PHONE,
+    REFERENCE,
     SHORT_MODEL,
     TILDES,
+    digit_groups,
+    is_postal_code,
+    is_range,
     model_number,
     phone,
+    reference,
     short_model,
+    split_chain,
     valid_date,
 )
 
@@ -38,7 +47,7 @@ _DAY_COUNTS = {
     20: "はつか",
     24: "にじゅうよっか",
 }
-_NUM = r"\d[\d,]*(?:\.\d+)?"
+_NUM = NUM
 
 _UNITS = {
     "km/h": "キロメートル毎時",
@@ -81,6 +90,15 @@ def _ampm(hour: str, minute: str | None, meridiem: str) -> str:
     return ("午前" if meridiem.lower().startswith("a") else "午後") + _clock(hour, minute)
 
 
+def _chain(match: re.Match[str]) -> str:
+    groups = split_chain(match.group(1))
+    return digit_groups(groups, _DIGITS, "", "、") if is_postal_code(groups) else "の".join(groups)
+
+
+def _weekdays(match: re.Match[str]) -> str:
+    return f"{match[1]}{match[2] or '曜'}から{match[3]}{match[4] or '曜'}"
+
+
 def _dollars(match: re.Match[str]) -> str:
     word = _CURRENCY_WORDS[match.group(1)]
     whole, cents = match.group(2), match.group(3)
@@ -90,6 +108,7 @@ def _dollars(match: re.Match[str]) -> str:
 # Rules for text with a digit in it (most of them: skipped when there is none).
 NUMBER_RULES: list[Rule] = [
     (PHONE, phone(_DIGITS, "", "、")),
+    (REFERENCE, reference(_DIGITS, "", "、")),
     # 2026/4/2, 2026-04-02 -> 2026年4月2日 (the written form every Japanese voice reads as a date)
     (
         re.compile(r"(?<![\d/])(\d{4})[/\-.](\d{1,2})[/\-.](\d{1,2})(?![\d/])"),
@@ -121,7 +140,7 @@ NUMBER_RULES: list[Rule] = [
     # ¥1,650 -> 1,650円 (the sign is read before the number otherwise: "円1650")
     (re.compile(rf"[¥￥]\s?({_NUM})"), r"\1円"),
     (re.compile(rf"({_NUM})\s?JPY(?![A-Za-z])"), r"\1円"),
-    (re.compile(r"([$＄€£])\s?(\d[\d,]*)(?:\.(\d{2}))?"), _dollars),
+    (re.compile(r"([$＄€£])\s?((?:\d{1,3}(?:,\d{3})+|\d+))(?:\.(\d{2}))?"), _dollars),
     # 100km/h -> 時速100キロメートル (the way it is said)
     (re.compile(rf"({_NUM})\s?km/h\b"), r"時速\1キロメートル"),
     (_UNIT, lambda m: f"{m[1]}{_UNITS[m[2]]}"),
@@ -131,10 +150,14 @@ NUMBER_RULES: list[Rule] = [
         lambda m: "郵便番号 " + "、".join("".join(_DIGITS[d] for d in g) for g in m.groups()),
     ),
     # 3〜5日, 3-5営業日, 1,000円〜2,000円 -> 3から5日: a tilde or dash before a number is a range
-    (re.compile(rf"(?<![\dA-Za-z])({_NUM})\s?[{DASHES}]\s?(?=\d)"), r"\1から"),
+    (PAIR, lambda m: f"{m[1]}{m[2]}から{m[4]}{m[5]}" if is_range(m) else m[0]),
+    # 2-14-5 (an address) -> 2の14の5; 141-0031 (a postal code) -> digits
+    (CHAIN, _chain),
     (re.compile(rf"\s?[{TILDES}]\s?(?=[\d¥￥$])"), "から"),
     (MODEL_NUMBER, model_number),
     (SHORT_MODEL, short_model),
+    # 2F -> 2階 (a floor; "2F" is read letter by letter)
+    (re.compile(r"(?<![\dA-Za-z])(\d{1,2})F(?![A-Za-z])"), r"\1階"),
     # 1ヶ月 -> 1か月: "ヶ" is read as the katakana ケ by some voices
     (re.compile(r"(\d)\s?[ヶヵカケ](月|所|国)"), r"\1か\2"),
     # 4日間 -> よっか間, 40日間 -> 40にち間 (misread by Azure's Japanese voice)
@@ -144,7 +167,12 @@ NUMBER_RULES: list[Rule] = [
 # Rules for words and signs, applied to every sentence.
 WORD_RULES: list[Rule] = [
     # 月〜金 -> 月曜から金曜; 土日祝 -> 土曜、日曜、祝日
-    (re.compile(rf"([月火水木金土日])(?:曜日?)?\s?[{TILDES}{DASHES}]\s?([月火水木金土日])(?!曜)"), r"\1曜から\2曜"),
+    (
+        re.compile(
+            rf"(?<![0-9\u4e00-\u9fff])([月火水木金土日])(曜日?)?\s?[{TILDES}{DASHES}]\s?([月火水木金土日])(曜日?)?"
+        ),
+        _weekdays,
+    ),
     (re.compile(r"土日祝(?:日)?"), "土曜、日曜、祝日"),
     (re.compile(r"\b(?:TEL|Tel|tel)(?![A-Za-z])[.:：]?\s?"), "電話 "),
     (re.compile(r"\b(?:FAX|Fax)(?![A-Za-z])[.:：]?\s?"), "ファックス "),
