@@ -3,11 +3,14 @@
 Used when no chat model is configured, or when it fails or is too slow (the degraded mode).
 Nothing is paraphrased, so nothing can be invented: the agent reads out what the documents say.
 
-Documents are cut into spoken units that keep their structure: a prose sentence, or a heading
-with the list below it ("Umeda store hours: Mon-Sat 10:00-20:00, ..."), because a heading alone
-answers nothing and a list item alone loses what it is about. Units are scored by how much of
-the question they cover, with a few question words mapped to what answers them ("how much" →
-prices), then the best one or two are read in document order.
+Documents are cut into the smallest spoken units that still say what they are about: a prose
+sentence, one list item read with its heading ("Umeda store hours: Sun 10:00-19:00"), one table
+row read with its column names ("KH-300: warranty 2 years"), because a heading alone answers
+nothing and a whole list answers every question but the one asked. Units are scored by how much
+of the question they cover, with a few question words mapped to what answers them ("how much" →
+prices), then the best one or two are read in document order; two items under one heading are
+read as one ("Hours: Mon-Sat 10-20, Sun 10-19"). The answer is then shaped for speech and cut to
+its budget (graph/speakable.py).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _RUN_IN_LABEL = re.compile(r"^\*\*(.+?)\*\*:?\s+(\S.*)$")  # "**Phone.** 0120-96
 _HEADING = re.compile(r"^#{1,6}\s+(.+)$")
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 _INLINE_MARKUP = re.compile(r"\*\*|__|`|^\|\s*|\s*\|$")
+_TABLE_RULE = re.compile(r"^:?-{2,}:?$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
 # What kind of words answer a kind of question; added to the question's tokens for scoring.
@@ -55,14 +59,21 @@ class Unit:
     scored: str  # what is matched against the question (includes the heading it sits under)
     doc_rank: int
     position: int
+    heading: str = ""  # list items and table rows: what they sit under (two under one are read as one)
+    body: str = ""  # list items and table rows: the item without its heading
 
 
 def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
-    """Sentences, and headings joined with the list or lines under them. The title and heading
-    are matched with each unit (so "It costs ¥12,800" is about the product in the title)."""
+    """Sentences, list items and table rows, each read with the heading it sits under. The title
+    and heading are matched with each unit (so "It costs ¥12,800" is about the product in the title)."""
     text = _FRONT_MATTER.sub("", text)
     units: list[Unit] = []
     heading = ""
+
+    def item(body: str) -> None:
+        spoken = _join_items(heading, [body])
+        units.append(Unit(spoken, f"{title} {heading} {body}", doc_rank, len(units), heading, body))
+
     for block in re.split(r"\n\s*\n", text):
         lines = [line.strip() for line in block.splitlines() if line.strip()]
         if not lines:
@@ -72,10 +83,13 @@ def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
             heading, lines = first, lines[1:]
             if not lines:
                 continue  # a heading on its own labels the next block
+        if lines[0].startswith("|"):
+            for row in _table_rows(lines):
+                item(row)
+            continue
         if len(lines) > 1 or _LIST_ITEM.match(lines[0]):
-            items = [_clean(_LIST_ITEM.sub("", line)) for line in lines]
-            spoken = _join_items(heading, items)
-            units.append(Unit(spoken, f"{title} {spoken}", doc_rank, len(units)))
+            for line in lines:
+                item(_clean(_LIST_ITEM.sub("", line)))
             continue
         label = _RUN_IN_LABEL.match(lines[0])
         paragraph_heading, paragraph = (_clean(label.group(1)), label.group(2)) if label else (heading, lines[0])
@@ -83,6 +97,20 @@ def spoken_units(text: str, doc_rank: int = 0, title: str = "") -> list[Unit]:
             if len(sentence.strip()) > 1:
                 units.append(Unit(sentence.strip(), f"{title} {paragraph_heading} {sentence}", doc_rank, len(units)))
     return units
+
+
+def _table_rows(lines: list[str]) -> list[str]:
+    """Each data row read as "first cell: column value, column value" ("KH-300: Warranty 2 years")."""
+    rows = [[_clean(cell) for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    rows = [row for row in rows if not all(_TABLE_RULE.match(cell) or not cell for cell in row)]
+    if len(rows) < 2:
+        return [", ".join(cell for cell in row if cell) for row in rows]
+    header, spoken = rows[0], []
+    japanese = detect_language(" ".join(header)) == "ja"
+    for row in rows[1:]:
+        named = [f"{name} {cell}".strip() for name, cell in zip(header[1:], row[1:], strict=False) if cell]
+        spoken.append(row[0] + ("：" if japanese else ": ") + ("、" if japanese else ", ").join(named))
+    return spoken
 
 
 def extract_answer(
@@ -119,6 +147,16 @@ def extract_answer(
         if not any(_repeats(unit.text, other.text) for other in chosen):  # two documents often say the same
             chosen.append(unit)
     chosen.sort(key=lambda u: (u.doc_rank, u.position))
+    if (
+        len(chosen) == 2
+        and chosen[0].heading
+        and (chosen[0].doc_rank, chosen[0].heading)
+        == (
+            chosen[1].doc_rank,
+            chosen[1].heading,
+        )
+    ):  # two items of one list: the heading once
+        return _sentence(_join_items(chosen[0].heading, [chosen[0].body, chosen[1].body]))
     answer = ""
     for unit in chosen:
         if answer and len(answer) + len(unit.text) > MAX_CHARS:

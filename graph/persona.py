@@ -44,6 +44,8 @@ class Phrases(BaseModel):
     extractive_prefix: Phrase
     other_language: Phrase
     fallback_prefix: Phrase
+    offer_details: Phrase
+    no_more_details: Phrase
     cut_short: Phrase
     could_not_reach: Phrase
     took_too_long: Phrase

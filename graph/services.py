@@ -14,6 +14,7 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 
 from graph.persona import Persona
+from graph.speakable import Budget
 from retrievers.embeddings import Embeddings, default_min_relevance
 from retrievers.knowledge_base import KnowledgeBaseManager
 from retrievers.language import Language
@@ -36,6 +37,7 @@ class GraphOptions:
     router_timeout_s: float
     mask_for_llm: bool  # mask the question and history (retrievers.masking) before any chat model
     context_tokens: int = 16_000  # the answer prompt's budget (graph/context_budget.py), estimated offline
+    budget: Budget = field(default_factory=Budget)  # how long a spoken answer may be (graph/speakable.py)
 
 
 @dataclass

@@ -80,6 +80,7 @@ class OutputState(InputState):
 class State(OutputState):
     """One run of the graph (one user turn): the output, and what the nodes pass each other."""
 
+    held_back: NotRequired[str]  # the rest of the answer, offered ("Want the details?"); a yes reads it
     search_query: NotRequired[str]  # the question made standalone (follow-ups carry the previous one)
     started_at: NotRequired[float]  # time.monotonic() when the turn entered the graph
     deadline_at: NotRequired[float]  # time.monotonic() by which lookups must be done (retrievers.turn.deadline)

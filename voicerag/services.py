@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 
 from graph.persona import load_persona
 from graph.services import GraphOptions, Services
+from graph.speakable import Budget
 from graph.usage import price_metadata
 from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
 from retrievers.errors import UserInputError
@@ -111,6 +112,7 @@ def graph_options(settings: Settings) -> GraphOptions:
         router_timeout_s=settings.llm_router_timeout_s,
         mask_for_llm=settings.mask_for_llm,
         context_tokens=settings.llm_context_tokens,
+        budget=Budget(settings.answer_max_chars_ja, settings.answer_max_words_en),
     )
 
 

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
 
     # --- the turn -------------------------------------------------------------------------
     turn_deadline_ms: int = Field(1500, ge=100, le=60000)
+    answer_max_chars_ja: int = Field(120, ge=20, le=2000, description="spoken answer budget, Japanese characters")
+    answer_max_words_en: int = Field(45, ge=5, le=500, description="spoken answer budget, English words")
 
     # --- external sources -----------------------------------------------------------------
     redis_url: SecretUrl | None = Field(None, description="shared response cache, redis:// or rediss://")

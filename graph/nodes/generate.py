@@ -24,12 +24,14 @@ from graph.context import Context
 from graph.context_budget import fit_prompt
 from graph.extractive import extract_answer
 from graph.nodes.common import Node, elapsed_ms
+from graph.nodes.retrieve import viewer_of
 from graph.nodes.small_talk import small_talk_reply
-from graph.prompts import ANSWER_SYSTEM, SMALL_TALK_SYSTEM, UNAVAILABLE_NOTE, WITHHELD_NOTE
+from graph.prompts import ANSWER_SYSTEM, DETAILS_NOTE, SMALL_TALK_SYSTEM, SPOKEN_STYLE, UNAVAILABLE_NOTE, WITHHELD_NOTE
 from graph.services import GraphOptions, Services
+from graph.speakable import past_budget, shape_answer, strip_markup, wants_details
 from graph.state import Problem, State
 from retrievers.knowledge_base.hits import SearchHit
-from retrievers.language import Language
+from retrievers.language import Language, detect_language
 from retrievers.masking import mask
 from retrievers.sources.base import SourceResult
 
@@ -44,13 +46,21 @@ class StreamOutcome:
     text: str
     message_id: str | None
     error: str | None
+    stopped: bool = False  # `stop` said enough: the answer reached its spoken budget
 
 
-async def stream_reply(model: BaseChatModel, messages: list[BaseMessage], options: GraphOptions) -> StreamOutcome:
-    """Stream a reply, stopping at the first-token or total timeout or at an error.
+async def stream_reply(
+    model: BaseChatModel,
+    messages: list[BaseMessage],
+    options: GraphOptions,
+    stop: Callable[[str], bool] | None = None,
+) -> StreamOutcome:
+    """Stream a reply, stopping at the first-token or total timeout, at an error, or when
+    `stop(text so far)` says the answer is long enough.
 
-    Tokens reach listeners through LangGraph's callbacks as they arrive; this returns what was
-    said, so the caller knows whether to fall back (nothing said) or to apologise (cut short).
+    Tokens reach listeners through LangGraph's callbacks as they arrive (shaping adds nothing
+    before the first one); this returns what was said, so the caller knows whether to fall back
+    (nothing said), to apologise (cut short) or to offer the rest (stopped).
     """
     text = ""
     message_id: str | None = None
@@ -64,6 +74,8 @@ async def stream_reply(model: BaseChatModel, messages: list[BaseMessage], option
         async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
             async for chunk in stream:
                 text += chunk.text
+                if stop is not None and stop(text):
+                    return StreamOutcome(text, message_id, None, stopped=True)
         return StreamOutcome(text, message_id, None)
     except StopAsyncIteration:
         return StreamOutcome(text, message_id, None)
@@ -82,6 +94,25 @@ def _history(state: State, limit: int) -> list[BaseMessage]:
     if messages and isinstance(messages[-1], HumanMessage):
         messages = messages[:-1]
     return messages[-limit:]
+
+
+def _spaced(first: str, second: str, language: Language) -> str:
+    """Two spoken pieces one after the other: a space between English sentences."""
+    if not first or language == "ja" or first.endswith(" "):
+        return first + second
+    return f"{first} {second}"
+
+
+def offered_question(state: State, offers: tuple[str, ...]) -> str | None:
+    """The previous question, when the previous answer ended by offering details. It is read from
+    the conversation, so it works the same for a checkpointed thread and for LiveKit's resent chat."""
+    earlier = _history(state, HISTORY_TURNS)
+    if not earlier or not isinstance(earlier[-1], AIMessage):
+        return None
+    if not any(earlier[-1].text.rstrip().endswith(offer.strip()) for offer in offers):
+        return None
+    questions = [m.text for m in earlier if isinstance(m, HumanMessage)]
+    return questions[-1] if questions else None
 
 
 def _context_block(docs: list[SearchHit], live: list[SourceResult]) -> str:
@@ -121,14 +152,18 @@ def make_generate(services: Services) -> Node:
                 fitted.tokens, fitted.dropped_history, fitted.dropped_documents, fitted.cut_chars,
             )  # fmt: skip
         prompt = [SystemMessage(fitted.system), *fitted.history, HumanMessage(question)]
-        outcome = await stream_reply(model, prompt, options)
+        outcome = await stream_reply(model, prompt, options, lambda text: past_budget(text, language, options.budget))
         if not outcome.text.strip():
             return None
         said = AIMessage(outcome.text, id=outcome.message_id)
+        spoken = strip_markup(outcome.text, language)  # what LiveKit's markdown filter leaves of the stream
+        if outcome.stopped:  # the model would say more: offer it (a yes asks it to go on)
+            offer = phrases.offer_details[language]
+            return [said, AIMessage(offer)], _spaced(spoken, offer, language), False
         if outcome.error is None:
-            return [said], outcome.text, False
+            return [said], spoken, False
         apology = phrases.cut_short[language]
-        return [said, AIMessage(apology)], outcome.text + apology, True
+        return [said, AIMessage(apology)], spoken + apology, True
 
     def _names(sources: list[str], language: Language) -> str:
         joiner = "、" if language == "ja" else ", "
@@ -160,7 +195,59 @@ def make_generate(services: Services) -> Node:
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}
         if turn_started := state.get("started_at"):
             timings["total"] = round((time.monotonic() - turn_started) * 1000, 2)
-        return {"messages": [AIMessage(text)], "answer": text, "degraded": False, "timings_ms": timings}
+        return {
+            "messages": [AIMessage(text)],
+            "answer": text,
+            "held_back": "",
+            "degraded": False,
+            "timings_ms": timings,
+        }
+
+    def extractive(question: str, documents: list[SearchHit], language: Language, lead: str) -> tuple[str, str]:
+        """The passage that answers `question`, shaped for speech after `lead`: (said, held back)."""
+        passage = extract_answer(question, documents, language, services.knowledge_base.term_weight)
+        shaped = shape_answer(passage, language, options.budget, phrases.offer_details[language], lead)
+        return shaped.spoken, shaped.rest
+
+    def extractive_lead(documents: list[SearchHit], language: Language) -> str:
+        lead = phrases.fallback_prefix if services.chat_model else phrases.extractive_prefix
+        if not services.chat_model and not any(doc["lang"] == language for doc in documents):
+            lead = phrases.other_language  # read out, never translated: say which language it is in
+        return lead[language]
+
+    async def details(
+        state: State, previous: str, runtime: Runtime[Context]
+    ) -> tuple[tuple[list[AnyMessage], str, bool], str]:
+        """The caller said yes to "Want the details?": the rest of the previous answer. A checkpointed
+        thread kept it (`held_back`); LiveKit's resent chat has only what was said, so the rest is
+        recomputed from the previous question (the extractive answer is deterministic), or the chat
+        model, which sees its own answer in the history, is asked to go on."""
+        language = detect_language(previous)
+        documents = state.get("graded") or await services.knowledge_base.search(
+            previous, top_k=options.top_k, viewer=viewer_of(runtime.context)
+        )
+        if services.chat_model is not None and not state.get("held_back"):
+            company = services.persona.company[language]
+
+            def compose(docs: list[SearchHit]) -> str:
+                system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(docs, []))
+                return (
+                    system
+                    + SPOKEN_STYLE[language].format(limit=options.budget.limit(language))
+                    + DETAILS_NOTE[language]
+                )
+
+            reply = await answer_from_model(state, language, compose, state.get("question", ""), documents)
+            if reply is not None:
+                return reply, ""
+        rest = (
+            state.get("held_back") or extractive(previous, documents, language, extractive_lead(documents, language))[1]
+        )
+        if not rest:
+            text = phrases.no_more_details[language]
+            return ([AIMessage(text)], text, False), ""
+        shaped = shape_answer(rest, language, options.budget, phrases.offer_details[language])
+        return ([AIMessage(shaped.spoken)], shaped.spoken, False), shaped.rest
 
     async def generate(state: State, runtime: Runtime[Context]) -> State:
         """Answer the question from the graded context, in the question's language."""
@@ -181,7 +268,11 @@ def make_generate(services: Services) -> Node:
         unavailable = _names([p["source"] for p in failures], language)
         live = [r for r in state.get("api_results", []) if r["status"] == "ok"]
         reply: tuple[list[AnyMessage], str, bool] | None = None
-        if route["kind"] == "small_talk":
+        held_back = ""
+        offers = (phrases.offer_details.en, phrases.offer_details.ja)
+        if wants_details(question) and (previous := offered_question(state, offers)) is not None:
+            reply, held_back = await details(state, previous, runtime)
+        elif route["kind"] == "small_talk":
             small_talk_system = SMALL_TALK_SYSTEM[language].format(company=company)
             reply = await answer_from_model(state, language, lambda _: small_talk_system, question)
             if reply is None:
@@ -195,6 +286,7 @@ def make_generate(services: Services) -> Node:
 
             def compose(documents: list[SearchHit]) -> str:
                 system = ANSWER_SYSTEM[language].format(company=company, context=_context_block(documents, live))
+                system += SPOKEN_STYLE[language].format(limit=options.budget.limit(language))
                 if unavailable:  # the model must say what could not be fetched, as the fixed sentences do
                     system += UNAVAILABLE_NOTE[language].format(what=unavailable)
                 if withheld:
@@ -205,13 +297,12 @@ def make_generate(services: Services) -> Node:
             if reply is None:
                 # Live results come as answer-ready sentences and answer what was asked about live data;
                 # without them, documents are read out, introduced as such.
-                text = prefix + (" " if language == "en" else "").join(r["summary"] for r in live)
+                summaries = (" " if language == "en" else "").join(r["summary"] for r in live)
                 if graded and not live:
-                    lead = phrases.fallback_prefix if services.chat_model else phrases.extractive_prefix
-                    if not services.chat_model and not any(doc["lang"] == language for doc in graded):
-                        lead = phrases.other_language  # read out, never translated: say which language it is in
-                    passage = extract_answer(question, graded, language, services.knowledge_base.term_weight)
-                    text += lead[language] + passage
+                    text, held_back = extractive(question, graded, language, prefix + extractive_lead(graded, language))
+                else:
+                    shaped = shape_answer(summaries, language, options.budget, phrases.offer_details[language], prefix)
+                    text, held_back = shaped.spoken, shaped.rest
                 reply = [AIMessage(text)], text, True
         messages, answer, degraded = reply
         timings: dict[str, Any] = {"generate": elapsed_ms(started)}
@@ -221,6 +312,7 @@ def make_generate(services: Services) -> Node:
         return {
             "messages": messages,
             "answer": answer,
+            "held_back": held_back,
             "degraded": degraded or bool(failures) or bool(state.get("keyword_only")),
             "timings_ms": timings,
         }

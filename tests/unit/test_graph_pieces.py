@@ -44,9 +44,9 @@ def hit(text: str, lang: str = "en", title: str = "") -> SearchHit:
     )  # fmt: skip
 
 
-def test_headings_are_read_with_the_list_under_them() -> None:
+def test_list_items_are_read_with_the_heading_above_them() -> None:
     units = spoken_units("# Store\n\n**Opening hours**\n- Mon-Sat: 10:00-20:00\n- Sun: 10:00-19:00\n")
-    assert [u.text for u in units] == ["Opening hours: Mon-Sat: 10:00-20:00, Sun: 10:00-19:00"]
+    assert [u.text for u in units] == ["Opening hours: Mon-Sat: 10:00-20:00", "Opening hours: Sun: 10:00-19:00"]
 
 
 def test_extractive_answer_picks_the_sentence_that_answers_the_question() -> None:

@@ -13,6 +13,7 @@ from graph.builder import SPEAKING_NODE, VoiceGraph
 from graph.context import Context
 from graph.observer import observing
 from graph.tracing import Tracer, turn_config
+from graph.tts_text import speakable_text
 from graph.turn_record import FrontDoor, Sink, TurnRecord
 
 
@@ -62,10 +63,13 @@ def turn_json(state: dict[str, Any]) -> dict[str, Any]:
     """The `voicerag ask --json` object, the CLI contract of the README (docs/ARCHITECTURE.md: the path of a turn)."""
     route = state.get("route") or {"kind": "lookup", "sources": []}
     timings = dict(state.get("timings_ms") or {})
+    language = state.get("language", "en")
     return {
         "question": state.get("question", ""),
         "answer": state.get("answer", ""),
-        "language": state.get("language", "en"),
+        # the answer as TTS receives it: shaped for speech by generate (graph/speakable.py), then normalised
+        "spoken": speakable_text(state.get("answer", ""), language),
+        "language": language,
         "route": {"kind": route["kind"], "sources": list(route.get("sources", []))},
         "documents": [
             {"doc_id": d["doc_id"], "title": d["title"], "score": d["score"], "text": d["text"]}
