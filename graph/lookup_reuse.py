@@ -5,8 +5,8 @@ and again when the final transcript differs (`retrievers/turn/reuse.py` says why
 lookups (route, knowledge-base search, each source call) in `reuse_or_fetch`, so the final run awaits
 what the speculative one already started instead of paying for it again.
 
-Who may share: the same call (`Context.session_id`; a run without one, e.g. `voicerag ask`, never
-shares) and the same access — user id, roles and tenant — so no caller ever gets a lookup made for
+Who may share: the same conversation (`Context.session_id`: a LiveKit room, a `chat` session; a run
+without one never shares) and the same access — user id, roles and tenant — so no caller ever gets a lookup made for
 another. Within that, the key is what the lookup depends on, with the question normalised.
 """
 

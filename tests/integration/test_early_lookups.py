@@ -125,7 +125,7 @@ async def test_a_finished_run_repeated_reuses_its_lookups(lookups: Lookups) -> N
         (dataclasses.replace(CALL, roles=["staff"]), QUESTION),  # other roles
         (dataclasses.replace(CALL, tenant="other"), QUESTION),  # another tenant
         (dataclasses.replace(CALL, session_id="room-2"), QUESTION),  # another call
-        (dataclasses.replace(CALL, session_id=""), QUESTION),  # no call at all (`voicerag ask`): never shared
+        (dataclasses.replace(CALL, session_id=""), QUESTION),  # no conversation named: never shared
     ],
     ids=["user", "roles", "tenant", "session", "no-session"],
 )
