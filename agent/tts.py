@@ -24,6 +24,13 @@ from retrievers.language import Language, detect_language
 _SENTENCE_END = re.compile(rf"[。！？!?\n]|\.\s+(?=[^\d\s{DASHES}{TILDES}])")
 _MAX_HELD = 400  # never hold more than this: a run-on answer goes out at its last space or 、
 _SOFT_BREAK = re.compile(r"[\s、，,](?=[^\s、，,]*\Z)")
+# Japanese punctuation marks a Japanese sentence even when Latin letters outnumber its kanji
+# ("電話 03-5400-8820（平日9:30〜17:30）" after an e-mail address).
+_JAPANESE_PUNCTUATION = re.compile(r"[。、「」（）：！？]")
+
+
+def sentence_language(text: str) -> Language:
+    return "ja" if _JAPANESE_PUNCTUATION.search(text) else detect_language(text)
 
 
 def _split_point(held: str) -> int:
@@ -41,7 +48,7 @@ def speakable_transform(language: Language | None = None) -> Callable[[AsyncIter
     sentence's own when None)."""
 
     def normalise(text: str) -> str:
-        return speakable_text(text, language or detect_language(text))
+        return speakable_text(text, language or sentence_language(text))
 
     async def transform(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
         held = ""

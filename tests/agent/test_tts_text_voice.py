@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 from livekit.agents import Agent, AgentSession
 
 from agent.llm import GraphLLM
-from agent.tts import speakable_transform
+from agent.tts import sentence_language, speakable_transform
 from graph.builder import SPEAKING_NODE
 from graph.context import Context
 from graph.state import State
@@ -66,6 +66,11 @@ def test_the_worker_session_normalises_after_livekits_own_filters() -> None:
     transforms = speech(load_settings(_env_file=None, openai_api_key="sk-test"))["tts_text_transforms"]
     assert transforms[:2] == ["filter_markdown", "filter_emoji"] and len(transforms) == 3
     assert transforms[2].__qualname__ == speakable_transform().__qualname__
+
+
+def test_a_japanese_sentence_full_of_latin_letters_is_still_japanese() -> None:
+    assert sentence_language("法人営業部：corporate@kumo-audio.example、電話 03-5400-8820（平日9:30〜17:30）。") == "ja"
+    assert sentence_language("Call 03-5400-8820 on weekdays.") == "en"
 
 
 async def chunks(*parts: str) -> AsyncIterator[str]:
