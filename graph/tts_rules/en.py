@@ -48,6 +48,10 @@ _DAYS = {
 _DAY = "|".join(sorted(_DAYS, key=len, reverse=True))
 _UNITS = {
     "km/h": "kilometers per hour",
+    "km2": "square kilometers",
+    "km²": "square kilometers",
+    "m2": "square meters",
+    "m²": "square meters",
     "kWh": "kilowatt hours",
     "mAh": "milliamp hours",
     "Wh": "watt hours",
@@ -131,7 +135,8 @@ NUMBER_RULES: list[Rule] = [
         re.compile(rf"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)\s?{_RANGE}\s?([01]?\d|2[0-4]):([0-5]\d)(?![\d:])"),
         lambda m: f"{_clock(m[1], m[2])} to {_clock(m[3], m[4])}",
     ),
-    (re.compile(r"(?<![\d:])([01]?\d|2[0-4]):([0-5]\d)(?![\d:]|\s?[AaPp]\.?[Mm])"), lambda m: _clock(m[1], m[2])),
+    # 14:30 -> 2:30 PM; 9:30 alone is read well (and may be a clock: "11:28 left"), so it stays
+    (re.compile(r"(?<![\d:])(1[3-9]|2[0-4]|00?):([0-5]\d)(?![\d:]|\s?[AaPp]\.?[Mm])"), lambda m: _clock(m[1], m[2])),
     # ¥1,650, 148,000円, 1,650 JPY -> 1,650 yen
     (re.compile(rf"[¥￥]\s?({_NUM})"), r"\1 yen"),
     (re.compile(rf"({_NUM})\s?(?:円|JPY(?![A-Za-z]))"), r"\1 yen"),
