@@ -1,11 +1,11 @@
 """`speakable_text` as a LiveKit TTS text transform, installed after LiveKit's own markdown and emoji
-filters (`TTS_TEXT_TRANSFORMS`, given to the `AgentSession`).
+filters (`tts_text_transforms()`, given to the `AgentSession` by `voicerag/worker.py::speech`).
 
 The transform sees the answer as a stream of LLM chunks, and a number may be split across them
 ("03-12" + "34-5678"), so it holds text back to the last sentence end and normalises whole
 sentences. That costs nothing with a non-streaming TTS (OpenAI's: LiveKit's adapter sends it
 whole sentences anyway); a streaming TTS gets each sentence once it is complete. The language is
-decided per sentence, by script, so a call that switches language is read right.
+decided per sentence (`sentence_language`), so a call that switches language is read right.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Rules both languages share: phone numbers, model numbers and the pieces dates and times are parsed from."""
+"""What both languages share: the patterns of phone, model, order and postal numbers and of number
+pairs (ranges or not), and the helpers that read them digit by digit."""
 
 from __future__ import annotations
 
