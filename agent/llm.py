@@ -20,6 +20,7 @@ chat context is the history (a checkpointed thread would duplicate every reply).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -188,6 +189,8 @@ class GraphLLM(LLMAdapter[Context]):
         except Exception:  # never lose a turn over identity: answer with the least privilege
             log.exception("could not build the caller's context; answering as anonymous")
             context = anonymous_context(chat_ctx)
+        # LiveKit's preemptive generation may run a turn early and run it again: the runs share their lookups.
+        context = dataclasses.replace(context, shares_lookups=True)
         stream = SpeakingNodeStream(self, chat_ctx=chat_ctx, conn_options=conn_options, context=context)
         self.active.add(stream)
         return stream

@@ -7,7 +7,7 @@ LiveKit discards that run and starts the final one at end of turn. Four ways, pe
 
 - `final only`: no preemptive generation; the run starts at end of turn;
 - `discarded, no reuse`: speculative run at 0, cancelled at end of turn, final run then fetches again
-  (a run without a call id: nothing shared);
+  (runs that do not share their lookups, `Context.shares_lookups` false);
 - `discarded, reuse`: the same, in a call: the final run awaits the speculative run's lookups;
 - `adopted`: LiveKit keeps the speculative run (same transcript); its first token can only be heard
   at end of turn, so the figure is max(first token, end of turn).
@@ -101,7 +101,7 @@ async def first_token_ms(graph: VoiceGraph, question: str, ctx: Context, since: 
 
 async def turn(graph: VoiceGraph, question: str, way: str, call: str) -> float:
     """End of speech → first token of the run LiveKit would play, in ms."""
-    ctx = Context(session_id="" if way == "discarded, no reuse" else call)
+    ctx = Context(session_id=call, shares_lookups=way != "discarded, no reuse")  # as the voice front door
     started = now()
     if way == "final only":
         await asyncio.sleep(EOT_MS / 1000)

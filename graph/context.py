@@ -54,3 +54,8 @@ class Context:
     category: Category | None = Field(
         default=None, description="Search only this category of documents (product, support, general)."
     )
+    shares_lookups: bool = Field(
+        default=False,
+        description="Runs of the same question in this session share their lookups (voice: LiveKit may start a "
+        "turn's run early and restart it; graph/lookup_reuse.py).",
+    )

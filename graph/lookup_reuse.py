@@ -5,9 +5,11 @@ and again when the final transcript differs (`retrievers/turn/reuse.py` says why
 lookups (route, knowledge-base search, each source call) in `reuse_or_fetch`, so the final run awaits
 what the speculative one already started instead of paying for it again.
 
-Who may share: the same conversation (`Context.session_id`: a LiveKit room, a `chat` session; a run
-without one never shares) and the same access — user id, roles and tenant — so no caller ever gets a lookup made for
-another. Within that, the key is what the lookup depends on, with the question normalised.
+Who may share: runs that ask for it (`Context.shares_lookups`: the voice front door, whose runs LiveKit
+may start speculatively; elsewhere a cancelled run stops its lookups at once), in the same conversation
+(`Context.session_id`, the room) and with the same access — user id, roles and tenant — so no caller
+ever gets a lookup made for another. Within that, the key is what the lookup depends on, with the
+question normalised.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ T = TypeVar("T")
 
 def scope(ctx: Context) -> tuple[str, ...] | None:
     """Who may share a lookup: one call, one caller's access. None: nothing is shared."""
-    if not ctx.session_id:
+    if not ctx.shares_lookups or not ctx.session_id:
         return None
     return (ctx.session_id, json.dumps([ctx.user_id, sorted(ctx.roles), ctx.tenant]))
 

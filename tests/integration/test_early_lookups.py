@@ -29,7 +29,7 @@ from retrievers.turn.reuse import LookupReuse, normalised
 pytestmark = pytest.mark.integration
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
-CALL = Context(user_id="u1", roles=["member"], tenant="acme", session_id="room-1")
+CALL = Context(user_id="u1", roles=["member"], tenant="acme", session_id="room-1", shares_lookups=True)
 QUESTION = "Is the stock fine for the KH-300?"
 SPECULATIVE = "is the stock fine for the kh300"  # the same question, as a preflight transcript has it
 
@@ -126,14 +126,14 @@ async def test_a_finished_run_repeated_reuses_its_lookups(lookups: Lookups) -> N
         (dataclasses.replace(CALL, tenant="other"), QUESTION),  # another tenant
         (dataclasses.replace(CALL, session_id="room-2"), QUESTION),  # another call
         (dataclasses.replace(CALL, session_id=""), QUESTION),  # no conversation named: never shared
+        (dataclasses.replace(CALL, shares_lookups=False), QUESTION),  # a text door: never shared
     ],
-    ids=["user", "roles", "tenant", "session", "no-session"],
+    ids=["user", "roles", "tenant", "session", "no-session", "not-shared"],
 )
 async def test_nothing_is_reused_across_callers_calls_or_questions(
     lookups: Lookups, ctx: Context, question: str
 ) -> None:
-    no_session = dataclasses.replace(CALL, session_id="")
-    await lookups.ask(QUESTION, no_session if not ctx.session_id else CALL)
+    await lookups.ask(QUESTION, CALL if ctx.session_id and ctx.shares_lookups else ctx)
     state = await lookups.ask(question, ctx)
 
     assert len(lookups.stock.started) == 2 and len(lookups.searches) == 2
