@@ -33,6 +33,7 @@ _RUN_IN_LABEL = re.compile(r"^\*\*(.+?)\*\*:?\s+(\S.*)$")  # "**Phone.** 0120-96
 _HEADING = re.compile(r"^#{1,6}\s+(.+)$")
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 _INLINE_MARKUP = re.compile(r"\*\*|__|`|^\|\s*|\s*\|$")
+_PARTICLE = re.compile(r"[\u3041-\u309f]")  # one hiragana character
 _TABLE_RULE = re.compile(r"^:?-{2,}:?$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
@@ -120,7 +121,8 @@ def extract_answer(
     language when there are any, read in document order. `weight(token)` (the knowledge base's
     idf) makes rare words count more than particles such as は and で."""
     same_language = [d for d in documents if d["lang"] == language] or documents
-    wanted = {token: weight(token) for token in set(tokenize(question))}
+    # A lone particle (は, の) decides nothing: between list items it would pick "…は休業" over the hours.
+    wanted = {token: weight(token) for token in set(tokenize(question)) if not _PARTICLE.fullmatch(token)}
     total = sum(wanted.values()) or 1.0
     hints: set[str] = set()
     for pattern, words in _ANSWER_HINTS:

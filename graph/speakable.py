@@ -34,7 +34,7 @@ _SPACES = re.compile(r"[ \t\u3000]+")
 # A sentence ends at 。！？ (Japanese) or at . ! ? followed by a space (English, not "3.5" or "e.g.x").
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])|(?<=[.])(?=\s)")
 _COMPLETE = re.compile(r"(?:[。！？!?]|[.]\s|\n)\s*$")  # a stream that has just ended a sentence
-_CLAUSE_END = re.compile(r"(?<=[、，,;；:：])")
+_CLAUSE_END = re.compile(r"(?<=[、，；：])|(?<=[,;:])(?=\s)")  # not inside ¥6,500 or 10:00
 
 
 def _is_emoji(char: str) -> bool:

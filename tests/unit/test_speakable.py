@@ -101,3 +101,10 @@ def test_a_stream_is_stopped_at_the_first_sentence_end_past_the_budget() -> None
 )  # fmt: skip
 def test_a_yes_to_the_offer_is_recognised_and_a_new_question_is_not(reply: str, yes: bool) -> None:
     assert wants_details(reply) is yes
+
+
+def test_a_clause_cut_never_splits_a_number_or_a_time() -> None:
+    shaped = shape_answer(
+        "A full service costs ¥6,500 and takes two hours, at 10:00 or later.", "en", Budget(max_words_en=9), "?"
+    )
+    assert shaped.spoken == "A full service costs ¥6,500 and takes two hours. ?"
