@@ -34,17 +34,10 @@ _SPACES = re.compile(r"[ \t\u3000]+")
 # A sentence ends at 。！？ (Japanese) or at . ! ? followed by a space (English, not "3.5" or "e.g.x").
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])|(?<=[.])(?=\s)")
 _COMPLETE = re.compile(r"(?:[。！？!?]|[.]\s|\n)\s*$")  # a stream that has just ended a sentence
+# Pictographs, dingbats, skin tones and the joiners/selectors that build emoji; ℃, ¥, % and the
+# circled digits ❶ (U+2776-2793) that TTS can read are kept.
+_EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u2775\u2794-\u27bf\u200d\ufe0e\ufe0f]")
 _CLAUSE_END = re.compile(r"(?<=[、，；：])|(?<=[,;:])(?=\s)")  # not inside ¥6,500 or 10:00
-
-
-def _is_emoji(char: str) -> bool:
-    """Pictographs and dingbats (So: symbol, other) and the joiners/selectors that build them;
-    ℃, ¥, % and arrows TTS can read are kept."""
-    if char in "\u200d\ufe0f\ufe0e":
-        return True
-    code = ord(char)
-    kind = unicodedata.category(char)
-    return (kind in ("So", "Sk") and code >= 0x1F000) or (kind == "So" and 0x2600 <= code <= 0x27BF)
 
 
 def strip_markup(text: str, language: Language) -> str:
@@ -62,7 +55,7 @@ def strip_markup(text: str, language: Language) -> str:
         if line.count("|") >= 2 or line.strip().startswith("|"):  # a table row
             cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
             line = comma.join(cell for cell in cells if cell)
-        line = "".join(char for char in _EMPHASIS.sub("", line) if not _is_emoji(char))
+        line = _EMOJI.sub("", _EMPHASIS.sub("", line))
         line = _SPACES.sub(" ", line).strip()
         if line:
             lines.append(line)
@@ -167,9 +160,9 @@ def _join(parts: list[str], language: Language) -> str:
 def past_budget(text: str, language: Language, budget: Budget) -> bool:
     """A streamed answer has finished a sentence and is already over its budget: stop the model
     there (the answer is then shaped, and the rest offered)."""
-    return bool(_COMPLETE.search(text)) and spoken_length(strip_markup(text, language), language) > budget.limit(
-        language
-    )
+    if not _COMPLETE.search(text[-4:]):  # most chunks end mid-sentence: only the tail is looked at
+        return False
+    return spoken_length(strip_markup(text, language), language) > budget.limit(language)
 
 
 _YES = re.compile(
