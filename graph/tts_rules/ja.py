@@ -157,7 +157,7 @@ NUMBER_RULES: list[Rule] = [
     (PAIR, lambda m: f"{m[1]}{m[2]}から{m[4]}{m[5]}" if is_range(m) else m[0]),
     # 2-14-5 (an address) -> 2の14の5; 141-0031 (a postal code) -> digits
     (CHAIN, _chain),
-    (re.compile(rf"\s?[{TILDES}]\s?(?=[\d¥￥$])"), "から"),
+    (re.compile(rf"(?<=[\d円日月年時分秒個台人件回本枚名%％度])\s?[{TILDES}]\s?(?=[\d¥￥$])"), "から"),
     (MODEL_NUMBER, model_number),
     (SHORT_MODEL, short_model),
     # 2F -> 2階 (a floor; "2F" is read letter by letter)
