@@ -33,7 +33,9 @@ _HR = re.compile(r"^\s*([-*_=])\1{2,}\s*$")
 _SPACES = re.compile(r"[ \t\u3000]+")
 # A sentence ends at 。！？ (Japanese) or at . ! ? followed by a space (English, not "3.5" or "e.g.x").
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])|(?<=[.])(?=\s)")
-_COMPLETE = re.compile(r"(?:[。！？!?]|[.]\s|\n)\s*$")  # a stream that has just ended a sentence
+# A stream that has just ended a sentence (tokens bring their leading space, so "purchase." ends one;
+# "costs 3." may be a decimal, so a period after a digit waits for the next sentence end).
+_COMPLETE = re.compile(r"(?:[。！？!?\n]|(?<!\d)[.])\s*$")
 # Pictographs, dingbats, skin tones and the joiners/selectors that build emoji; ℃, ¥, % and the
 # circled digits ❶ (U+2776-2793) that TTS can read are kept.
 _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u2775\u2794-\u27bf\u200d\ufe0e\ufe0f]")

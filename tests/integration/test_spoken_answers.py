@@ -11,24 +11,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from fakes.openai_server import FakeOpenAIServer
 from helpers import PHRASES
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_openai import ChatOpenAI
 from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import SecretStr
 
 from graph.builder import VoiceGraph, build_graph, warm_up
 from graph.context import Context
+from graph.prompts import DETAILS_NOTE
 from graph.services import Services
 from graph.speakable import Budget, spoken_length
 from retrievers.documents import Document, load_documents
 from retrievers.language import Language
-from voicerag.cli.turn import turn_json
+from voicerag.cli.turn import run_turn, turn_json
 from voicerag.services import build_services
 from voicerag.settings import load_settings
 
@@ -201,3 +205,47 @@ async def test_a_yes_in_a_checkpointed_thread_reads_what_the_thread_held_back(ti
 async def test_a_yes_with_nothing_offered_is_answered_as_a_question(tight_graph: VoiceGraph) -> None:
     state = await in_thread(tight_graph, "plain", HumanMessage("yes"))
     assert state["answer"] != PHRASES.no_more_details["en"]
+
+
+@pytest.fixture(scope="module")
+def chat_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def chat_graph(services: Services, chat_server: FakeOpenAIServer) -> VoiceGraph:
+    model = ChatOpenAI(base_url=chat_server.base_url, api_key=SecretStr("test"), model="gpt-4o-mini")
+    return build_graph(dataclasses.replace(services, chat_model=model))
+
+
+LONG_REPLY = "**The KH-300** has a 2-year warranty from the date of purchase.\n" + (
+    "- Kumo Care+ extends it to three years and adds one accidental repair.\n" * 12
+)
+
+
+async def test_a_chat_model_past_the_budget_is_stopped_at_a_sentence_and_the_rest_offered(
+    chat_graph: VoiceGraph, chat_server: FakeOpenAIServer
+) -> None:
+    chat_server.set(reply=LONG_REPLY)
+    heard: list[str] = []
+    state = await run_turn(chat_graph, [HumanMessage("What is the KH-300 warranty?")], Context(), heard.append)
+    assert "".join(heard).endswith(PHRASES.offer_details["en"])  # streamed as it came, then the offer
+    assert state["answer"].startswith("The KH-300 has a 2-year warranty")  # markup stripped from what is kept
+    assert not MARKUP.search(turn_json(state)["spoken"])
+    assert spoken_length(state["answer"], "en") < spoken_length(LONG_REPLY, "en") // 2  # the model was stopped
+    assert "under 45 words" in chat_server.chat_requests[-1].system_prompt
+
+
+async def test_a_yes_after_a_chat_answer_asks_the_model_for_the_details_it_left_out(
+    chat_graph: VoiceGraph, chat_server: FakeOpenAIServer
+) -> None:
+    chat_server.set(reply="Kumo Care+ also covers one accidental repair.")
+    history: list[AnyMessage] = [
+        HumanMessage("What is the KH-300 warranty?"),
+        AIMessage("The KH-300 has a 2-year warranty. " + PHRASES.offer_details["en"]),
+        HumanMessage("yes please"),
+    ]
+    state = await run_turn(chat_graph, history, Context())
+    assert state["answer"] == "Kumo Care+ also covers one accidental repair."
+    assert DETAILS_NOTE["en"].strip() in chat_server.chat_requests[-1].system_prompt

@@ -108,3 +108,9 @@ def test_a_clause_cut_never_splits_a_number_or_a_time() -> None:
         "A full service costs ¥6,500 and takes two hours, at 10:00 or later.", "en", Budget(max_words_en=9), "?"
     )
     assert shaped.spoken == "A full service costs ¥6,500 and takes two hours. ?"
+
+
+def test_a_streamed_sentence_end_is_seen_without_the_next_token_but_not_inside_a_decimal() -> None:
+    budget = Budget(max_words_en=3)
+    assert past_budget("The warranty lasts two years.", "en", budget)  # the next token brings its own space
+    assert not past_budget("The battery lasts 3.", "en", budget)  # maybe 3.5: wait
