@@ -24,6 +24,7 @@ from graph.context import Context
 from graph.context_budget import fit_prompt
 from graph.extractive import extract_answer
 from graph.nodes.common import Node, elapsed_ms
+from graph.nodes.grade import grade_by_score
 from graph.nodes.retrieve import viewer_of
 from graph.nodes.small_talk import small_talk_reply
 from graph.prompts import ANSWER_SYSTEM, DETAILS_NOTE, SMALL_TALK_SYSTEM, SPOKEN_STYLE, UNAVAILABLE_NOTE, WITHHELD_NOTE
@@ -223,9 +224,9 @@ def make_generate(services: Services) -> Node:
         recomputed from the previous question (the extractive answer is deterministic), or the chat
         model, which sees its own answer in the history, is asked to go on."""
         language = detect_language(previous)
-        documents = state.get("graded") or await services.knowledge_base.search(
-            previous, top_k=options.top_k, viewer=viewer_of(runtime.context)
-        )
+        # The previous question's own documents, graded as its turn graded them (the search is cached).
+        found = await services.knowledge_base.search(previous, top_k=options.top_k, viewer=viewer_of(runtime.context))
+        documents = grade_by_score(found, services.min_relevance) or state.get("graded", [])
         if services.chat_model is not None and not state.get("held_back"):
             company = services.persona.company[language]
 
