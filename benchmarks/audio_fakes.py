@@ -6,7 +6,9 @@
 - `ScriptedMicrophone`: the caller's track, 20 ms frames at 16 kHz in real time: silence, and a
   question's samples when `say` is called. It notes when the first and last voiced frame went in.
 - `ScriptedSTT`: a streaming recognizer that knows the script: when the microphone starts a question
-  it sends start of speech, an interim half-way, and the final transcript `final_delay_s` after the
+  it sends start of speech, an interim half-way, a preflight transcript `preflight_delay_s` after the
+  audio ends (the early, stable transcript of STTs with eager end of turn; without the final
+  punctuation, as those differ from the final), and the final transcript `final_delay_s` after the
   audio ends (what a cloud STT's endpointing costs), then end of speech.
 - `FixedTTFTLLM`: a plain LiveKit chat model whose first token comes `ttft_s` after the request
   (the RAG baseline's model; ours and the LLMAdapter baseline use `FixedTTFTChatModel`, the same
@@ -140,9 +142,9 @@ class ScriptedSTT(stt.STT):
     """A streaming recognizer that knows what each question says: the final transcript comes
     `final_delay_s` after the question's audio ends."""
 
-    def __init__(self, final_delay_s: float) -> None:
+    def __init__(self, final_delay_s: float, preflight_delay_s: float | None = None) -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=True, interim_results=True))
-        self.final_delay_s = final_delay_s
+        self.final_delay_s, self.preflight_delay_s = final_delay_s, preflight_delay_s
         self._streams: list[ScriptedRecognizeStream] = []
 
     @property
@@ -157,7 +159,7 @@ class ScriptedSTT(stt.STT):
         """The microphone started `utterance` now: schedule its events on the open stream."""
         for stream in self._streams:
             if not stream.closed:
-                stream.schedule(utterance, self.final_delay_s)
+                stream.schedule(utterance, self.final_delay_s, self.preflight_delay_s)
 
     async def _recognize_impl(
         self, buffer: AudioBuffer, *, language: object = None, conn_options: APIConnectOptions
@@ -184,7 +186,7 @@ class ScriptedRecognizeStream(stt.RecognizeStream):
         alternatives = [stt.SpeechData(language=LanguageCode(utterance.language), text=text, confidence=0.95)]
         self._event_ch.send_nowait(stt.SpeechEvent(type=kind, alternatives=alternatives if text else []))
 
-    def schedule(self, utterance: Utterance, final_delay_s: float) -> None:
+    def schedule(self, utterance: Utterance, final_delay_s: float, preflight_delay_s: float | None) -> None:
         loop = asyncio.get_running_loop()
         half = utterance.text[: max(1, len(utterance.text) // 2)]  # an interim: what was heard so far
         speech = utterance.duration_s
@@ -193,6 +195,17 @@ class ScriptedRecognizeStream(stt.RecognizeStream):
             loop.call_later(speech / 2, self._send, stt.SpeechEventType.INTERIM_TRANSCRIPT, utterance, half),
             loop.call_later(speech + final_delay_s, self._final, utterance),
         ]
+        if preflight_delay_s is not None:
+            preflight = utterance.text.rstrip("？?。.！!")
+            self._timers.append(
+                loop.call_later(
+                    speech + preflight_delay_s,
+                    self._send,
+                    stt.SpeechEventType.PREFLIGHT_TRANSCRIPT,
+                    utterance,
+                    preflight,
+                )
+            )
 
     def _final(self, utterance: Utterance) -> None:
         self._send(stt.SpeechEventType.FINAL_TRANSCRIPT, utterance, utterance.text)

@@ -10,7 +10,9 @@ detection: in livekit-agents 1.8.9 an `AgentSession` without `turn_detection` bu
 worker runs with `TURN_DETECTION=default`. Preemptive generation is LiveKit's default (on) for all.
 
 The fakes, identical for every system (fixed, documented latencies):
-- STT: the final transcript `STT_FINAL_MS` after the question's audio ends (`ScriptedSTT`);
+- STT: a preflight transcript `STT_PREFLIGHT_MS` after the question's audio ends, without the final
+  punctuation, then the final transcript `STT_FINAL_MS` after it (`ScriptedSTT`); LiveKit starts a
+  preemptive run on the preflight and discards it when the final differs;
 - chat model: first token `TTFT_MS` after the request (LangChain `FixedTTFTChatModel` for the graphs,
   LiveKit `FixedTTFTLLM` for the RAG baseline);
 - TTS: first audio `TTS_TTFB_MS` after a sentence arrives (`tests/fakes/speech.py::FakeTTS`).
@@ -36,7 +38,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterable, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,6 +69,7 @@ from tests.fakes.speech import FakeAudioOutput, FakeTTS
 
 NAME = "voice_e2e"
 STT_FINAL_MS = 200  # a streaming cloud STT's final transcript after the audio ends
+STT_PREFLIGHT_MS = 50  # its preflight (eager end of turn) transcript, without the final punctuation
 TTFT_MS = 250  # a hosted chat model's time to first token
 TTS_TTFB_MS = 150  # a cloud TTS's first byte
 REPLY = "The KH-300 comes with a two-year warranty. Want the details?"
@@ -82,6 +86,9 @@ QUESTIONS = [  # (language, question): the sample knowledge base's, short enough
     ("en", "When is the Sapporo store closed?"),
 ]
 SYSTEMS = ("voicerag", "LLMAdapter", "RAG hook")
+PREEMPTIVE_OFF = "voicerag, no preemptive"  # ours without LiveKit's preemptive generation: no early lookups
+SLOW_LOOKUP_MS = 1000  # the slow-lookup run: every knowledge-base search takes this much longer
+SLOW_SYSTEMS = ("voicerag", PREEMPTIVE_OFF, "LLMAdapter", "RAG hook")
 
 
 @dataclass
@@ -171,14 +178,16 @@ def plain_graph(knowledge_base: KnowledgeBaseManager, model: BaseChatModel) -> A
 class Rig:
     """One system's call: a session with the scripted microphone, the fakes and the agent."""
 
-    def __init__(self, name: str, agent: TimedAgent, vad: VAD) -> None:
+    def __init__(self, name: str, agent: TimedAgent, vad: VAD, *, preemptive: bool = True) -> None:
         self.name, self.agent = name, agent
         self.agent.marks = Marks()
-        self.stt = ScriptedSTT(STT_FINAL_MS / 1000)
+        self.stt = ScriptedSTT(STT_FINAL_MS / 1000, STT_PREFLIGHT_MS / 1000)
         self.tts = FakeTTS(ttfb_s=TTS_TTFB_MS / 1000)
         self.mic = ScriptedMicrophone(self.stt.heard)
         self.speaker = FakeAudioOutput(speed=20.0)
-        self.session: AgentSession[None] = AgentSession(vad=vad, stt=self.stt, tts=self.tts)
+        self.session: AgentSession[None] = AgentSession(
+            vad=vad, stt=self.stt, tts=self.tts, turn_handling={"preemptive_generation": {"enabled": preemptive}}
+        )
         self.replies: list[str] = []
         self.user_states: list[tuple[str, float]] = []  # VAD: ("speaking" | "listening", time.monotonic())
         self.session.on("conversation_item_added", self._added)
@@ -242,6 +251,7 @@ def agents(services: Services, ours: VoiceGraph, plain: Any) -> dict[str, Callab
     return {
         "voicerag": lambda: TimedAssistant(ours, persona=persona),
         "LLMAdapter": lambda: AdapterAgent(instructions=persona.instructions, llm=LLMAdapter(plain)),
+        PREEMPTIVE_OFF: lambda: TimedAssistant(ours, persona=persona),
         "RAG hook": lambda: RagHookAgent(
             knowledge_base, instructions=persona.instructions, llm=FixedTTFTLLM(ttft_s=TTFT_MS / 1000, reply=REPLY)
         ),
@@ -259,14 +269,15 @@ async def warm(services: Services, ours: VoiceGraph, plain: Any, questions: list
 async def measure(
     make: dict[str, Callable[[], TimedAgent]], utterances: list[Utterance], rounds: int, vad: VAD
 ) -> dict[str, list[dict[str, Any]]]:
-    """Each round: every system in turn (order rotated per round) asks every question once."""
+    """Each round: every system in turn (order rotated per round) asks every question once, in a
+    call of its own."""
     turns: dict[str, list[dict[str, Any]]] = {name: [] for name in make}
     progress = Progress("turns", rounds * len(make) * len(utterances))
     done = 0
     for number in range(rounds):
         order = list(make)[number % len(make) :] + list(make)[: number % len(make)]
         for name in order:
-            async with Rig(name, make[name](), vad) as rig:
+            async with Rig(name, make[name](), vad, preemptive=name != PREEMPTIVE_OFF) as rig:
                 for utterance in utterances:
                     turns[name].append(await rig.turn(fresh(utterance)) | {"language": utterance.language})
                     done += 1
@@ -295,14 +306,38 @@ async def run(quick: bool) -> Result:
         ours, plain = build_graph(services), plain_graph(services.knowledge_base, chat_model)
         await warm(services, ours, plain, [u.text for u in utterances])
         make = agents(services, ours, plain)
-        rounds = 1 if quick else 3
-        log(f"{len(utterances)} spoken questions × {len(make)} systems × {rounds} round(s), in real time")
-        turns = await measure(make, utterances, rounds, vad)
+        rounds = 1 if quick else 2
+        peers = {name: make[name] for name in SYSTEMS}
+        log(f"{len(utterances)} spoken questions × {len(peers)} systems × {rounds} round(s), in real time")
+        turns = await measure(peers, utterances, rounds, vad)
+        slow_questions = utterances[:2] if quick else utterances
+        log(f"slow lookups (+{SLOW_LOOKUP_MS} ms per search): {len(slow_questions)} questions × {len(SLOW_SYSTEMS)}")
+        with slowed(services.knowledge_base, SLOW_LOOKUP_MS / 1000):
+            slow = await measure({name: make[name] for name in SLOW_SYSTEMS}, slow_questions, 1, vad)
     finally:
         await services.aclose()
-    figures = summarise(turns)
-    report(figures, len(utterances))
+    figures = summarise(turns, "voicerag") | {
+        "slow_lookups": summarise(slow, "voicerag") | {"added_ms": SLOW_LOOKUP_MS}
+    }
+    report(figures, len(utterances), SYSTEMS, "")
+    report(figures["slow_lookups"], len(slow_questions), SLOW_SYSTEMS, f", every search +{SLOW_LOOKUP_MS} ms")
     return Result(NAME, quick, figures)
+
+
+@contextmanager
+def slowed(knowledge_base: KnowledgeBaseManager, delay_s: float) -> Iterator[None]:
+    """Every search of this knowledge base `delay_s` slower (a remote vector store, a slow source)."""
+    search = knowledge_base.search
+
+    async def slow_search(*args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(delay_s)
+        return await search(*args, **kwargs)
+
+    knowledge_base.search = slow_search  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del knowledge_base.search  # the class's method again
 
 
 STAGES = (
@@ -316,20 +351,25 @@ STAGES = (
 )
 
 
-def summarise(turns: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def summarise(turns: dict[str, list[dict[str, Any]]], ours_name: str) -> dict[str, Any]:
     per_system = {
         name: {key: stats([t[key] for t in rows if t[key] is not None]) for key, _ in STAGES}
         | {"preemptive_kept": sum(t["preemptive"] for t in rows), "turns": len(rows)}
         for name, rows in turns.items()
     }
-    ours = per_system["voicerag"]["e2e"]
+    ours = per_system[ours_name]["e2e"]
     ratios = {
         name: {p: round(ours[p] / per_system[name]["e2e"][p], 3) for p in ("p50", "p95")}
         for name in per_system
-        if name != "voicerag"
+        if name != ours_name
     }
     return {
-        "fakes_ms": {"stt_final_after_audio": STT_FINAL_MS, "chat_model_ttft": TTFT_MS, "tts_ttfb": TTS_TTFB_MS},
+        "fakes_ms": {
+            "stt_preflight_after_audio": STT_PREFLIGHT_MS,
+            "stt_final_after_audio": STT_FINAL_MS,
+            "chat_model_ttft": TTFT_MS,
+            "tts_ttfb": TTS_TTFB_MS,
+        },
         "turn_detection": "LiveKit default: inference.TurnDetector() → turn-detector-v1-mini (local)",
         "systems": per_system,
         "ours_over_baseline_e2e": ratios,
@@ -337,24 +377,25 @@ def summarise(turns: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     }
 
 
-def report(figures: dict[str, Any], questions: int) -> None:
+def report(figures: dict[str, Any], questions: int, systems_shown: tuple[str, ...], variant: str) -> None:
     systems = figures["systems"]
     rows = []
     for key, label in STAGES:
         row: list[Any] = [label]
-        for name in SYSTEMS:
+        for name in systems_shown:
             row += [systems[name][key]["p50"], systems[name][key]["p95"]]
         rows.append(row)
-    headers = ["ms"] + [f"{name} {p}" for name in SYSTEMS for p in ("p50", "p95")]
+    headers = ["ms"] + [f"{name} {p}" for name in systems_shown for p in ("p50", "p95")]
     print_table(
-        f"voice_e2e: {questions} questions (ja, en) spoken by espeak-ng; Silero VAD, LiveKit's default turn "
-        f"detector; fakes: STT final +{STT_FINAL_MS} ms, model TTFT {TTFT_MS} ms, TTS TTFB {TTS_TTFB_MS} ms; "
+        f"voice_e2e{variant}: {questions} questions (ja, en) spoken by espeak-ng; Silero VAD, LiveKit's default turn "
+        f"detector; fakes: STT preflight +{STT_PREFLIGHT_MS} ms, final +{STT_FINAL_MS} ms, "
+        f"model TTFT {TTFT_MS} ms, TTS TTFB {TTS_TTFB_MS} ms; "
         "target: our share p95 ≤ 60 ms",
         headers,
         rows,
     )
     print_table(
-        "voice_e2e: ours / baseline, end of speech → first audio (< 1: we are ahead)",
+        f"voice_e2e{variant}: ours / other, end of speech → first audio (< 1: we are ahead)",
         ["baseline", "p50", "p95", "preemptive runs kept (ours / theirs)"],
         [
             [
