@@ -32,7 +32,7 @@ from livekit.plugins import silero
 from benchmarks.agent_overhead import FixedTTFTChatModel, sample_kb
 from benchmarks.audio_fakes import MissingSynthesiser, Utterance, spoken_question
 from benchmarks.common import DATA_DIR, Progress, Result, log, print_table, stats
-from benchmarks.voice_e2e import QUESTIONS, TTFT_MS, Rig, TimedAssistant
+from benchmarks.voice_e2e import QUESTIONS, TTFT_MS, Rig, TimedAssistant, call_id
 from graph.builder import build_graph, warm_up
 from graph.turn_record import TurnRecord
 from tests.fakes.speech import FakeAudioOutput
@@ -138,7 +138,9 @@ async def run(quick: bool) -> Result:
         services.chat_model = TalkativeChatModel(ttft_s=TTFT_MS / 1000, reply=LONG_REPLY)
         graph = build_graph(services)
         vad = silero.VAD.load()
-        assistant = TimedAssistant(graph, persona=services.persona, sinks=[lambda r: records.append((now(), r))])
+        assistant = TimedAssistant(
+            graph, persona=services.persona, session_id=call_id(), sinks=[lambda r: records.append((now(), r))]
+        )
         rig = Rig("barge_in", assistant, vad)
         rig.speaker = StopWatchSpeaker()
         progress = Progress("barge-ins", len(pairs) // 2)
