@@ -28,7 +28,8 @@ from hermetic import GUARD, clear_outside_world, outside_network_failure
 
 clear_outside_world(os.environ)
 GUARD.install()
-pytest_plugins = ["leak_scan"]  # nothing the product writes holds a test's secret or a caller's PII
+# leak_scan: nothing the product writes holds a test's secret or a caller's PII; quiet: timed tests run alone.
+pytest_plugins = ["leak_scan", "quiet"]
 
 from retrievers.embeddings import Embeddings, UseModel, VectorCache  # noqa: E402  (after the environment is clean)
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client  # noqa: E402

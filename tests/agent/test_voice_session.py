@@ -54,6 +54,7 @@ from voicerag.audit.database import sqlite_url
 from voicerag.audit.turns import audit_sink
 from voicerag.settings import load_settings
 from voicerag.tracing import open_tracing
+from voicerag.tracing.langsmith import CLIENT_ENVIRONMENT
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
@@ -557,11 +558,13 @@ async def test_a_speech_synthesis_failure_is_apologised_for_and_the_next_turn_wo
 
 @on_module_loop
 async def test_a_voiced_turn_is_one_langsmith_trace_with_livekits_stage_timings(
-    services: Services, tmp_path: Path
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """LangSmith sees a voice turn as every other: one trace, root `voicerag`, the room as the
     session; LiveKit's stage timings on the root, and the TTS's time to first byte, measured once
     the answer is voiced (after the turn's record), as an update of the same root run."""
+    for variable, value in CLIENT_ENVIRONMENT.items():  # what opening LangSmith sets for its process: undone after
+        monkeypatch.setenv(variable, value)
     with FakeLangSmith() as langsmith:
         settings = load_settings(
             _env_file=None, voicerag_data_dir=tmp_path, langsmith_tracing=True,

@@ -139,6 +139,7 @@ async def test_the_operator_setup_lets_the_writing_role_only_append_and_read(
     await execute(audit_postgres_url, "ALTER TABLE audit_records DISABLE TRIGGER USER")
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 def test_close_keeps_to_its_timeout_when_the_server_dies(caplog: pytest.LogCaptureFixture) -> None:
     problem = why_not_startable()
     if problem:
@@ -163,6 +164,7 @@ def test_close_keeps_to_its_timeout_when_the_server_dies(caplog: pytest.LogCaptu
     assert len(said) == 1 and said[0].startswith("audit log: 3 record(s) not written to postgresql"), said
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 def test_close_keeps_to_its_timeout_when_the_server_hangs(silent_server: str) -> None:
     """A server that accepts connections and never says a word: hung mid-way."""
     port = silent_server.rsplit(":", 1)[1]

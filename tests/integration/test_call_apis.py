@@ -210,7 +210,7 @@ async def test_retrieval_and_each_source_call_are_child_runs_a_tracer_sees(servi
     (retrieval,) = [run for run, (kind, *_) in recorder.started.items() if kind == "retriever"]
     (document,) = recorder.ended[retrieval]
     assert document.id == "w" and document.metadata["title"] == "Warranty"
-    assert "two-year warranty" in document.page_content and document.metadata["score"] == state["graded"][0]["score"]
+    assert "two-year warranty" in document.page_content and document.metadata["score"] == state["documents"][0]["score"]
     outcomes = {recorder.started[run][1]: output for run, output in recorder.ended.items() if run != retrieval}
     assert outcomes["alpha"]["status"] == "ok" and outcomes["beta"]["status"] == "timeout"  # a result, not an error
     assert not recorder.failed

@@ -171,6 +171,7 @@ def answer_to_exit(env: dict[str, str]) -> tuple[float, str, str]:
         process.kill()
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 @pytest.mark.parametrize("backend", ["hangs", "refuses connections"])
 def test_a_langsmith_that_is_down_delays_the_exit_by_at_most_two_seconds(
     backend: str, data: Path, model: FakeOpenAIServer, langsmith: FakeLangSmith

@@ -191,6 +191,7 @@ def hanging_redis() -> Iterator[str]:
     server.close()
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 @pytest.mark.parametrize("redis", ["dead", "hanging"])
 async def test_a_redis_that_is_down_or_hangs_costs_a_turn_at_most_the_bound_and_limits_still_hold(
     services: Services, hanging_redis: str, caplog: pytest.LogCaptureFixture, redis: str

@@ -213,6 +213,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 def test_a_dead_audit_database_delays_the_exit_no_more_than_its_timeout(data: Path) -> None:
     dead = f"postgresql://postgres@127.0.0.1:{free_port()}/audit"  # nothing listens: connections refused
     alive = voicerag(["ask", "When is the Nagoya store open?"], data)

@@ -112,6 +112,7 @@ def test_ask_json_shows_the_weather_result_and_its_timing(meteo: OpenMeteoServer
     assert turn["timings_ms"]["call_apis"] >= result["elapsed_ms"]
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 async def test_a_turn_still_answers_uncached_when_redis_dies(
     meteo: OpenMeteoServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:

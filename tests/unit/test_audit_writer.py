@@ -90,6 +90,7 @@ async def test_a_full_queue_refuses_new_records_without_waiting(
     assert await chain_of(path) == [f"t{i}" for i, ok in enumerate(accepted) if ok]  # in order, none reordered
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 def test_close_keeps_to_its_timeout_when_the_database_cannot_be_written(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -104,6 +105,7 @@ def test_close_keeps_to_its_timeout_when_the_database_cannot_be_written(
     assert len(said) == 1 and "3 record(s) not written" in said[0] and "3 still queued" in said[0], said
 
 
+@pytest.mark.quiet  # a time bound (tests/quiet.py)
 async def test_close_keeps_to_its_timeout_when_the_database_hangs(tmp_path: Path) -> None:
     path = tmp_path / "audit.sqlite"
     await create_log(path)
