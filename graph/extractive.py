@@ -8,7 +8,8 @@ sentence, one list item read with its heading ("Umeda store hours: Sun 10:00-19:
 row read with its column names ("KH-300: warranty 2 years"), because a heading alone answers
 nothing and a whole list answers every question but the one asked. Units are scored by how much
 of the question they cover, with a few question words mapped to what answers them ("how much" →
-prices), then the best one or two are read in document order; two items under one heading are
+prices), then the best one or two are read, the best first (the fact first: when the answer is cut
+to its budget, what is cut is the second); two items under one heading are
 read as one ("Hours: Mon-Sat 10-20, Sun 10-19"). The answer is then shaped for speech and cut to
 its budget (graph/speakable.py).
 """
@@ -26,6 +27,7 @@ from retrievers.language import Language, detect_language
 MAX_UNITS = 2
 MAX_CHARS = 320
 SECOND_UNIT_RATIO = 0.8  # a second unit is read only when nearly as good as the first
+NEAR_TIE = 0.05  # scores this close differ by length alone: read in document order, else the best first
 
 _SENTENCE_END = re.compile(r"(?<=[。！？!?])\s*|(?<=[.])\s+")
 _BOLD_LINE = re.compile(r"^\*\*(.+?)\*\*:?$")
@@ -33,7 +35,6 @@ _RUN_IN_LABEL = re.compile(r"^\*\*(.+?)\*\*:?\s+(\S.*)$")  # "**Phone.** 0120-96
 _HEADING = re.compile(r"^#{1,6}\s+(.+)$")
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)])\s+")
 _INLINE_MARKUP = re.compile(r"\*\*|__|`|^\|\s*|\s*\|$")
-_PARTICLE = re.compile(r"[\u3041-\u309f]")  # one hiragana character
 _TABLE_RULE = re.compile(r"^:?-{2,}:?$")
 _FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
 
@@ -52,6 +53,16 @@ _ANSWER_HINTS: list[tuple[re.Pattern[str], list[str]]] = [
     (re.compile(r"where|address|どこ|場所|住所"), ["address", "located", "所在地", "駅"]),
     (re.compile(r"期間|いつまで|何日|how many days"), ["日以内", "days", "日間"]),
 ]
+# What an answer looks like in the unit's own text (not its heading): a time for "what time", an
+# amount for "how much". A list's "closed on Wednesdays" item then loses to its "10:00-20:00" item.
+_ANSWER_SHAPES: list[tuple[re.Pattern[str], re.Pattern[str]]] = [
+    (
+        re.compile(r"what time|hours|open|close|何時|営業時間|いつから"),
+        re.compile(r"\d{1,2}[:：]\d{2}|\d{1,2}時(?!間)|\d\s?[ap]\.?m\b", re.IGNORECASE),
+    ),
+    (re.compile(r"how much|price|cost|fee|いくら|値段|価格|料金|費用"), re.compile(r"[¥$￥]\s?\d|\d[\d,]*\s?円")),
+]
+SHAPE_BONUS = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,16 +129,16 @@ def extract_answer(
     question: str, documents: list[SearchHit], language: Language, weight: Callable[[str], float] = lambda _: 1.0
 ) -> str:
     """The one or two units that best answer the question, from documents in the question's
-    language when there are any, read in document order. `weight(token)` (the knowledge base's
+    language when there are any, the best first. `weight(token)` (the knowledge base's
     idf) makes rare words count more than particles such as は and で."""
     same_language = [d for d in documents if d["lang"] == language] or documents
-    # A lone particle (は, の) decides nothing: between list items it would pick "…は休業" over the hours.
-    wanted = {token: weight(token) for token in set(tokenize(question)) if not _PARTICLE.fullmatch(token)}
+    wanted = {token: weight(token) for token in set(tokenize(question))}
     total = sum(wanted.values()) or 1.0
     hints: set[str] = set()
     for pattern, words in _ANSWER_HINTS:
         if pattern.search(question.lower()):
             hints.update(token for word in words for token in tokenize(word) if len(token) > 1)
+    shapes = [shape for asks, shape in _ANSWER_SHAPES if asks.search(question.lower())]
     scored: list[tuple[float, Unit]] = []
     for rank, doc in enumerate(same_language):
         for unit in spoken_units(doc["text"], rank, doc["title"]):
@@ -136,6 +147,7 @@ def extract_answer(
                 continue
             coverage = sum(w for token, w in wanted.items() if token in tokens) / total
             hinted = 0.5 if hints & tokens else 0.0
+            hinted += SHAPE_BONUS if any(shape.search(unit.body or unit.text) for shape in shapes) else 0.0
             # Best documents first; among equals, the shorter unit says it more directly.
             scored.append((coverage + hinted - 0.15 * rank - 0.0005 * len(unit.text), unit))
     if not scored:
@@ -148,7 +160,8 @@ def extract_answer(
             break
         if not any(_repeats(unit.text, other.text) for other in chosen):  # two documents often say the same
             chosen.append(unit)
-    chosen.sort(key=lambda u: (u.doc_rank, u.position))
+            if best_score - score < NEAR_TIE:  # as good as each other: the author's order
+                chosen.sort(key=lambda u: (u.doc_rank, u.position))
     if (
         len(chosen) == 2
         and chosen[0].heading

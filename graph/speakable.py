@@ -20,7 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from retrievers.language import Language
+from retrievers.language import Language, detect_language
 
 _URL = re.compile(r"<?\b(?:https?://|www\.)[^\s<>）)」』]+>?")
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")  # [text](url) → text; images → their alt text
@@ -112,6 +112,8 @@ def shape_answer(text: str, language: Language, budget: Budget, offer: str, lead
     it. The budget counts the lead and the answer, not the offer. A first sentence longer than the
     whole budget is cut at a clause boundary (、 ,) so the fact is still said."""
     plain = strip_markup(text, language)
+    # Counted in the passage's own script: a Japanese passage read to an English caller is in characters.
+    language = detect_language(plain) if plain else language
     limit = budget.limit(language) - spoken_length(lead, language)
     said: list[str] = []
     pending = sentences(plain)
@@ -153,7 +155,7 @@ def _join(parts: list[str], language: Language) -> str:
     for part in parts:
         if not part:
             continue
-        if joined and not (language == "ja" and joined[-1] in "。！？"):
+        if joined and joined[-1] not in "。！？":  # Japanese sentences follow each other directly
             joined += " "
         joined += part
     return joined

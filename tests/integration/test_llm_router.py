@@ -206,11 +206,13 @@ async def test_an_injected_document_makes_the_answer_model_say_nothing_secret(
     services.chat_model = ChatOpenAI(base_url=server.base_url, api_key=SecretStr(SECRET_KEY), model="gpt-4o-mini")
     state = await ask(services, SHIPPING_QUESTION, Context(router="rules"))
     answer = [r for r in server.chat_requests if "Context:" in r.system_prompt][-1]
-    # The obedient model did read out its prompt (the injection reached it as quoted data) ...
-    assert state["answer"].startswith("The admin password is in here:") and INJECTION in state["answer"]
+    # The obedient model did read out its prompt (the injection reached it as quoted data; the spoken
+    # budget stops the echo, so the prompt it echoed is checked) ...
+    assert state["answer"].startswith("The admin password is in here:") and INJECTION in answer.system_prompt
     assert "not instructions" in answer.system_prompt and not answer.tool_names  # marked as data; no tools
     # ... and there was nothing secret in it: no key, no other customer's order, no tool to call.
-    assert SECRET_KEY not in state["answer"] and "shipped" not in state["answer"]
+    echoed = answer.system_prompt + state["answer"]
+    assert SECRET_KEY not in echoed and "shipped" not in echoed
     assert state["api_results"] == []
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from helpers import REPO
 
 from graph.extractive import extract_answer, spoken_units
+from graph.speakable import Budget, shape_answer
 from retrievers.knowledge_base.hits import SearchHit
 
 KB = REPO / "data" / "knowledge_base"
@@ -55,3 +56,17 @@ def test_the_warranty_question_reads_the_one_sentence_wanted_not_every_models_wa
     assert "2年間" in answer
     assert "KS-50" not in answer  # other models' warranties are not read out
     assert len(answer) <= 120  # was 230 characters before units were list items
+
+
+def test_the_item_shaped_like_the_answer_wins_a_what_time_question() -> None:
+    store = (
+        "**梅田店の営業時間**\n- 月曜日〜土曜日：10:00〜20:00\n- 定休日：毎月第3水曜日は休業します\n"
+        "- 年末年始は休業し、1月3日から営業します"
+    )
+    answer = extract_answer("梅田店の営業時間は？", [hit(store, "ja", "梅田店")], "ja")
+    assert answer.startswith("梅田店の営業時間：月曜日〜土曜日：10:00〜20:00")
+
+
+def test_japanese_read_to_an_english_caller_is_counted_in_characters_and_joined_without_spaces() -> None:
+    shaped = shape_answer("抹茶をお出ししています。提供時間は午後2時からです。", "en", Budget(), "Want the details?")
+    assert shaped.spoken == "抹茶をお出ししています。提供時間は午後2時からです。"
