@@ -100,7 +100,7 @@ async def answer(services: Services, question: str, context: Context) -> dict[st
     ("language", "said"),
     [
         ("en", "Order KA-2026-000123 was shipped on 2026-04-02."),
-        ("ja", "ご注文 KA-2026-000123 は 2026年4月2日に発送済みです。"),
+        ("ja", "ご注文KA-2026-000123は2026年4月2日に発送済みです。"),  # spoken Japanese: no spaces (graph/speakable.py)
     ],
 )
 async def test_the_customer_hears_the_status_of_their_own_order(services: Services, language: str, said: str) -> None:
