@@ -8,7 +8,6 @@ more than its close timeout."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from fakes.langsmith_server import FakeLangSmith
 from fakes.openai_server import Behaviour, FakeOpenAIServer, routing_grading_answering
 from helpers import SAMPLE_PII, jsonl, write
+from test_turn_records import environment
 
 from voicerag.tracing.pseudonyms import pseudonymizer
 
@@ -56,18 +56,6 @@ def model() -> Iterator[FakeOpenAIServer]:
 def langsmith() -> Iterator[FakeLangSmith]:
     with FakeLangSmith() as server:
         yield server
-
-
-def environment(data: Path, **env: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "VOICERAG_DATA_DIR": str(data),
-        "EMBEDDINGS": "use",
-        "SOURCES_FILE": "",
-        "DATABASE_QUERIES_FILE": "",
-        "LOG_FORMAT": "json",
-        **env,
-    }
 
 
 def traced(data: Path, endpoint: str, model: FakeOpenAIServer, **env: str) -> dict[str, str]:
