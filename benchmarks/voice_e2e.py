@@ -7,7 +7,10 @@ LiveKit's Silero VAD (`silero.VAD.load()`, the model ships in the wheel) and Liv
 detection: in livekit-agents 1.8.9 an `AgentSession` without `turn_detection` builds
 `inference.TurnDetector()`, which with no LiveKit Cloud credentials is the local audio model
 `turn-detector-v1-mini` (in the livekit-local-inference wheel, no download) — the same default the
-worker runs with `TURN_DETECTION=default`. Preemptive generation is LiveKit's default (on) for all.
+worker runs with `TURN_DETECTION=default`. Preemptive generation is LiveKit's default (on) for all;
+ours also synthesises preemptively (the worker's `PREEMPTIVE_TTS`, on by default), which LiveKit leaves
+off by default — so a fourth system, the LLMAdapter with that switch on, shows what the switch alone
+is worth.
 
 The fakes, identical for every system (fixed, documented latencies):
 - STT: a preflight transcript `STT_PREFLIGHT_MS` after the question's audio ends, without the final
@@ -31,7 +34,9 @@ LiveKit calls `on_user_turn_completed` (end of turn decided and transcript final
 `llm_node` call whose reply was played (earlier than commit when LiveKit's preemptive run was kept);
 first token out of `llm_node`; TTS asked / first audio; first frame at the speaker. Our share of the
 path = (first audio − commit) − the fakes' fixed latencies still ahead at commit (the chat model's
-first token not yet due, the TTS first byte): what the system itself adds after LiveKit's decision.
+first token and the TTS's first byte, as far as not yet due): what the system itself adds after
+LiveKit's decision. Preemptive TTS has a price: the characters synthesised for runs LiveKit discards
+(reported per turn).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ from graph.builder import VoiceGraph, build_graph, warm_up
 from graph.services import Services
 from retrievers.knowledge_base.manager import KnowledgeBaseManager
 from tests.fakes.speech import FakeAudioOutput, FakeTTS
+from voicerag.settings import load_settings
+from voicerag.worker import turn_handling
 
 NAME = "voice_e2e"
 STT_FINAL_MS = 200  # a streaming cloud STT's final transcript after the audio ends
@@ -86,8 +93,17 @@ QUESTIONS = [  # (language, question): the sample knowledge base's, short enough
     ("ja", "札幌店の定休日はいつですか？"),
     ("en", "When is the Sapporo store closed?"),
 ]
-SYSTEMS = ("voicerag", "LLMAdapter", "RAG hook")
+ADAPTER_TTS = "LLMAdapter, preemptive TTS"  # the peer with the same LiveKit switch as ours turned on
+SYSTEMS = ("voicerag", "LLMAdapter", ADAPTER_TTS, "RAG hook")
 PREEMPTIVE_OFF = "voicerag, no preemptive"  # ours without LiveKit's preemptive generation: no early lookups
+# Each system's LiveKit turn handling: ours is the worker's (`voicerag/worker.py::turn_handling`, product
+# defaults: preemptive generation and preemptive TTS); the peers run LiveKit's defaults (preemptive
+# generation on, TTS after commit), the ADAPTER_TTS control turns preemptive TTS on for the adapter.
+TURN_HANDLING: dict[str, dict[str, Any]] = {
+    "voicerag": turn_handling(load_settings(_env_file=None)),
+    PREEMPTIVE_OFF: turn_handling(load_settings(preemptive_generation=False, _env_file=None)),
+    ADAPTER_TTS: {"preemptive_generation": {"enabled": True, "preemptive_tts": True}},
+}
 SLOW_LOOKUP_MS = 1000  # the slow-lookup run: every knowledge-base search takes this much longer
 SLOW_SYSTEMS = ("voicerag", PREEMPTIVE_OFF, "LLMAdapter", "RAG hook")
 
@@ -179,7 +195,7 @@ def plain_graph(knowledge_base: KnowledgeBaseManager, model: BaseChatModel) -> A
 class Rig:
     """One system's call: a session with the scripted microphone, the fakes and the agent."""
 
-    def __init__(self, name: str, agent: TimedAgent, vad: VAD, *, preemptive: bool = True) -> None:
+    def __init__(self, name: str, agent: TimedAgent, vad: VAD) -> None:
         self.name, self.agent = name, agent
         self.agent.marks = Marks()
         self.stt = ScriptedSTT(STT_FINAL_MS / 1000, STT_PREFLIGHT_MS / 1000)
@@ -187,7 +203,7 @@ class Rig:
         self.mic = ScriptedMicrophone(self.stt.heard)
         self.speaker = FakeAudioOutput(speed=20.0)
         self.session: AgentSession[None] = AgentSession(
-            vad=vad, stt=self.stt, tts=self.tts, turn_handling={"preemptive_generation": {"enabled": preemptive}}
+            vad=vad, stt=self.stt, tts=self.tts, turn_handling=TURN_HANDLING.get(name, {})
         )
         self.replies: list[str] = []
         self.user_states: list[tuple[str, float]] = []  # VAD: ("speaking" | "listening", time.monotonic())
@@ -223,13 +239,18 @@ class Rig:
         await asyncio.sleep(PAUSE_S)
         assert utterance.ended_at is not None and marks.commit is not None
         first_audio = self.speaker.played[played].first_frame_at
-        tts = self.tts.requests[asked]
+        requests = self.tts.requests[asked:]
+        # the played reply's first sentence: with preemptive TTS a discarded run may have asked first
+        tts = max(
+            (r for r in requests if r.first_audio_at is not None and r.first_audio_at <= first_audio),
+            key=lambda r: r.first_audio_at or 0.0,
+        )
         kept = max((c for c in marks.llm_calls if c <= tts.asked_at), default=None)
         if kept is None or kept not in marks.first_chunks or tts.first_audio_at is None:
             raise RuntimeError(f"{self.name}: the reply to {utterance.text!r} was not timed")
         first_token = marks.first_chunks[kept]
-        ttft = TTFT_MS / 1000  # the model's first token, if still due at commit, and the TTS's first byte
-        fixed_ahead = min(ttft, max(0.0, kept + ttft - marks.commit)) + TTS_TTFB_MS / 1000
+        # the fakes' latencies still ahead at commit: the model's first token and the TTS's first byte
+        fixed_ahead = still_due(kept, TTFT_MS, marks.commit) + still_due(tts.asked_at, TTS_TTFB_MS, marks.commit)
         vad_end = self.user_state_after("listening", utterance.ended_at)
         return {
             "e2e": (first_audio - utterance.ended_at) * 1000,
@@ -243,8 +264,16 @@ class Rig:
             "lookups": (first_token - kept) * 1000 - TTFT_MS + (marks.lookup_ms or 0.0),
             "tts_ttfb": (tts.first_audio_at - tts.asked_at) * 1000,
             "llm_calls": len(marks.llm_calls),
+            # characters synthesised for runs LiveKit then discarded (a paid TTS bills them)
+            "tts_chars_discarded": sum(len(r.text) for r in requests if r.asked_at < kept),
             "reply": self.replies[-1],
         }
+
+
+def still_due(started: float, latency_ms: float, commit: float) -> float:
+    """Seconds of a fixed latency started at `started` that were still to run at commit."""
+    latency = latency_ms / 1000
+    return min(latency, max(0.0, started + latency - commit))
 
 
 def call_id() -> str:
@@ -257,6 +286,7 @@ def agents(services: Services, ours: VoiceGraph, plain: Any) -> dict[str, Callab
     return {
         "voicerag": lambda: TimedAssistant(ours, persona=persona, session_id=call_id()),
         "LLMAdapter": lambda: AdapterAgent(instructions=persona.instructions, llm=LLMAdapter(plain)),
+        ADAPTER_TTS: lambda: AdapterAgent(instructions=persona.instructions, llm=LLMAdapter(plain)),
         PREEMPTIVE_OFF: lambda: TimedAssistant(ours, persona=persona, session_id=call_id()),
         "RAG hook": lambda: RagHookAgent(
             knowledge_base, instructions=persona.instructions, llm=FixedTTFTLLM(ttft_s=TTFT_MS / 1000, reply=REPLY)
@@ -283,7 +313,7 @@ async def measure(
     for number in range(rounds):
         order = list(make)[number % len(make) :] + list(make)[: number % len(make)]
         for name in order:
-            async with Rig(name, make[name](), vad, preemptive=name != PREEMPTIVE_OFF) as rig:
+            async with Rig(name, make[name](), vad) as rig:
                 for utterance in utterances:
                     turns[name].append(await rig.turn(fresh(utterance)) | {"language": utterance.language})
                     done += 1
@@ -360,7 +390,11 @@ STAGES = (
 def summarise(turns: dict[str, list[dict[str, Any]]], ours_name: str) -> dict[str, Any]:
     per_system = {
         name: {key: stats([t[key] for t in rows if t[key] is not None]) for key, _ in STAGES}
-        | {"preemptive_kept": sum(t["preemptive"] for t in rows), "turns": len(rows)}
+        | {
+            "preemptive_kept": sum(t["preemptive"] for t in rows),
+            "turns": len(rows),
+            "tts_chars_discarded_per_turn": round(sum(t["tts_chars_discarded"] for t in rows) / len(rows), 1),
+        }
         for name, rows in turns.items()
     }
 
@@ -408,7 +442,15 @@ def report(figures: dict[str, Any], questions: int, systems_shown: tuple[str, ..
     )
     print_table(
         f"voice_e2e{variant}: ours / other, end of speech → first audio (< 1: we are ahead)",
-        ["baseline", "p50", "p95", "after commit p50", "after commit p95", "preemptive runs kept (ours / theirs)"],
+        [
+            "baseline",
+            "p50",
+            "p95",
+            "after commit p50",
+            "after commit p95",
+            "preemptive runs kept (ours / theirs)",
+            "TTS chars discarded per turn (ours / theirs)",
+        ],
         [
             [
                 name,
@@ -417,6 +459,7 @@ def report(figures: dict[str, Any], questions: int, systems_shown: tuple[str, ..
                 figures["ours_over_baseline_after_commit"][name]["p50"],
                 figures["ours_over_baseline_after_commit"][name]["p95"],
                 f"{systems['voicerag']['preemptive_kept']}/{systems[name]['preemptive_kept']}",
+                f"{systems['voicerag']['tts_chars_discarded_per_turn']}/{systems[name]['tts_chars_discarded_per_turn']}",
             ]
             for name, ratio in figures["ours_over_baseline_e2e"].items()
         ],

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     tts_voice: str = "ash"
     turn_detection: Literal["default", "vad", "stt", "manual"] = "default"  # default: LiveKit's local model
     preemptive_generation: bool = True
+    preemptive_tts: bool = Field(
+        True, description="synthesise the first sentence during the end-of-turn wait (a discarded run costs its TTS)"
+    )
     lookup_reuse_s: float = Field(
         10.0, ge=0, le=300, description="a run repeating a question within this reuses its lookups; 0: never"
     )

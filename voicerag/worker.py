@@ -102,10 +102,27 @@ def speech(settings: Settings) -> dict[str, Any]:
         **client,  # type: ignore[arg-type]
     )
     tts = openai.TTS(model=settings.tts_model, voice=settings.tts_voice, **client)  # type: ignore[arg-type]
-    turn_handling: dict[str, Any] = {"preemptive_generation": {"enabled": settings.preemptive_generation}}
+    return {
+        "stt": stt,
+        "tts": tts,
+        "turn_handling": turn_handling(settings),
+        "tts_text_transforms": tts_text_transforms(),
+    }
+
+
+def turn_handling(settings: Settings) -> dict[str, Any]:
+    """LiveKit's turn handling as the product runs it: preemptive generation on, with TTS too — the
+    graph's first sentence is synthesised while LiveKit is still deciding the end of turn, so at commit
+    only playback is left (answers are short and spoken-budgeted, so a discarded run wastes little)."""
+    options: dict[str, Any] = {
+        "preemptive_generation": {
+            "enabled": settings.preemptive_generation,
+            "preemptive_tts": settings.preemptive_generation and settings.preemptive_tts,
+        }
+    }
     if settings.turn_detection != "default":
-        turn_handling["turn_detection"] = settings.turn_detection
-    return {"stt": stt, "tts": tts, "turn_handling": turn_handling, "tts_text_transforms": tts_text_transforms()}
+        options["turn_detection"] = settings.turn_detection
+    return options
 
 
 def session_id(ctx: JobContext) -> str:

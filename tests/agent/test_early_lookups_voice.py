@@ -26,6 +26,8 @@ from agent.assistant import Assistant
 from graph.builder import VoiceGraph, build_graph
 from graph.services import Services
 from retrievers.turn.reuse import LookupReuse
+from voicerag.settings import load_settings
+from voicerag.worker import turn_handling
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
@@ -68,13 +70,14 @@ class VoiceCall:
 
 
 @contextlib.asynccontextmanager
-async def voice_call(services: Services, session_id: str) -> AsyncIterator[VoiceCall]:
+async def voice_call(
+    services: Services, session_id: str, *, preemptive_tts: bool = False, tts: FakeTTS | None = None
+) -> AsyncIterator[VoiceCall]:
     graph = RecordingGraph(build_graph(services))
     assistant = Assistant(cast(VoiceGraph, graph), persona=services.persona, session_id=session_id)
     stt = FakeSTT()
-    session: AgentSession[None] = AgentSession(
-        stt=stt, tts=FakeTTS(), turn_handling={"turn_detection": "stt", "preemptive_generation": {"enabled": True}}
-    )
+    settings = load_settings(turn_detection="stt", preemptive_tts=preemptive_tts, _env_file=None)
+    session: AgentSession[None] = AgentSession(stt=stt, tts=tts or FakeTTS(), turn_handling=turn_handling(settings))
     session.input.audio = FakeAudioInput()
     session.output.audio = FakeAudioOutput()
     await session.start(assistant)
@@ -129,3 +132,23 @@ async def test_without_a_session_each_run_fetches_for_itself(services: Services)
 
     assert len(stock.started) == 2 and len(stock.cancelled) == 1  # the speculative fetch was cut and paid again
     assert shared.lookups is not None and shared.lookups.started == 0 and said.endswith("The stock value is 42.")
+
+
+@on_module_loop
+@pytest.mark.parametrize("preemptive_tts", [True, False])
+async def test_the_product_synthesises_the_first_sentence_before_end_of_turn(
+    services: Services, preemptive_tts: bool
+) -> None:
+    """With the worker's turn handling (PREEMPTIVE_TTS, default on) the kept speculative run's first
+    sentence is already with the TTS when the final transcript arrives: at commit only playback is
+    left. Off, synthesis waits for the commit (the control)."""
+    services.sources.register(named("stock", delay_s=0.05))
+    tts = FakeTTS()
+    utterance = Utterance(FINAL, preflight=FINAL, preflight_s=0.1, speech_s=0.6)  # kept: the same words
+    async with voice_call(services, "room-tts", preemptive_tts=preemptive_tts, tts=tts) as call:
+        said, _ = await call.speak(utterance)
+        questions = call.graph.questions
+
+    assert questions == [FINAL] and said.endswith("The stock value is 42.")
+    first_request = tts.requests[0].asked_at
+    assert (first_request < utterance.heard_at["final_transcript"]) is preemptive_tts

@@ -55,6 +55,7 @@ from voicerag.audit.turns import audit_sink
 from voicerag.settings import load_settings
 from voicerag.tracing import open_tracing
 from voicerag.tracing.langsmith import CLIENT_ENVIRONMENT
+from voicerag.worker import turn_handling
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
@@ -156,7 +157,8 @@ class Call:
             speech = {
                 "stt": self.stt,
                 "tts": self.tts,
-                "turn_handling": {"turn_detection": "stt", "preemptive_generation": {"enabled": True}},
+                # the product's turn handling (preemptive generation and TTS), end of turn from the STT
+                "turn_handling": turn_handling(load_settings(turn_detection="stt", _env_file=None)),
                 "conn_options": SessionConnectOptions(
                     stt_conn_options=APIConnectOptions(max_retry=stt_retries, retry_interval=0.05),
                     tts_conn_options=APIConnectOptions(max_retry=1, retry_interval=0.05),
