@@ -90,14 +90,25 @@ class Assistant(Agent):
         self.session.on("conversation_item_added", self._on_item_added)
 
     def _on_item_added(self, event: Any) -> None:
-        """LiveKit adds the answer to the chat once voiced, with its TTS time to first byte: that
-        of the last finished turn (one pending turn at most: the next turn's record replaces it)."""
+        """LiveKit adds the answer to the chat once voiced (or cut by a barge-in), with its TTS time
+        to first byte: that of the last finished turn (one pending turn at most: the next turn's
+        record replaces it). A cut answer is logged as such and marked in the turn's trace."""
         item, record = getattr(event, "item", None), self._unspoken
+        if record is None or getattr(item, "role", None) != "assistant":
+            return
         metrics = getattr(item, "metrics", None) or {}
-        if record is None or getattr(item, "role", None) != "assistant" or "tts_node_ttfb" not in metrics:
+        interrupted = getattr(item, "interrupted", False) is True
+        if "tts_node_ttfb" not in metrics and not interrupted:
             return
         self._unspoken = None
-        record.tts_ttfb_ms = round(metrics["tts_node_ttfb"] * 1000, 2)
+        if "tts_node_ttfb" in metrics:
+            record.tts_ttfb_ms = round(metrics["tts_node_ttfb"] * 1000, 2)
+        if interrupted:
+            record.interrupted = True
+            for kept in self.turns:
+                if kept["turn_id"] == record.turn_id:
+                    kept["interrupted"] = True
+            log.info("turn interrupted: the caller spoke over the answer", extra={"turn_id": record.turn_id})
         for tracer in self._spoken_tracers:
             try:
                 tracer.turn_spoken(record)

@@ -69,6 +69,9 @@ class TurnRecord:
     end_of_turn_delay_ms: float | None = None  # end of speech → the end-of-turn decision (LiveKit)
     transcription_delay_ms: float | None = None  # end of speech → the final transcript (LiveKit)
     tts_ttfb_ms: float | None = None  # text to TTS → its first audio; measured after the record is emitted
+    # the caller spoke over the answer after the graph had finished (LiveKit cut its audio); noted,
+    # like tts_ttfb_ms, once LiveKit adds the answer to the chat (a barge-in during the run: `cancelled`)
+    interrupted: bool = False
     filler: str | None = None  # "expected" or "observed" when a filler was said
     filler_ms: float | None = None
 

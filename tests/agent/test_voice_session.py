@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -440,6 +441,29 @@ async def test_a_barge_in_while_the_model_speaks_closes_its_request(
 
     assert chat_server.client_disconnects == 1  # the model's HTTP stream was closed, not read to the end
     assert closed_ms < 500, closed_ms  # the server notices within its 20 ms poll
+
+
+@on_module_loop
+async def test_a_barge_in_after_the_graph_finished_marks_the_turn_interrupted(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The graph had already answered; the caller speaks over the answer being played. Nothing was
+    left to cancel (`cancelled` stays false), but the turn is marked `interrupted` once LiveKit adds
+    the cut answer to the chat — in the kept records, a log line and the trace — and the next turn is not."""
+    async with Call(services, voice=True) as call:
+        call.speaker.speed = 1.0  # real time: the answer plays for seconds
+        call.session.generate_reply(user_input="What is the warranty on the Kumo Halo?")
+        await until(lambda: call.assistant.turns and call.speaker.played)
+        assert call.assistant.graph_llm.active == set()  # the run is over: only the audio is left
+        with caplog.at_level(logging.INFO, logger="voicerag.turns"):
+            await call.session.interrupt()
+            await until(lambda: call.assistant.turns[-1].get("interrupted"))
+        cut = call.assistant.turns[-1]
+        after = await call.ask("What is the warranty on the Kumo Halo?")
+
+    assert cut["cancelled"] is False and call.speaker.played[0].interrupted
+    assert [r.turn_id for r in caplog.records if r.getMessage().startswith("turn interrupted")] == [cut["turn_id"]]
+    assert after.report["interrupted"] is False and "2-year warranty" in after.said
 
 
 @on_module_loop

@@ -20,7 +20,7 @@ whatever LangChain traces on its own goes through the same masking.
   error event is lost) is ended by `turn_finished` after `ROOT_GRACE_S`, or at `close`.
 - TTS time to first byte is measured by LiveKit after the turn's record is closed (the speech is
   synthesised after the graph's run): `turn_spoken` sends it as a second update of the root run
-  (`tts_ttfb_ms` in its metadata, everything else as before).
+  (`tts_ttfb_ms` in its metadata, and `interrupted` when the caller spoke over the answer).
 - Masking: the client's `hide_inputs`/`hide_outputs`/`hide_metadata` are the product's masker
   (`langsmith_masking.py`); run errors are masked by the handler before they are queued.
 - Never on the turn's path: during the turn the handler only takes note of each callback (its
@@ -273,9 +273,10 @@ class LangSmithTracer:
     def _spoken(self, record: TurnRecord) -> None:
         with self._lock:
             root = self._sent.pop(record.turn_id, None)
-        if root is None or record.tts_ttfb_ms is None:
+        if root is None or (record.tts_ttfb_ms is None and not record.interrupted):
             return
-        root.extra["metadata"] = {**root.metadata, "tts_ttfb_ms": record.tts_ttfb_ms}
+        heard = {"tts_ttfb_ms": record.tts_ttfb_ms, "interrupted": record.interrupted}
+        root.extra["metadata"] = {**root.metadata, **{key: value for key, value in heard.items() if value is not None}}
         self.client.update_run(
             root.id,
             trace_id=root.trace_id,
