@@ -104,6 +104,7 @@ TURN_HANDLING: dict[str, dict[str, Any]] = {
     PREEMPTIVE_OFF: turn_handling(load_settings(preemptive_generation=False, _env_file=None)),
     ADAPTER_TTS: {"preemptive_generation": {"enabled": True, "preemptive_tts": True}},
 }
+SAME_DECISION_MS = 50  # LiveKit's end-of-turn decisions this close count as the same
 SLOW_LOOKUP_MS = 1000  # the slow-lookup run: every knowledge-base search takes this much longer
 SLOW_SYSTEMS = ("voicerag", PREEMPTIVE_OFF, "LLMAdapter", "RAG hook")
 
@@ -406,6 +407,20 @@ def summarise(turns: dict[str, list[dict[str, Any]]], ours_name: str) -> dict[st
             if name != ours_name
         }
 
+    def same_decision(name: str) -> dict[str, Any]:
+        """Ours / other on the turns where LiveKit's end-of-turn decision came out the same (within
+        SAME_DECISION_MS) for both: the same clip in the same round, so the systems are compared, not
+        the detector's ~0.7 s / ~2.6 s verdicts on a borderline clip."""
+        pairs = [
+            (ours, theirs)
+            for ours, theirs in zip(turns[ours_name], turns[name], strict=True)
+            if abs(ours["end_of_turn"] - theirs["end_of_turn"]) < SAME_DECISION_MS
+        ]
+        if not pairs:
+            return {"pairs": 0}
+        mine, other = stats([a["e2e"] for a, _ in pairs]), stats([b["e2e"] for _, b in pairs])
+        return {"pairs": len(pairs)} | {p: round(mine[p] / other[p], 3) for p in ("p50", "p95")}
+
     return {
         "fakes_ms": {
             "stt_preflight_after_audio": STT_PREFLIGHT_MS,
@@ -419,6 +434,7 @@ def summarise(turns: dict[str, list[dict[str, Any]]], ours_name: str) -> dict[st
         # LiveKit's end-of-turn decision on the same clip differs now and then between calls (0.6 s or
         # ~2.6 s): after commit, the comparison is of the systems alone
         "ours_over_baseline_after_commit": ratios("commit_to_audio"),
+        "ours_over_baseline_same_decision": {name: same_decision(name) for name in per_system if name != ours_name},
         "turns": turns,
     }
 
@@ -448,6 +464,8 @@ def report(figures: dict[str, Any], questions: int, systems_shown: tuple[str, ..
             "p95",
             "after commit p50",
             "after commit p95",
+            "same decision p50",
+            "same decision p95 (pairs)",
             "preemptive runs kept (ours / theirs)",
             "TTS chars discarded per turn (ours / theirs)",
         ],
@@ -458,6 +476,9 @@ def report(figures: dict[str, Any], questions: int, systems_shown: tuple[str, ..
                 ratio["p95"],
                 figures["ours_over_baseline_after_commit"][name]["p50"],
                 figures["ours_over_baseline_after_commit"][name]["p95"],
+                figures["ours_over_baseline_same_decision"][name].get("p50"),
+                f"{figures['ours_over_baseline_same_decision'][name].get('p95')} "
+                f"({figures['ours_over_baseline_same_decision'][name]['pairs']})",
                 f"{systems['voicerag']['preemptive_kept']}/{systems[name]['preemptive_kept']}",
                 f"{systems['voicerag']['tts_chars_discarded_per_turn']}/{systems[name]['tts_chars_discarded_per_turn']}",
             ]
