@@ -29,6 +29,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, Sys
 from livekit.agents import llm
 from livekit.agents.llm.chat_context import ChatContext
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, APIConnectOptions, NotGivenOr
+from livekit.agents.voice import SpeechHandle
 from livekit.plugins.langchain.langgraph import LangGraphStream, LLMAdapter, _to_chat_chunk
 
 from agent.filler import FillerPolicy
@@ -73,6 +74,7 @@ class SpeakingNodeStream(LangGraphStream[Context]):
         self.record.end_of_turn_ms = _end_of_turn_ms(chat_ctx)
         self.record.end_of_turn_delay_ms, self.record.transcription_delay_ms = _user_turn_delays(chat_ctx)
         self.observer = TurnObserver(self.record, adapter.sinks, hold=True)  # emitted when _run ends
+        self._speech = _speech_handle()
         self._spoke = False
 
     def _chat_ctx_to_state(self) -> dict[str, Any]:
@@ -135,6 +137,8 @@ class SpeakingNodeStream(LangGraphStream[Context]):
                     self._event_ch.send_nowait(chunk)
         except asyncio.CancelledError as exc:
             self.observer.ended_by(exc)  # barge-in or a discarded preemptive run: the graph run stops here
+            # LiveKit schedules a speech once its turn is committed: one never scheduled was speculative
+            self.record.speculative = self._speech is not None and not self._speech.scheduled
             raise
         except Exception as exc:  # a failing graph must not mean silence
             log.error("graph failed during a turn: %s: %s", type(exc).__name__, exc, exc_info=exc)
@@ -198,6 +202,14 @@ class GraphLLM(LLMAdapter[Context]):
     def turn_finished(self, stream: SpeakingNodeStream) -> None:
         self.active.discard(stream)
         stream.observer.close()  # the record, complete, to the sinks (each guarded: never breaks a turn)
+
+
+def _speech_handle() -> SpeechHandle | None:
+    """The LiveKit speech this LLM call produces, when LiveKit runs it (a text-only test may not).
+    LiveKit keeps it in a context variable of its own module (livekit-agents is pinned: see pyproject)."""
+    from livekit.agents.voice.agent_activity import _SpeechHandleContextVar
+
+    return _SpeechHandleContextVar.get(None)
 
 
 def _decided_route(update: dict[str, Any]) -> Route | None:

@@ -127,6 +127,8 @@ async def barge(
         "audio_stopped": (stopped_at - second.started_at) * 1000,
         "run_ended": (ended_at - second.started_at) * 1000,
         "recorded_cancelled": record.cancelled,
+        # the run had finished when the caller spoke: only the audio was cut (agent/assistant.py)
+        "recorded_interrupted": record.interrupted,
         "answer_cut": len(record.answer) < len(LONG_REPLY),
         "next_turn_ok": any(r.question == second.text and not r.cancelled for _, r in records[recorded:]),
     }
@@ -174,6 +176,7 @@ async def run(quick: bool) -> Result:
         "audio_stopped": stats([r["audio_stopped"] for r in results]),
         "run_ended": stats([r["run_ended"] for r in results]),
         "recorded_cancelled": sum(r["recorded_cancelled"] for r in results),
+        "recorded_interrupted": sum(r["recorded_interrupted"] for r in results),
         "answer_cut": sum(r["answer_cut"] for r in results),
         "next_turn_ok": sum(r["next_turn_ok"] for r in results),
         "barge_ins": len(results),
@@ -183,7 +186,8 @@ async def run(quick: bool) -> Result:
     print_table(
         f"barge_in: {len(results)} interruptions with real audio ({figures['next_turn_ok']} next turns answered, "
         f"{left_open} graph streams left open; {figures['answer_cut']} interrupted answers cut short, "
-        f"{figures['recorded_cancelled']} recorded as cancelled; LiveKit interrupts after 0.5 s of speech; "
+        f"{figures['recorded_cancelled']} recorded as cancelled (run stopped), {figures['recorded_interrupted']} as "
+        "interrupted (run over, audio cut); LiveKit interrupts after 0.5 s of speech; "
         f"the call's first barge-in, in LiveKit's 3 s AEC warm-up, apart: audio stopped after "
         f"{warm_up_barge[0]['audio_stopped']:.0f} ms)",
         ["speech start →", "p50", "p95", "mean"],

@@ -64,6 +64,7 @@ class TurnRecord:
     cost_usd: float | None = 0.0  # None: some call's cost is unknown (model not in LLM_PRICES, no usage)
     llm_calls: int = 0
     cancelled: bool = False  # stopped before it ended: a barge-in, Ctrl-C, a discarded speculative run
+    speculative: bool = False  # voice: a preemptive run LiveKit discarded unvoiced (cancelled, not a barge-in)
     # Voice only (LiveKit's measurements and the filler), None elsewhere.
     end_of_turn_ms: float | None = None  # end of speech → transcript + end-of-turn decision
     end_of_turn_delay_ms: float | None = None  # end of speech → the end-of-turn decision (LiveKit)

@@ -78,7 +78,7 @@ def prewarm(proc: JobProcess) -> None:
     atexit.register(tracing.close)  # bounded: a hanging tracing backend never holds the exit
     if tracing.otel is not None:  # LiveKit's spans on the same provider: the graph's hang from its turn's
         tracing.otel.use_for_livekit()
-    proc.userdata["tracers"] = tracing.tracers
+    proc.userdata["tracers"] = [*tracing.tracers, *metrics.turn_tracers()]
     if not text_mode():
         from livekit.plugins import silero
 

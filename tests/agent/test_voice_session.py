@@ -420,6 +420,7 @@ async def test_a_barge_in_cancels_the_graph_and_its_lookups_at_once(services: Se
     assert left == []  # nothing of the graph, the source or the stream is still running
     cancelled = [t for t in call.assistant.turns if t["cancelled"]]
     assert len(cancelled) == 1 and cancelled[0]["total_ms"] < 1000
+    assert cancelled[0]["speculative"] is False  # a barge-in, not a discarded speculative run
     assert "2-year warranty" in after.said  # the call goes on
     print(f"barge-in: source cancelled {cancel_ms:.1f} ms, turn stopped {(stopped - barged_in) * 1000:.1f} ms after")
 
@@ -494,7 +495,7 @@ async def test_a_speculative_generation_discarded_by_livekit_is_cancelled(servic
     resumed = utterance.heard_at["interim_transcript"]
     assert runs == ["Is the stock", "Is the stock fine in Osaka?"]  # the speculative run, then the real one
     assert len(stock.cancelled) == 1 and stock.cancelled[0] - resumed <= CANCEL_BOUND_MS / 1000
-    assert [t["cancelled"] for t in call.assistant.turns] == [True, False]
+    assert [(t["cancelled"], t["speculative"]) for t in call.assistant.turns] == [(True, True), (False, False)]
     assert said.endswith("The stock value is 42.")
     print(f"speculative run cancelled {(stock.cancelled[0] - resumed) * 1000:.1f} ms after the caller went on")
 

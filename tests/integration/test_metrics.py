@@ -138,11 +138,18 @@ async def test_voice_turn_figures_fillers_interruptions_rate_limits_and_llm_usag
     voice.end_of_turn_ms, voice.first_token_ms, voice.filler, voice.cancelled = 300.0, 200.0, "observed", True
     refused = TurnRecord(turn_id="t2", session_id="s", user_id="u", front_door="chat", route="refused")
     refused.rate_limited, refused.cancelled = True, True  # a cancelled text turn is no barge-in
+    speculative = TurnRecord(turn_id="t4", session_id="s", user_id="u", front_door="voice", route="lookup")
+    speculative.cancelled = speculative.speculative = True  # LiveKit discarded a preemptive run: no barge-in
+    heard = TurnRecord(turn_id="t5", session_id="s", user_id="u", front_door="voice", route="lookup")
     usage = TurnRecord(turn_id="t3", session_id="s", user_id="u", front_door="ask", route="lookup")
     usage.add_usage(100, 20, 0.001)  # two chat-model calls of one turn (router, answer)
     usage.add_usage(20, 10, 0.0005)
-    for record in (voice, refused, usage):
+    for record in (voice, refused, usage, speculative, heard):
         exporter.metrics_sink(record)
+    spoken = exporter.SpokenTurnMetrics()
+    spoken.turn_spoken(heard)  # voiced whole: no interruption
+    heard.interrupted = True
+    spoken.turn_spoken(heard)  # the caller spoke over the answer after the run was over
     after = await scrape(endpoint)
 
     def moved(name: str, **labels: str) -> float:
@@ -153,7 +160,7 @@ async def test_voice_turn_figures_fillers_interruptions_rate_limits_and_llm_usag
     assert moved("voicerag_turn_first_token_seconds_bucket", front_door="voice", le="0.5") == 1
     assert moved("voicerag_turn_first_token_seconds_bucket", front_door="voice", le="0.25") == 0
     assert moved("voicerag_fillers_total") == 1
-    assert moved("voicerag_interruptions_total") == 1  # the voice turn only
+    assert moved("voicerag_interruptions_total") == 2  # the cancelled voice turn and the answer cut while heard
     assert moved("voicerag_rate_limited_total") == 1
     assert moved("voicerag_llm_tokens_total", kind="input") == 120
     assert moved("voicerag_llm_tokens_total", kind="output") == 30

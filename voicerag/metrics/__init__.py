@@ -24,6 +24,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from graph.tracing import Tracer
     from graph.turn_record import Sink
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,15 @@ def turn_sinks() -> list[Sink]:
 
     observe_http()
     return [metrics_sink]
+
+
+def turn_tracers() -> list[Tracer]:
+    """With metrics on: what counts voice turns cut after their run was over (heard later)."""
+    if metrics_port() is None:
+        return []
+    from voicerag.metrics.exporter import SpokenTurnMetrics
+
+    return [SpokenTurnMetrics()]
 
 
 def metrics_port() -> int | None:

@@ -8,6 +8,8 @@ statuses — never a user, session or question. Import this only after `voicerag
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from graph.turn_record import TurnRecord
@@ -38,6 +40,19 @@ LLM_TOKENS = Counter("voicerag_llm_tokens", "Chat-model tokens by kind (input, o
 LLM_COST = Counter("voicerag_llm_cost_usd", "Chat-model cost in US dollars (from the price table)")
 
 
+class SpokenTurnMetrics:
+    """A tracer (graph/tracing.py) with no handlers that is told when a voice turn was heard
+    (agent/assistant.py `SpokenTurnTracer`): the caller speaking over an answer whose run was already
+    over is an interruption too, known only then."""
+
+    def __call__(self, record: TurnRecord) -> list[Any]:
+        return []
+
+    def turn_spoken(self, record: TurnRecord) -> None:
+        if record.interrupted:
+            INTERRUPTIONS.inc()
+
+
 def metrics_sink(record: TurnRecord) -> None:
     """A `Sink`: one finished turn into the metrics."""
     TURNS.labels(record.front_door, record.route or "none", str(record.degraded).lower()).inc()
@@ -51,8 +66,8 @@ def metrics_sink(record: TurnRecord) -> None:
             SOURCE.labels(source).observe(elapsed / 1000)
     if record.filler:
         FILLERS.inc()
-    if record.front_door == "voice" and record.cancelled:
-        INTERRUPTIONS.inc()
+    if record.front_door == "voice" and record.cancelled and not record.speculative:
+        INTERRUPTIONS.inc()  # a barge-in during the run (a discarded speculative run is no interruption)
     if record.rate_limited:
         RATE_LIMITED.inc()
     tokens, cost = llm_usage(record)

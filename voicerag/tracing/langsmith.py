@@ -13,7 +13,7 @@ whatever LangChain traces on its own goes through the same masking.
   LangSmith groups a session's traces as a thread by either key), `user_id` (a pseudonym:
   `pseudonyms.py`), `tenant`, `front_door`. On the root only, once the turn is over
   (`turn_finished`: route, degraded and the voice stage timings are known only then): `language`,
-  `route`, `route_reason`, `degraded`, `cancelled`, `failed`, `first_token_ms`, `total_ms`,
+  `route`, `route_reason`, `degraded`, `cancelled`, `speculative`, `failed`, `first_token_ms`, `total_ms`,
   `llm_calls`, `cost_usd`, and for voice `end_of_turn_delay_ms`, `transcription_delay_ms`,
   `end_of_turn_ms`, `filler`. The root's end is held until then (its children are sent as they
   end), so the root is sent once, complete. A root whose end never comes (a cancelled run whose
@@ -73,7 +73,7 @@ FLUSH_TIMEOUT_S = 1.0  # what closing waits for queued traces at most, whatever 
 # their own thread: run compression would send from a thread pool the interpreter joins at exit.
 CLIENT_ENVIRONMENT = {"LANGSMITH_USE_DAEMON": "true", "LANGSMITH_DISABLE_RUN_COMPRESSION": "true"}
 ROOT_FIGURES = (
-    "language", "route", "route_reason", "degraded", "cancelled", "failed", "first_token_ms", "total_ms",
+    "language", "route", "route_reason", "degraded", "cancelled", "speculative", "failed", "first_token_ms", "total_ms",
     "llm_calls", "cost_usd", "end_of_turn_ms", "end_of_turn_delay_ms", "transcription_delay_ms", "filler",
     "tts_ttfb_ms",
 )  # fmt: skip
