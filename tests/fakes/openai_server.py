@@ -6,7 +6,9 @@ it: `POST /v1/chat/completions`, streamed as server-sent events (`data: {chat.co
 lines: a role chunk, content deltas, a chunk with `finish_reason`, a usage chunk when
 `stream_options.include_usage` is set, then `data: [DONE]`) or as one `chat.completion` object;
 OpenAI-style error bodies (`{"error": {"message", "type", "param", "code"}}`) for 400 / 401 / 429 /
-500; `GET /v1/models`.
+500; `GET /v1/models`; `POST /v1/embeddings` (deterministic vectors: `fake_embedding(text)`, as floats
+or base64 as asked; scripted like chat: a status, `retry_after_s`, `first_token_delay_s` as the
+time to answer, `hang`; `embedding_in_flight` / `max_embedding_in_flight` count concurrent requests).
 
 Each test scripts what the model does (`Behaviour`): the reply (a string, or a function of the
 request's messages, e.g. to echo the system prompt so a test proves the context reached the
@@ -31,7 +33,9 @@ test. Use it as a context manager, sync or async, or through the `fake_openai_se
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import hashlib
 import json
 import re
 import secrets
@@ -43,10 +47,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pytest
 from aiohttp import web
 
 Messages = list[dict[str, Any]]
+EMBEDDING_DIMENSIONS = 64
+
+
+def fake_embedding(text: str, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The fake server's vector for `text`: unit length, the same for the same text in any process."""
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dimensions).astype(np.float32)
+    return [float(x) for x in vector / np.linalg.norm(vector)]
 
 
 @dataclass
@@ -90,7 +103,7 @@ class Behaviour:
     first_token_delay_s: float = 0.0  # from reading the request to the first content token
     token_delay_s: float = 0.0  # between content tokens
     status: int = 200  # anything >= 400: answer with that status and an OpenAI-style error body
-    retry_after_s: float | None = None  # `retry-after` header sent with a 429
+    retry_after_s: float | None = None  # `retry-after` header sent with a 429 or 503
     hang: bool = False  # never answer (until the client goes away or the server stops)
     drop_after_tokens: int | None = None  # stream this many tokens, then close the connection mid-body
     role_chunk_first: bool = False  # send headers and the role chunk at once, then wait for the first
@@ -189,6 +202,8 @@ class FakeOpenAIServer:
         self._idle = threading.Event()  # set while no chat request is being answered
         self._idle.set()
         self.client_disconnects = 0  # answers abandoned because the client went away
+        self.embedding_in_flight = 0  # embedding requests being answered right now
+        self.max_embedding_in_flight = 0  # the most at once since the start (or `reset`)
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -216,6 +231,7 @@ class FakeOpenAIServer:
             self.behaviour = behaviour or Behaviour()
             self.requests.clear()
             self.client_disconnects = 0
+            self.max_embedding_in_flight = 0
 
     def script(self, *behaviours: Behaviour) -> None:
         """The next requests behave like these, in order; later ones use the default again."""
@@ -225,6 +241,10 @@ class FakeOpenAIServer:
     @property
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    @property
+    def embedding_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path.endswith("/embeddings")]
 
     def wait_until_idle(self, timeout_s: float) -> bool:
         """Block until no chat request is being answered (e.g. the client closed an abandoned
@@ -291,6 +311,7 @@ class FakeOpenAIServer:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat_completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -355,6 +376,59 @@ class FakeOpenAIServer:
             self.in_flight -= 1
             if not self.in_flight:
                 self._idle.set()
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        """`POST /v1/embeddings`: one vector per input, numbered, in the input's order."""
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        self.requests.append(
+            RecordedRequest(request.method, request.path, dict(request.headers), body if isinstance(body, dict) else {})
+        )
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return self._error(401)
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
+            return self._error(400, detail="you must provide a model parameter")
+        inputs = body.get("input")
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not inputs or not all(isinstance(t, str) and t for t in inputs):
+            return self._error(400, detail="'input' must be a non-empty string or array of non-empty strings")
+        behaviour = self._next_behaviour()
+        self.embedding_in_flight += 1  # one event loop: no lock needed
+        self.max_embedding_in_flight = max(self.max_embedding_in_flight, self.embedding_in_flight)
+        try:
+            if behaviour.hang:
+                await self._until_gone(request)
+            await self._pause(request, behaviour.first_token_delay_s)
+        except _ClientGone:
+            self.client_disconnects += 1
+            return web.Response(status=499)
+        finally:
+            self.embedding_in_flight -= 1
+        if behaviour.status >= 400:
+            return self._error(behaviour.status, model=body["model"], retry_after_s=behaviour.retry_after_s)
+        dimensions = int(body.get("dimensions") or EMBEDDING_DIMENSIONS)
+        as_base64 = body.get("encoding_format") == "base64"
+        data = []
+        for index, text in enumerate(inputs):
+            vector = fake_embedding(text, dimensions)
+            encoded: Any = vector
+            if as_base64:
+                encoded = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+            data.append({"object": "embedding", "index": index, "embedding": encoded})
+        tokens = sum(len(text.split()) for text in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+            headers=self._headers(),
+        )
 
     async def _stream(
         self,
@@ -492,7 +566,7 @@ class FakeOpenAIServer:
     ) -> web.Response:
         message, kind, code = _ERRORS.get(status, ("The server returned an error.", "server_error", None))
         headers = self._headers()
-        if status == 429 and retry_after_s is not None:
+        if status in (429, 503) and retry_after_s is not None:
             headers["retry-after"] = f"{retry_after_s:g}"
         body = {
             "error": {"message": message.format(model=model, detail=detail), "type": kind, "param": None, "code": code}
