@@ -12,11 +12,14 @@ with the formula and parameters of bm25s's "lucene" method (k1 1.5, b 0.75). bm2
 idf and the average length into its matrix at build time; here they are computed over the chunks a
 search may see (`mask`: access rules, categories, languages), so a filtered search scores exactly as
 an index built on those chunks alone would (bm25s is the tests' oracle for that). Because nothing
-global is baked in, rows can later be added and removed in place (an incremental index, issue 12).
+global is baked in, a write needs no rebuild: `updated` derives a new index from this one and the
+changed chunks alone (only those are tokenised), scoring exactly as an index built from scratch.
+An index is never modified once built: searches holding the old one keep a consistent view.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -24,7 +27,7 @@ import re
 import unicodedata
 from array import array
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -123,34 +126,107 @@ class KeywordIndex:
         if not (len(chunk_ids) == len(texts) == len(metadatas)):
             raise ValueError("chunk_ids, texts and metadatas must have the same length")
         vocabulary: dict[str, int] = {}
-        columns = array("q")  # compact: a 100k-chunk corpus has tens of millions of tokens
-        lengths = np.zeros(len(texts), dtype=np.int64)
-        for row, text in enumerate(texts):
-            tokens = tokenize(text)
-            columns.extend(vocabulary.setdefault(token, len(vocabulary)) for token in tokens)
-            lengths[row] = len(tokens)
-        rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)
-        counts = np.ones(len(columns), dtype=np.float32)
+        rows, columns, lengths = _count_tokens(map(tokenize, texts), len(texts), vocabulary)
         # COO → CSC adds up repeated (row, term) pairs: each cell is a term frequency.
         tf = scipy.sparse.csc_array(
-            (counts, (rows, np.frombuffer(columns, dtype=np.int64) if columns else np.zeros(0, np.int64))),
-            shape=(len(texts), len(vocabulary)),
+            (np.ones(len(columns), dtype=np.float32), (rows, columns)), shape=(len(texts), len(vocabulary))
         )
-        self._attach(list(chunk_ids), [dict(m) for m in metadatas], list(vocabulary), tf)
+        self._attach(list(chunk_ids), [dict(m) for m in metadatas], list(vocabulary), tf, lengths.astype(np.float64))
 
-    def _attach(self, chunk_ids: list[str], metadatas: list[dict[str, Any]], terms: list[str], tf: Any) -> None:
+    def _attach(
+        self,
+        chunk_ids: list[str],
+        metadatas: list[dict[str, Any]],
+        terms: list[str],
+        tf: Any,
+        lengths: np.ndarray | None = None,
+        vocabulary: dict[str, int] | None = None,
+    ) -> None:
+        """`lengths` and `vocabulary`, when the caller already has them, spare a pass over the matrix
+        and the terms (`updated`, which must stay well under a second at 100k chunks)."""
         self.chunk_ids = chunk_ids
         self.metadatas = metadatas
         self._row_of = {chunk_id: row for row, chunk_id in enumerate(chunk_ids)}
         self._terms = terms
-        self._vocabulary = {term: column for column, term in enumerate(terms)}
+        self._vocabulary = {term: column for column, term in enumerate(terms)} if vocabulary is None else vocabulary
         self._tf = tf  # chunks x terms, by column: a query reads only its terms' columns
-        self._lengths = np.asarray(tf.sum(axis=1), dtype=np.float64).reshape(-1)  # tokens per chunk
+        if lengths is None:
+            lengths = np.asarray(tf.sum(axis=1), dtype=np.float64).reshape(-1)
+        self._lengths = lengths  # tokens per chunk
         self._document_frequency = np.diff(tf.indptr)  # over every chunk
         self._columns: dict[str, np.ndarray] = {}
         self._groups: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._masks: dict[str, Mask] = {}
         self._access: dict[str, Mask | None] = {}
+
+    # ---- deriving the index of the next version
+
+    def updated(
+        self,
+        remove: Iterable[str],
+        chunk_ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+    ) -> KeywordIndex:
+        """A new index: this one without the chunks `remove` names (ids not here are ignored), with
+        the given chunks added (replacing any row of the same id). Only the added texts are
+        tokenised; new terms get new columns, and terms no chunk uses any more keep an empty one
+        (invisible: an empty column scores and weighs as an unknown term).
+
+        Added chunks are merged in by id, so an index whose rows are sorted by chunk id (as the
+        knowledge base builds them) stays sorted: it then equals, row for row and score for score,
+        `KeywordIndex` built from scratch on the resulting chunks in id order."""
+        if not (len(chunk_ids) == len(texts) == len(metadatas)):
+            raise ValueError("chunk_ids, texts and metadatas must have the same length")
+        if len(set(chunk_ids)) != len(chunk_ids):
+            raise ValueError("the added chunks repeat an id")
+        gone = {row for chunk_id in (*remove, *chunk_ids) if (row := self._row_of.get(chunk_id)) is not None}
+        kept = np.ones(len(self), dtype=bool)
+        kept[list(gone)] = False
+        kept_ids = [chunk_id for row, chunk_id in enumerate(self.chunk_ids) if kept[row]] if gone else self.chunk_ids
+
+        order = sorted(range(len(chunk_ids)), key=chunk_ids.__getitem__)
+        # Final row of each added chunk: its place among the kept ids, plus the added ones before it.
+        added_rows = np.fromiter(
+            (bisect.bisect_left(kept_ids, chunk_ids[i]) + n for n, i in enumerate(order)), np.int64, len(order)
+        )
+        total = len(kept_ids) + len(order)
+        is_added = np.zeros(total, dtype=bool)
+        is_added[added_rows] = True
+        final_of_old = np.full(len(self), -1, dtype=np.int64)
+        final_of_old[kept] = np.flatnonzero(~is_added)
+
+        vocabulary = self._vocabulary
+        tokens = [tokenize(texts[i]) for i in order]
+        if any(token not in vocabulary for each in tokens for token in each):
+            vocabulary = dict(vocabulary)  # a copy: the old index keeps its own (searches may be reading it)
+        local_rows, columns, added_lengths = _count_tokens(tokens, len(tokens), vocabulary)
+        terms = self._terms if vocabulary is self._vocabulary else [*self._terms, *list(vocabulary)[len(self._terms) :]]
+        added = scipy.sparse.csc_array(
+            (np.ones(len(columns), dtype=np.float32), (local_rows, columns)), shape=(len(order), len(terms))
+        )
+        tf = _merge_columns(self._tf, final_of_old, added, added_rows, total)
+
+        lengths = np.empty(total, dtype=np.float64)
+        lengths[~is_added] = self._lengths[kept]
+        lengths[added_rows] = added_lengths
+        final_ids: list[str] = []
+        final_metadatas: list[dict[str, Any]] = []
+        kept_metadatas = [meta for row, meta in enumerate(self.metadatas) if kept[row]] if gone else self.metadatas
+        start = 0
+        for n, i in enumerate(order):
+            stop = int(added_rows[n]) - n  # kept rows before this added one
+            final_ids += kept_ids[start:stop]
+            final_metadatas += kept_metadatas[start:stop]
+            final_ids.append(chunk_ids[i])
+            final_metadatas.append(dict(metadatas[i]))
+            start = stop
+        final_ids += kept_ids[start:]
+        final_metadatas += kept_metadatas[start:]
+
+        index = KeywordIndex.__new__(KeywordIndex)
+        index._attach(final_ids, final_metadatas, terms, tf, lengths, vocabulary)
+        return index
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -328,6 +404,42 @@ class KeywordIndex:
         index = cls.__new__(cls)
         index._attach(data["chunk_ids"], data["metadatas"], data["terms"], tf)
         return index
+
+
+def _count_tokens(
+    token_lists: Iterable[list[str]], count: int, vocabulary: dict[str, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column) of every token of `count` texts' tokens, and each text's length in tokens.
+    New terms are added to `vocabulary`, numbered from its size."""
+    columns = array("q")  # compact: a 100k-chunk corpus has tens of millions of tokens
+    lengths = np.zeros(count, dtype=np.int64)
+    for row, tokens in enumerate(token_lists):
+        columns.extend(vocabulary.setdefault(token, len(vocabulary)) for token in tokens)
+        lengths[row] = len(tokens)
+    rows = np.repeat(np.arange(count, dtype=np.int64), lengths)
+    return rows, np.frombuffer(columns, dtype=np.int64) if columns else np.zeros(0, np.int64), lengths
+
+
+def _merge_columns(old: Any, final_of_old: np.ndarray, added: Any, added_rows: np.ndarray, total: int) -> Any:
+    """A CSC matrix of `total` rows: `old`'s cells moved to rows `final_of_old` (-1: dropped), and
+    `added`'s rows placed at `added_rows`, each column's new cells after its old ones. Whole-array
+    numpy passes only: no sort over the tens of millions of cells a 100k-chunk index holds."""
+    width = added.shape[1]
+    moved = final_of_old[old.indices]
+    keep = moved >= 0
+    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
+    kept_indptr = np.zeros(width + 1, dtype=np.int64)
+    kept_indptr[: len(old.indptr)] = kept_before[old.indptr]
+    kept_indptr[len(old.indptr) :] = kept_indptr[len(old.indptr) - 1]  # new terms: no old cells
+    added_indptr = np.asarray(added.indptr, dtype=np.int64)
+    nnz = int(kept_indptr[-1] + added_indptr[-1])
+    index_type = np.int32 if max(nnz, total, width) < np.iinfo(np.int32).max else np.int64
+    added_columns = np.repeat(np.arange(width), np.diff(added_indptr))
+    at = kept_indptr[added_columns + 1]  # each new cell goes at the end of its column's old cells
+    indices = np.insert(moved[keep].astype(index_type), at, added_rows[added.indices].astype(index_type))
+    data = np.insert(old.data[keep], at, added.data.astype(old.data.dtype))
+    indptr = (kept_indptr + added_indptr).astype(index_type)
+    return scipy.sparse.csc_array((data, indices, indptr), shape=(total, width))
 
 
 _MATRIX_FILE = "term_frequencies.npz"
