@@ -159,8 +159,8 @@ def make_generate(services: Services) -> Node:
         said = AIMessage(outcome.text, id=outcome.message_id)
         spoken = strip_markup(outcome.text, language)  # what LiveKit's markdown filter leaves of the stream
         if outcome.stopped:  # the model would say more: offer it (a yes asks it to go on)
-            offer = phrases.offer_details[language]
-            return [said, AIMessage(offer)], _spaced(spoken, offer, language), False
+            offer = _spaced(spoken, phrases.offer_details[language], language)[len(spoken) :]  # " Want..."
+            return [said, AIMessage(offer)], spoken + offer, False
         if outcome.error is None:
             return [said], spoken, False
         apology = phrases.cut_short[language]

@@ -46,7 +46,9 @@ from agent.filler import filler_policy
 from agent.identity import ANONYMOUS, Caller, caller_in, context_for
 from graph.builder import VoiceGraph, build_graph
 from graph.context import Context
+from graph.prompts import DETAILS_NOTE
 from graph.services import Services
+from graph.speakable import Budget
 from graph.tracing import Tracer
 from graph.turn_record import Sink, TurnRecord
 from retrievers.sources.base import Source, SourceContext, run_source
@@ -394,6 +396,28 @@ async def test_fast_turns_get_no_filler(services: Services) -> None:
     for turn in turns:
         assert turn.report["filler"] is None and not turn.said.startswith(PHRASES.filler["en"])
     assert turns[0].said == "The stock value is 42."
+
+
+@on_module_loop
+async def test_a_yes_to_the_offered_details_gets_them_in_the_call(
+    services: Services, chat_server: FakeOpenAIServer
+) -> None:
+    """A spoken answer over its budget ends with the offer; the caller's yes, in the same call
+    (LiveKit resends the chat, no checkpoint), gets the details from the model, not the answer again."""
+    tight = dataclasses.replace(services.options, budget=Budget(max_chars_ja=30, max_words_en=8))
+    async with Call(dataclasses.replace(services, options=tight)) as call:
+        first = await call.ask("What is the warranty on the Kumo Halo?")
+        chat_server.set(reply="Kumo Care+ also covers one accidental repair.")
+        details = await call.ask("Yes, please.")
+        said = history(call.session)
+
+    # the model was stopped after its first sentence (longer than the budget: a sentence is never cut),
+    # and the offer follows as a sentence of its own: LiveKit joins the streamed pieces as they come
+    assert first.said.endswith(". " + PHRASES.offer_details["en"]) and "2-year" in first.said
+    assert first.said.count(".") == 1
+    assert details.said == "Kumo Care+ also covers one accidental repair."
+    assert DETAILS_NOTE["en"].strip() in chat_server.chat_requests[-1].system_prompt
+    assert [role for role, _ in said] == ["user", "assistant", "user", "assistant"]
 
 
 # ---------------------------------------------------------------------------------- barge-in
