@@ -10,26 +10,40 @@
 - the one write path (order of writes, repair of a write cut short, new version): `writer.py`;
 - one writer at a time across processes (file lock, or Redis): `writer_lock.py`;
 - where dense and BM25 candidates are fused into `SearchHit`s: `hybrid_search.py`;
-- recent results per version: `result_cache.py`.
+- recent results per version: `result_cache.py`;
+- LangChain: the hybrid search as a retriever (`langchain_retriever.py`), the collection as a
+  `langchain_chroma.Chroma` store with the product's embeddings (`langchain_store.py`).
 """
 
 from retrievers.knowledge_base.chroma_client import DEFAULT_TIMEOUT_S, ChromaTimeout, make_chroma_client
 from retrievers.knowledge_base.hits import SearchHit
 from retrievers.knowledge_base.hybrid_search import Candidates
 from retrievers.knowledge_base.ingest import IngestReport, ProgressCallback
+from retrievers.knowledge_base.langchain_retriever import KnowledgeBaseRetriever
+from retrievers.knowledge_base.langchain_store import (
+    PUBLIC_ONLY,
+    KnowledgeBaseEmbeddings,
+    open_vector_store,
+    vector_store_of,
+)
 from retrievers.knowledge_base.manager import KnowledgeBaseManager
 from retrievers.knowledge_base.writer_lock import DEFAULT_LOCK_TIMEOUT_S, WriterLock, default_writer_lock
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT_S",
     "DEFAULT_TIMEOUT_S",
+    "PUBLIC_ONLY",
     "Candidates",
     "ChromaTimeout",
     "IngestReport",
+    "KnowledgeBaseEmbeddings",
     "KnowledgeBaseManager",
+    "KnowledgeBaseRetriever",
     "ProgressCallback",
     "SearchHit",
     "WriterLock",
     "default_writer_lock",
     "make_chroma_client",
+    "open_vector_store",
+    "vector_store_of",
 ]
