@@ -21,6 +21,7 @@ between the walk and the read is refused, never followed. POSIX only (`dir_fd`, 
 
 from __future__ import annotations
 
+import codecs
 import errno
 import os
 import stat
@@ -59,7 +60,7 @@ def find_files(paths: Iterable[Path], suffixes: tuple[str, ...]) -> tuple[list[F
             found = sorted(_walk(path), key=lambda item: item.path)
             kept = [item for item in found if item.path.suffix.lower() in suffixes]
             if not kept:
-                raise UserInputError(f"{named(path)}: no .jsonl, .json, .md or .txt files in this folder")
+                raise UserInputError(f"{named(path)}: no {_listed(suffixes)} files in this folder")
             files += kept
             skipped += [item.path for item in found if item.path.suffix.lower() not in suffixes]
         elif path.suffix.lower() in suffixes:
@@ -70,8 +71,13 @@ def find_files(paths: Iterable[Path], suffixes: tuple[str, ...]) -> tuple[list[F
                 f"expected one of {', '.join(suffixes)}"
             )
     if not files:
-        raise UserInputError("no documents found: give .jsonl, .json, .md or .txt files or folders")
+        raise UserInputError(f"no documents found: give {_listed(suffixes)} files or folders")
     return files, skipped
+
+
+def _listed(suffixes: tuple[str, ...]) -> str:
+    shown = [suffix for suffix in suffixes if suffix not in (".markdown", ".htm")]  # variants of .md, .html
+    return f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
 
 
 def _walk(root: Path) -> list[FoundFile]:
@@ -154,3 +160,15 @@ def _size(count: int) -> str:
         if count >= scale:
             return f"{count / scale:g} {unit}"
     return f"{count} B"
+
+
+def decoded_text(file: FoundFile, data: bytes) -> str:
+    """The bytes of a text file as text, or a refusal naming the line of the first bad byte."""
+    if b"\x00" in data:
+        raise UserInputError(f"{named(file.path)}: binary file (contains NUL bytes), expected UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # past the BOM
+        line = data[:start].count(b"\n") + 1
+        raise UserInputError(f"{named(file.path)}:{line}: not valid UTF-8 (byte {start})") from None

@@ -1,4 +1,4 @@
-"""Documents: the model, loaders for .jsonl/.json/.md/.txt and folders, validation and chunking.
+"""Documents: the model, loaders for .jsonl/.json/.md/.txt (office formats: `formats/`), validation, chunking.
 
 Loading is all-or-nothing: `load_documents` reads and validates every input before anything is
 written, and raises `UserInputError` naming the file and line (or field) of the first problem.
@@ -7,7 +7,7 @@ Which files are read, and how, is `document_files.py`; what values may hold, `do
 
 from __future__ import annotations
 
-import codecs
+import bisect
 import hashlib
 import json
 import re
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from retrievers.access import IDENTIFIER_RULE, is_identifier, split_roles
-from retrievers.document_files import FoundFile, find_files, named, read_found
+from retrievers.document_files import FoundFile, decoded_text, find_files, named, read_found
 from retrievers.document_values import (
     MAX_JSON_DEPTH,
     MAX_TITLE_CHARS,
@@ -33,11 +33,15 @@ from retrievers.errors import UserInputError
 
 if TYPE_CHECKING:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    from retrievers.formats.config import ConfigReader
 from retrievers.language import Language, detect_language
 
 Category = Literal["product", "support", "general"]
 CATEGORIES: tuple[Category, ...] = ("product", "support", "general")
-SUPPORTED_SUFFIXES = (".jsonl", ".json", ".md", ".markdown", ".txt")
+TEXT_SUFFIXES = (".jsonl", ".json", ".md", ".markdown", ".txt")
+OFFICE_SUFFIXES = (".pdf", ".html", ".htm", ".docx", ".csv", ".xlsx")  # read by `retrievers/formats/`
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + OFFICE_SUFFIXES
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MetadataValue = str | int | float | bool
 
@@ -63,6 +67,8 @@ class Document(BaseModel):
     # Who may see it (`retrievers/access.py`): none of both means public.
     roles: tuple[str, ...] = ()
     tenant: str | None = None
+    # Where each page's text starts in `text` (PDF): chunks then say which page(s) they come from.
+    page_starts: tuple[int, ...] = ()
 
     @field_validator("roles", mode="before")
     @classmethod
@@ -125,6 +131,8 @@ class Document(BaseModel):
         fields.append(sorted(self.metadata.items()))
         if self.roles or self.tenant:
             fields.append([sorted(self.roles), self.tenant])
+        if self.page_starts:
+            fields.append(list(self.page_starts))
         payload = json.dumps(fields, ensure_ascii=False)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
 
@@ -137,6 +145,7 @@ class Chunk:
     doc_id: str
     index: int
     text: str
+    pages: tuple[int, int] | None = None  # first and last page (1-based) of a paged document
 
     @staticmethod
     def make_id(doc_id: str, index: int) -> str:
@@ -146,7 +155,25 @@ class Chunk:
 def chunk_document(doc: Document, *, size: int, overlap: int) -> list[Chunk]:
     """Split a document into overlapping chunks at paragraph, sentence, then word boundaries."""
     pieces = _splitter(size, overlap).split_text(doc.text) or [doc.text.strip()]
-    return [Chunk(Chunk.make_id(doc.id, i), doc.id, i, piece) for i, piece in enumerate(pieces)]
+    pages = _chunk_pages(doc, pieces) if doc.page_starts else [None] * len(pieces)
+    return [Chunk(Chunk.make_id(doc.id, i), doc.id, i, piece, pages[i]) for i, piece in enumerate(pieces)]
+
+
+def _chunk_pages(doc: Document, pieces: list[str]) -> list[tuple[int, int] | None]:
+    """Pages of each chunk: the pieces are substrings of the text, in order (as langchain's
+    `add_start_index` finds them), so each is searched from just after the previous one's start."""
+    pages: list[tuple[int, int] | None] = []
+    start = -1
+    for piece in pieces:
+        found = doc.text.find(piece, start + 1)
+        if found < 0:  # not a substring (never with this splitter): no page rather than a wrong one
+            pages.append(None)
+            continue
+        start = found
+        first = bisect.bisect_right(doc.page_starts, start)
+        last = bisect.bisect_right(doc.page_starts, start + max(len(piece) - 1, 0))
+        pages.append((first, last))
+    return pages
 
 
 def embedding_text(title: str, chunk_text: str) -> str:
@@ -192,34 +219,32 @@ def load_documents(paths: Iterable[Path | str]) -> LoadReport:
     Raises `UserInputError` naming the file and line or field at the first problem, including a
     document id used twice anywhere in the inputs.
     """
+    from retrievers.formats.config import ConfigReader, is_config_file
+
     files, skipped = find_files((Path(p) for p in paths), SUPPORTED_SUFFIXES)
+    configs = ConfigReader()
     documents: list[Document] = []
     first_seen: dict[str, str] = {}
     for file in files:
-        for where, doc in _load_file(file):
+        for where, doc in _load_file(file, configs):
             if doc.id in first_seen:
                 raise UserInputError(f"{where}: duplicate id {doc.id!r} (first seen at {first_seen[doc.id]})")
             first_seen[doc.id] = where
             documents.append(doc)
-    return LoadReport(documents, [f.path for f in files], skipped)
+    return LoadReport(documents, [f.path for f in files], [path for path in skipped if not is_config_file(path)])
 
 
-def _read_text(file: FoundFile) -> str:
-    data = read_found(file, MAX_FILE_BYTES)  # read once: everything below checks these bytes
-    if b"\x00" in data:
-        raise UserInputError(f"{named(file.path)}: binary file (contains NUL bytes), expected UTF-8 text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        start = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)  # past the BOM
-        line = data[:start].count(b"\n") + 1
-        raise UserInputError(f"{named(file.path)}:{line}: not valid UTF-8 (byte {start})") from None
-
-
-def _load_file(found: FoundFile) -> Iterator[tuple[str, Document]]:
-    text = _read_text(found)
+def _load_file(found: FoundFile, configs: ConfigReader) -> Iterator[tuple[str, Document]]:
+    data = read_found(found, MAX_FILE_BYTES)  # read once: everything below checks these bytes
     file, name, path_id = found.path, named(found.path), _path_id(found.path, found.root)
     suffix = file.suffix.lower()
+    if suffix in OFFICE_SUFFIXES:
+        from retrievers.formats.read import office_documents  # parsers load only when needed
+
+        for where, draft in office_documents(found, data, path_id, configs):
+            yield where, _document_from_draft(draft, where, file.parent.name)
+        return
+    text = decoded_text(found, data)
     if suffix == ".jsonl":
         # Only "\n" ends a record: splitlines() would also split at U+2028, U+2029 and U+0085,
         # which JSON strings may hold unescaped (json.dumps(ensure_ascii=False) writes them).
@@ -292,7 +317,15 @@ def _document_from_record(record: Any, where: str, source: str, *, fallback_id: 
         "tenant": record.get("tenant"),
     }
     hint = "" if "id" in record else "rename the file or give the record an id"
-    return _validated(fields, where, id_hint=hint)
+    return validated_document(fields, where, id_hint=hint)
+
+
+def _document_from_draft(draft: dict[str, Any], where: str, folder: str) -> Document:
+    """A reader's fields, with the defaults a text file gets: category from the folder, language detected."""
+    fields = dict(draft)
+    fields["category"] = fields.get("category") or (folder if folder in CATEGORIES else "general")
+    fields["lang"] = fields.get("lang") or detect_language(f"{fields['title']}\n{fields['text']}")
+    return validated_document(fields, where)
 
 
 def _document_from_text_file(found: FoundFile, text: str, path_id: str) -> Document:
@@ -312,10 +345,10 @@ def _document_from_text_file(found: FoundFile, text: str, path_id: str) -> Docum
         "tenant": front.pop("tenant", "") or None,
         "metadata": dict(front),
     }
-    return _validated(fields, named(file), id_hint=hint)
+    return validated_document(fields, named(file), id_hint=hint)
 
 
-def _validated(fields: dict[str, Any], where: str, *, id_hint: str = "") -> Document:
+def validated_document(fields: dict[str, Any], where: str, *, id_hint: str = "") -> Document:
     try:
         return Document(**fields)
     except ValidationError as exc:

@@ -66,6 +66,9 @@ def chunk_metadata(doc: Document, chunk: Chunk, chunk_count: int, content_hash: 
         roles=stored_roles(doc.roles),
         tenant=doc.tenant or "",
     )
+    if chunk.pages is not None:  # a PDF's chunk: an answer can cite "page 3"
+        first, last = chunk.pages
+        meta.update(page=first, pages=str(first) if first == last else f"{first}-{last}")
     if chunk.index == 0:  # the head chunk describes the document
         meta.update(chunk_count=chunk_count)
     return meta

@@ -1,0 +1,91 @@
+"""What every office reader needs: where the file came from, and one shape for what it read."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrievers.document_values import MAX_TITLE_CHARS
+from retrievers.formats.config import FileConfig, IngestConfig
+from retrievers.language import Language
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A file being read: `name` for messages, `doc_id` (its path without suffix) for ids."""
+
+    name: str
+    doc_id: str
+    source: str
+    config: FileConfig = field(default_factory=lambda: FileConfig(IngestConfig(), {}))
+
+    @property
+    def stem(self) -> str:
+        return self.doc_id.rsplit("/", 1)[-1].replace("_", " ").replace("-", " ")
+
+
+Draft = dict[str, Any]  # a Document's fields; `retrievers/documents.py` validates them (fills category, lang)
+
+
+def make_document(
+    origin: Origin,
+    *,
+    text: str,
+    title: str = "",
+    doc_id: str = "",
+    metadata: dict[str, str | int | float | bool] | None = None,
+    page_starts: tuple[int, ...] = (),
+    lang: Language | None = None,
+) -> Draft:
+    """A document's fields with the config's category, language and access rules applied. Unset
+    category and language are left to the loader (from the folder's name; detected from the text)."""
+    config = origin.config.values
+    return {
+        "id": doc_id or origin.doc_id,
+        "title": short_title(title) or origin.stem,
+        "text": text,
+        "category": config.category,
+        "lang": config.lang or lang,
+        "source": origin.source,
+        "metadata": metadata or {},
+        "roles": config.roles,
+        "tenant": config.tenant,
+        "page_starts": page_starts,
+    }
+
+
+_SPACES = re.compile(r"[ \t\u00a0\u3000]+")
+
+
+def short_title(text: str) -> str:
+    """One line of at most `MAX_TITLE_CHARS` (a title is stored and embedded with every chunk)."""
+    line = _SPACES.sub(" ", text.strip().split("\n", 1)[0]).strip()
+    return line[: MAX_TITLE_CHARS - 1] + "…" if len(line) > MAX_TITLE_CHARS else line
+
+
+def tidy_lines(text: str) -> str:
+    """Runs of spaces made one, lines trimmed, blank lines dropped (extracted text is ragged)."""
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def row_line(header: list[str], values: list[str]) -> str:
+    """A table row as `col: value; col: value` (empty cells left out; no header name: the value alone)."""
+    cells = [f"{name}: {value}" if name else value for name, value in zip_longest_names(header, values) if value]
+    return "; ".join(cells)
+
+
+def zip_longest_names(header: list[str], values: list[str]) -> list[tuple[str, str]]:
+    return [(header[i] if i < len(header) else "", value) for i, value in enumerate(values)]
+
+
+def table_lines(rows: list[list[str]], *, has_header: bool) -> list[str]:
+    """Rows of an HTML or Word table as lines; the header row names the columns of the others."""
+    rows = [row for row in rows if any(cell for cell in row)]
+    if not rows:
+        return []
+    if not has_header or len(rows) == 1:
+        return ["; ".join(cell for cell in row if cell) for row in rows]
+    header, body = rows[0], rows[1:]
+    return [line for line in (row_line(header, row) for row in body) if line]

@@ -1,0 +1,45 @@
+"""Which reader a office file goes to, by its suffix, with the config that applies to it."""
+
+from __future__ import annotations
+
+from retrievers.document_files import FoundFile, decoded_text, named
+from retrievers.formats.common import Draft, Origin
+from retrievers.formats.config import ConfigReader
+
+
+def office_documents(found: FoundFile, data: bytes, path_id: str, configs: ConfigReader) -> list[tuple[str, Draft]]:
+    """(where, fields) of each document of the file: `where` names the file and, for a table row,
+    the sheet and row (a duplicate id is reported there)."""
+    origin = Origin(
+        name=named(found.path),
+        doc_id=path_id,
+        source=found.source,
+        config=configs.for_file(found),
+    )
+    suffix = found.path.suffix.lower()
+    if suffix == ".pdf":
+        from retrievers.formats.pdf import pdf_document
+
+        docs = [pdf_document(data, origin)]
+    elif suffix in (".html", ".htm"):
+        from retrievers.formats.html import html_file_documents
+
+        docs = html_file_documents(data, origin)
+    elif suffix == ".docx":
+        from retrievers.formats.word import docx_document
+
+        docs = [docx_document(data, origin)]
+    elif suffix == ".csv":
+        from retrievers.formats.tables import csv_documents
+
+        docs = csv_documents(decoded_text(found, data), origin)
+    else:
+        from retrievers.formats.tables import xlsx_documents
+
+        docs = xlsx_documents(data, origin)
+    return [(_where(origin.name, doc), doc) for doc in docs]
+
+
+def _where(name: str, doc: Draft) -> str:
+    sheet, row = doc["metadata"].get("sheet"), doc["metadata"].get("row")
+    return name + (f": sheet {sheet!r}" if sheet is not None else "") + (f" row {row}" if row is not None else "")
