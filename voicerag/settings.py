@@ -46,10 +46,14 @@ class Settings(BaseSettings):
     chroma_url: SecretUrl | None = Field(None, description="Chroma server, e.g. http://127.0.0.1:8000")
     chroma_timeout_s: float = Field(10.0, gt=0, le=300, description="each call to a Chroma server gives up after this")
     ingest_lock_timeout_s: float = Field(600.0, ge=0, le=86400, description="how long an ingest waits for another")
+    ingest_nice: int = Field(10, ge=0, le=19, description="CPU niceness `voicerag ingest` adds to itself")
     collection: str = Field("voicerag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")  # Chroma's rule
     embeddings: Literal["e5", "use", "openai"] = "e5"
     embeddings_threads: int = Field(2, ge=1, le=64)
     openai_embedding_model: str = "text-embedding-3-small"
+    openai_embedding_batch: int = Field(256, ge=1, le=2048, description="texts per embeddings request")
+    openai_embedding_concurrency: int = Field(4, ge=1, le=32, description="embeddings requests in flight at once")
+    openai_embedding_max_tokens: int = Field(100_000, ge=1000, le=300_000, description="estimated tokens per request")
     chunk_size: int = Field(1000, ge=100, le=20000)
     chunk_overlap: int = Field(100, ge=0, le=5000)
 

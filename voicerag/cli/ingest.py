@@ -1,4 +1,7 @@
-"""`voicerag ingest PATH... [--collection NAME] [--dry-run]`: validate everything, then upsert.
+"""`voicerag ingest PATH... [--collection NAME] [--dry-run] [--nice N]`: validate everything, then upsert.
+
+An ingest is a background job: it lowers its own CPU priority first (`--nice`, default INGEST_NICE=10),
+so that a voice worker on the same machine keeps its latency while documents are parsed and embedded.
 
 One writer at a time per knowledge base: an ingest that finds another one writing says so on stderr
 and waits for it (a bounded wait: it then fails naming the lock). An ingest that finds a write cut
@@ -7,6 +10,8 @@ short (a killed ingest) repairs it first and says what it removed; this run adds
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,11 +36,21 @@ def ingest(
     ],
     collection: Annotated[str | None, typer.Option(help="Collection to write to (default: COLLECTION).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate and count; write nothing.")] = False,
+    nice: Annotated[
+        int | None,
+        typer.Option(
+            "--nice",
+            min=0,
+            max=19,
+            help="Lower this ingest's CPU priority by N (0: normal priority; default: INGEST_NICE, 10).",
+        ),
+    ] = None,
 ) -> None:
     """Add or update documents in the knowledge base. Nothing is written if any input is bad."""
     loaded = settings()
     if collection:
         loaded = load_settings(collection=collection)  # validated: a bad name is a usage error (exit 2)
+    lower_priority(loaded.ingest_nice if nice is None else nice)  # before parsing and embedding: both are CPU
     from retrievers.documents import load_documents
 
     report = load_documents(paths)  # raises UserInputError before anything is written
@@ -72,3 +87,20 @@ async def _ingest(loaded: Settings, documents: list[Document]) -> None:
         f"{result.chunks_written} chunks written, {result.chunks_deleted} deleted; "
         f"{chunks} chunks in {kb.collection_name!r}; {result.seconds:.1f} s"
     )
+
+
+def lower_priority(steps: int) -> None:
+    """Add `steps` to the niceness of every thread of this process. On Linux each thread has its own
+    (os.nice() would lower only the calling one, and imports already started thread pools); threads
+    started later inherit it. Never fails an ingest: a priority that cannot be changed stays."""
+    if steps <= 0:
+        return
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir() or not hasattr(os, "setpriority"):
+        with contextlib.suppress(AttributeError, OSError):  # no os.nice on Windows
+            os.nice(steps)
+        return
+    for task in tasks.iterdir():
+        with contextlib.suppress(OSError, ValueError):  # a thread that just ended
+            tid = int(task.name)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
