@@ -152,9 +152,7 @@ def make_route_query(services: Services) -> Node:
         route: Route | None = None
         # Too long, or over a rate limit: refused before any lookup or model (retrievers/turn/admission.py).
         if services.admission is not None:
-            refusal = await services.admission.refusal(
-                question, user_id=ctx.user_id, session_id=ctx.session_id, tenant=ctx.tenant
-            )
+            refusal = await _shared_admission(services, ctx, question, earlier)
             route = Route(kind="refused", sources=[], category=None, reason=refusal) if refusal else None
         if route is None:
             route, search_query = await _shared_route(services, ctx, question, earlier, search_query, language)
@@ -180,6 +178,20 @@ def make_route_query(services: Services) -> Node:
         return cast(State, update)
 
     return route_query
+
+
+async def _shared_admission(services: Services, ctx: Context, question: str, earlier: list[str]) -> str | None:
+    """The rate limit's verdict, or an earlier run's for the same question in the call: LiveKit's
+    restarted speculative run is one turn of the caller's, not two (graph/lookup_reuse.py)."""
+    admission = services.admission
+    assert admission is not None
+
+    async def admit() -> str | None:
+        return await admission.refusal(question, user_id=ctx.user_id, session_id=ctx.session_id, tenant=ctx.tenant)
+
+    key = ("admission", normalised(question), tuple(normalised(text) for text in earlier[-4:]))
+    refusal, _ = await reuse_or_fetch(services, ctx, key, admit)
+    return refusal
 
 
 async def _shared_route(

@@ -24,6 +24,7 @@ from graph.context import Context
 from graph.services import Services
 from retrievers.documents import Document
 from retrievers.sources.registry import SourceRegistry
+from retrievers.turn.admission import TurnAdmission
 from retrievers.turn.reuse import LookupReuse, normalised
 
 pytestmark = pytest.mark.integration
@@ -104,7 +105,22 @@ async def test_a_discarded_speculative_run_still_pays_for_the_final_one(lookups:
     assert result["status"] == "ok" and result["cached"] is True  # from the speculative run's call
     assert "The stock value is 42." in state["answer"]
     assert [d["doc_id"] for d in state["documents"]] == ["w"] and not state["keyword_only"]
-    assert lookups.services.lookups is not None and lookups.services.lookups.reused == 3  # route, search, stock
+    assert lookups.services.lookups is not None and lookups.services.lookups.reused == 4  # admission, route, search, stock
+
+
+@on_module_loop
+async def test_a_restarted_run_counts_once_against_the_rate_limit(lookups: Lookups) -> None:
+    """Two turns a minute: the speculative run and its restart are one turn, so a second question is
+    still answered; the third is refused. Another caller's limit is their own."""
+    lookups.services.admission = TurnAdmission(max_question_chars=1000, per_user="2/minute")
+    speculative = asyncio.create_task(lookups.ask(SPECULATIVE))
+    await discarded(speculative, after_s=0.1)
+    first = await lookups.ask(QUESTION)
+    second = await lookups.ask("How long is the warranty of the KH-300?")
+    third = await lookups.ask("And the stock in Osaka?")
+
+    assert [s["route"]["kind"] for s in (first, second)] == ["lookup", "lookup"]
+    assert third["route"]["kind"] == "refused"
 
 
 @on_module_loop
@@ -172,6 +188,6 @@ async def test_a_lookup_nobody_comes_back_for_is_cancelled(lookups: Lookups) -> 
     await asyncio.sleep(0.1)  # the grace (0.05 s here) has passed
 
     assert len(lookups.stock.started) == 1 and len(lookups.stock.cancelled) == 1
-    assert lookups.services.lookups is not None and len(lookups.services.lookups) < 3  # the cancelled one dropped
+    assert lookups.services.lookups is not None and len(lookups.services.lookups) < 4  # the cancelled one dropped
     state = await lookups.ask("Is the stock fine?")
     assert state["api_results"][0]["status"] == "ok" and len(lookups.stock.started) == 2
