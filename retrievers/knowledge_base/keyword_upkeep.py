@@ -1,11 +1,15 @@
 """Keeps this process's keyword (BM25) index equal to the collection's current version.
 
-The index is derived from Chroma and never edited in place: a new `kb_version` means a new index,
-built from every chunk in Chroma or loaded from the copy saved under `index_dir/<collection>/<version>`
-(building takes 41 s at 100k chunks; loading a saved copy a fraction of that). Only the newest
-saved copy is kept. A saved copy made by another tokenizer is refused and rebuilt (see
-`KeywordIndex.load`). Writes by another process are noticed at most every `refresh_interval_s`
-and the new index is built in the background while the old one keeps serving.
+The index is derived from Chroma and never edited in place: a new `kb_version` means a new index.
+A write made by this process derives it from the previous index and the write itself (`apply`:
+only the written chunks are tokenised, well under a second at 100k chunks) and saves it under
+`index_dir/<collection>/<version>` in a background thread (the newest version only; `close` waits
+for it). Any other new version is loaded from its saved copy or built from every chunk in Chroma
+(41 s at 100k chunks). Only the newest saved copy is kept; a copy is written beside its place and
+renamed into it, so a reader never loads half of one. A saved copy made by another tokenizer is
+refused and rebuilt (see `KeywordIndex.load`). Writes by another process are noticed at most every
+`refresh_interval_s` and the new index is built in the background while the old one keeps serving.
+Rows are in chunk-id order whichever way an index was made, so every process ranks ties alike.
 
 An index holds only documents stored whole (`consistency.py`), with each chunk's content hash: it
 is the snapshot readers trust, so a document being rewritten is briefly absent, never mixed.
@@ -17,14 +21,18 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import threading
 import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from retrievers.documents import embedding_text
 from retrievers.keyword import KeywordIndex
 from retrievers.knowledge_base.chroma_store import EMPTY_VERSION, ChromaStore, Row
 from retrievers.knowledge_base.consistency import verify
-from retrievers.knowledge_base.ingest import ProgressCallback
+from retrievers.knowledge_base.ingest import ProgressCallback, WritePlan
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +47,20 @@ class KeywordUpkeep:
         self.store = store
         self.index_dir = index_dir
         self.refresh_interval_s = refresh_interval_s
-        self.index: KeywordIndex | None = None  # None until first use
-        self.version: str | None = None  # the version `index` was built from
+        # (index, the version it is of), swapped as one reference: a reader never pairs one with the other's
+        self._current: tuple[KeywordIndex | None, str | None] = (None, None)  # no index until first use
         self._checked_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
+        self._saves = _LatestSaver(self._save_if_current)
+
+    @property
+    def index(self) -> KeywordIndex | None:
+        return self._current[0]
+
+    @property
+    def version(self) -> str | None:
+        """The version `index` is of."""
+        return self._current[1]
 
     # ---- building: from a saved copy, or from Chroma
 
@@ -55,6 +73,7 @@ class KeywordUpkeep:
                 return _with_versions(KeywordIndex.load(saved))
             except Exception as exc:  # refused (another tokenizer, no versions) or damaged: rebuild it
                 log.info("not reusing the saved keyword index %s: %s", saved, exc)
+                shutil.rmtree(saved, ignore_errors=True)  # the rebuilt copy takes its place
         # (without progress, the plain call: tests count rebuilds by replacing `build_from_chroma`)
         index = self.build_from_chroma(progress) if progress else self.build_from_chroma()
         if saved:
@@ -71,12 +90,8 @@ class KeywordUpkeep:
             if progress:
                 progress("index", len(rows), max(total, len(rows)))
         whole = verify((chunk_id, meta) for chunk_id, _, meta in rows)
-        kept = [row for row in rows if whole.keeps(row[0])]
-        return KeywordIndex(
-            [chunk_id for chunk_id, _, _ in kept],
-            [embedding_text(str(meta.get("title", "")), text) for _, text, meta in kept],
-            [{k: meta[k] for k in _INDEXED_METADATA if k in meta} for _, _, meta in kept],
-        )
+        kept = sorted((row for row in rows if whole.keeps(row[0])), key=lambda row: row[0])  # see the docstring
+        return KeywordIndex([chunk_id for chunk_id, _, _ in kept], *_indexed(kept))
 
     def saved_path(self, version: str) -> Path | None:
         """Where the saved copy of `version` lives (None: nothing is saved)."""
@@ -85,11 +100,25 @@ class KeywordUpkeep:
         return self.index_dir / self.store.name / version
 
     def _save(self, index: KeywordIndex, folder: Path) -> None:
-        """A failed save only costs a rebuild later."""
+        """Save beside `folder`, then rename into it: another process (or this one's background save)
+        saving the same version never mixes its files with these. A failed save only costs a rebuild later."""
+        partial = folder.with_name(f"{folder.name}.saving-{uuid.uuid4().hex}")
         try:
-            index.save(folder)
+            index.save(partial)
+            partial.rename(folder)  # fails when another copy got there first: that one serves
         except OSError as exc:
-            log.warning("could not save keyword index to %s: %s", folder, exc)
+            if not (folder / "chunks.json").exists():
+                log.warning("could not save keyword index to %s: %s", folder, exc)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _save_if_current(self, index: KeywordIndex, version: str) -> None:
+        """The background save of a derived index, skipped once a newer version serves."""
+        folder = self.saved_path(version)
+        if folder is None or version != self.version:
+            return
+        self._save(index, folder)
+        self.prune_saved()  # the save may end after a newer version was stamped and pruned
 
     def prune_saved(self) -> None:
         """Keep only the saved copy of the version this process serves. Called once that version
@@ -98,7 +127,7 @@ class KeywordUpkeep:
         if keep is None or not keep.parent.exists():
             return
         for old in keep.parent.iterdir():
-            if old != keep:
+            if old != keep and not old.name.startswith(f"{keep.name}.saving-"):  # its save under way
                 shutil.rmtree(old, ignore_errors=True)
 
     # ---- following the version
@@ -106,9 +135,31 @@ class KeywordUpkeep:
     def install(self, version: str, progress: ProgressCallback | None = None) -> KeywordIndex:
         """Build (or load) the index of `version` and serve it from now on. The writer calls this
         for a version it is about to stamp, so the saved copy exists before others see it."""
-        self.index = index = self.build(version, progress)
-        self.version = version
+        index = self.build(version, progress)
+        self._current = (index, version)
         return index
+
+    def apply(self, base: str, version: str, plan: WritePlan, progress: ProgressCallback | None = None) -> KeywordIndex:
+        """The index of `version`: `base` with `plan` written. Derived from the current index when
+        that is `base`'s (the write's chunks only are tokenised; the documents it touches are
+        replaced whole, as readers must see them), else built (`install`). Serves it at once;
+        it is saved in the background."""
+        index, current = self._current
+        if index is None or current != base:
+            return self.install(version, progress)
+        touched = {meta.get("doc_id") for meta in plan.metadatas}
+        touched.update(chunk_id.rpartition("::")[0] for chunk_id in plan.stale_ids)
+        removed = [
+            chunk_id
+            for chunk_id, meta in zip(index.chunk_ids, index.metadatas, strict=True)
+            if meta.get("doc_id") in touched
+        ]
+        written = list(zip(plan.ids, plan.texts, plan.metadatas, strict=True))
+        derived = index.updated(removed, plan.ids, *_indexed(written))
+        self._current = (derived, version)
+        if self.saved_path(version) is not None:
+            self._saves.submit(derived, version)
+        return derived
 
     def mark_checked(self) -> None:
         """The version is known to be current now: the next check is `refresh_interval_s` away."""
@@ -139,11 +190,60 @@ class KeywordUpkeep:
         except Exception as exc:  # a failed refresh keeps the old index; the next one retries
             log.warning("keyword index refresh failed: %s", exc)
 
+    def wait_for_saves(self) -> None:
+        """Return once the background save (if any) has finished."""
+        self._saves.wait()
+
     async def close(self) -> None:
         if self._refresh is not None and not self._refresh.done():
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._refresh
+        await asyncio.to_thread(self._saves.wait)  # the next process then loads the newest copy
+
+
+def _indexed(rows: list[Row]) -> tuple[list[str], list[dict[str, Any]]]:
+    """What the index holds of stored chunks: title + text (as embedded), and the metadata it needs."""
+    texts = [embedding_text(str(meta.get("title", "")), text) for _, text, meta in rows]
+    return texts, [{k: meta[k] for k in _INDEXED_METADATA if k in meta} for _, _, meta in rows]
+
+
+class _LatestSaver:
+    """Runs `save(index, version)` in one background thread, for the newest submitted index only:
+    writes coming faster than saves skip the versions in between."""
+
+    def __init__(self, save: Callable[[KeywordIndex, str], None]) -> None:
+        self._save = save
+        self._lock = threading.Lock()
+        self._pending: tuple[KeywordIndex, str] | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, index: KeywordIndex, version: str) -> None:
+        with self._lock:
+            self._pending = (index, version)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="keyword-index-save", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                job, self._pending = self._pending, None
+                if job is None:
+                    self._thread = None
+                    return
+            try:
+                self._save(*job)
+            except Exception as exc:  # a failed save only costs a rebuild later
+                log.warning("background save of keyword index %s failed: %s", job[1], exc)
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                thread = self._thread
+            if thread is None:
+                return
+            thread.join()
 
 
 def _with_versions(index: KeywordIndex) -> KeywordIndex:
