@@ -35,7 +35,7 @@ def counting_rebuilds(kb: KnowledgeBaseManager) -> list[int]:
         rebuilds.append(1)
         return build_from_chroma()
 
-    kb.keyword_upkeep.build_from_chroma = counting  # type: ignore[method-assign]
+    kb.keyword_upkeep.build_from_chroma = counting  # type: ignore[method-assign,assignment]
     return rebuilds
 
 
