@@ -1,0 +1,133 @@
+"""embedding_throughput: ingest embedding chunks/s for e5, USE and an OpenAI-compatible endpoint.
+
+The same generated chunks (Japanese and English, ~800 characters, the size `CHUNK_SIZE=1000` cuts
+prose into) go through `Embeddings.embed_passages`, the ingest path, with no vector cache. The
+OpenAI-style rows run against the tests' local fake server with a fixed latency per request
+(`LATENCY_S`, about what the real API takes for a batch), with the product's defaults (batch size,
+concurrency) and, for comparison, one request at a time of 32 texts (what an ingest did before).
+Load average before and after each row is in the table: the local models are CPU-bound.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from typing import Any
+
+from benchmarks.common import DATA_DIR, ROOT, Progress, Result, bench_settings, log, now, print_table
+from retrievers.embeddings import E5Model, EmbeddingModel, Embeddings, OpenAIBatching, OpenAIModel, UseModel
+
+NAME = "embedding_throughput"
+LATENCY_S = 0.2  # the fake endpoint's answer time per request
+CHUNK_CHARS = 800
+
+JA_WORDS = (
+    "返品 交換 保証 送料 注文 配送 店舗 営業時間 会員 ポイント 割引 在庫 修理 お問い合わせ 支払い 領収書 "
+    "製品 期間 無料 手数料 予約 キャンセル 受付 窓口 電話 メール 確認 登録 変更 更新"
+).split()
+JA_ENDINGS = ("は", "を", "に", "で", "の", "と", "が")
+EN_WORDS = (
+    "return exchange warranty shipping order delivery store hours member points discount stock repair "
+    "contact payment receipt product period free fee booking cancel desk phone email confirm register change"
+).split()
+
+
+def generated_chunks(count: int, seed: int = 12) -> list[str]:
+    """`count` distinct chunks of ~`CHUNK_CHARS` characters, alternating Japanese and English."""
+    rng = random.Random(seed)
+    chunks = []
+    for number in range(count):
+        parts: list[str] = [f"[{number}] "]
+        while sum(map(len, parts)) < CHUNK_CHARS:
+            if number % 2:
+                words = [rng.choice(EN_WORDS) for _ in range(rng.randint(6, 14))]
+                parts.append(" ".join(words).capitalize() + ". ")
+            else:
+                words = [rng.choice(JA_WORDS) + rng.choice(JA_ENDINGS) for _ in range(rng.randint(4, 9))]
+                parts.append("".join(words) + "確認します。")
+        chunks.append("".join(parts)[:CHUNK_CHARS])
+    return chunks
+
+
+def measure(label: str, model: EmbeddingModel, chunks: list[str], **extra: Any) -> dict[str, Any]:
+    model.passages(chunks[:2])  # start-up costs (thread pools, connections) are not throughput
+    embeddings = Embeddings(model, None)  # no cache: every chunk is embedded
+    load_before = round(os.getloadavg()[0], 2)
+    cpu = os.times()
+    started = now()
+    embeddings.embed_passages(chunks, progress=Progress(label, len(chunks)))
+    seconds = now() - started
+    used = os.times()
+    cpu_s = (used.user - cpu.user) + (used.system - cpu.system)
+    return {
+        "setup": label,
+        "model": model.name,
+        "chunks": len(chunks),
+        "seconds": round(seconds, 2),
+        "chunks_per_s": round(len(chunks) / seconds, 1),
+        "cpu_s_per_100_chunks": round(cpu_s / len(chunks) * 100, 2),
+        "load_1min_before": load_before,
+        "load_1min_after": round(os.getloadavg()[0], 2),
+        **extra,
+    }
+
+
+def openai_rows(quick: bool) -> list[dict[str, Any]]:
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' fake OpenAI-compatible server
+    from fakes.openai_server import FakeOpenAIServer
+
+    defaults = OpenAIBatching()
+    rows = []
+    with FakeOpenAIServer() as server:
+        server.set(first_token_delay_s=LATENCY_S)
+        setups = [
+            ("openai, product defaults", defaults, 1024 if quick else 8192),
+            ("openai, 32/request, 1 at a time", OpenAIBatching(batch_size=32, concurrency=1), 128 if quick else 512),
+        ]
+        for label, batching, count in setups:
+            model = OpenAIModel("text-embedding-3-small", "sk-bench", server.base_url, batching=batching)
+            server.reset(server.behaviour)
+            row = measure(label, model, generated_chunks(count))
+            requests = len(server.embedding_requests) - 1  # the warm-up's
+            rows.append(
+                row
+                | {
+                    "batch_size": batching.batch_size,
+                    "concurrency": batching.concurrency,
+                    "requests": requests,
+                    "max_in_flight": server.max_embedding_in_flight,
+                }
+            )
+    return rows
+
+
+async def run(quick: bool) -> Result:
+    threads = bench_settings(DATA_DIR).embeddings_threads
+    local = 32 if quick else 128
+    chunks = generated_chunks(local)
+    rows = []
+    for label, model_class in (("e5", E5Model), ("use", UseModel)):
+        log(f"loading {label}")
+        rows.append(measure(f"{label}, {threads} threads", model_class(threads), chunks, threads=threads))
+    rows.extend(openai_rows(quick))
+    print_table(
+        f"embedding_throughput: Embeddings.embed_passages, no cache, {CHUNK_CHARS}-character chunks (ja+en); "
+        f"OpenAI rows: local fake server, {LATENCY_S * 1000:.0f} ms per request",
+        ["setup", "chunks", "s", "chunks/s", "CPU s / 100 chunks", "requests", "in flight", "load before", "after"],
+        [
+            [
+                r["setup"],
+                r["chunks"],
+                r["seconds"],
+                r["chunks_per_s"],
+                r["cpu_s_per_100_chunks"],
+                r.get("requests", "-"),
+                r.get("max_in_flight", "-"),
+                r["load_1min_before"],
+                r["load_1min_after"],
+            ]
+            for r in rows
+        ],
+    )
+    return Result(NAME, quick, {"latency_s": LATENCY_S, "chunk_chars": CHUNK_CHARS, "rows": rows})
