@@ -115,13 +115,17 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def sample_kb() -> Services:
+async def sample_kb(**settings: Any) -> Services:
+    """The sample knowledge base on USE, the seeded SQLite company database, no declared sources;
+    `settings` override the rest (capacity points the weather source at a local server)."""
     data_dir = DATA_DIR / NAME
     data_dir.mkdir(parents=True, exist_ok=True)
     no_sources = data_dir / "sources.yaml"  # no declared sources: nothing to reach, no real-time feed
     no_sources.write_text("", encoding="utf-8")
     services = build_services(
-        bench_settings(data_dir, embeddings="use", collection="bench-sample-kb-use", sources_file=no_sources)
+        bench_settings(
+            data_dir, embeddings="use", collection="bench-sample-kb-use", sources_file=no_sources, **settings
+        )
     )
     await services.knowledge_base.index_documents(load_documents([SAMPLE_KB]).documents, prune_sources=True)
     services.chat_model = FixedTTFTChatModel()
