@@ -1,0 +1,139 @@
+"""`voicerag ingest` of a folder of office files (PDF, HTML, DOCX, CSV, XLSX; Japanese and English):
+the real console script in a subprocess, an embedded Chroma, the fast offline model (`EMBEDDINGS=use`).
+
+One ingest for the module; `voicerag search` then finds every fact, a broken file is refused by name
+with nothing written, and re-ingesting the unchanged folder writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import office_files as office
+from ingest_driver import cli_env
+from test_ingest_cli import one_error_line, read_collection, snapshot, tree_digest
+
+pytestmark = pytest.mark.integration
+
+VOICERAG = str(Path(sys.executable).parent / "voicerag")
+
+# Question → the document that answers it (each fact from a different file, page, sheet or row).
+FACTS = {
+    "KA-100の保証期間は何年ですか": "manuals/support_guide_ja",
+    "修理受付の電話番号": "manuals/support_guide_ja",
+    "How long do I hold the reset pin on the R7 router?": "manuals/r7_guide",
+    "Which plan includes unlimited international calls?": "web/plans",
+    "Premium plan monthly price": "web/plans",
+    "沖縄への配送は何日かかりますか": "web/shipping_ja",
+    "How many days a week may employees work remotely?": "policies/work_policy",
+    "ポイントの有効期限は": "faq/faq/q1",
+    "change my billing address": "faq/faq/q2",
+    "領収書の発行": "faq/faq/q3",
+    "Price of the R7 in yen": "catalog/catalog/Prices",
+    "梅田店の営業時間": "catalog/catalog/店舗",
+}
+DOC_IDS = sorted(set(FACTS.values()))
+
+
+def voicerag(cwd: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = cli_env(data_dir, EMBEDDINGS="use")
+    return subprocess.run([VOICERAG, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+@dataclass
+class Ingested:
+    cwd: Path
+    data_dir: Path
+    first: subprocess.CompletedProcess[str]
+    snapshot: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory: pytest.TempPathFactory) -> Ingested:
+    cwd = tmp_path_factory.mktemp("formats")
+    office.write_office_corpus(cwd / "kb")
+    data_dir = cwd / "data"
+    first = voicerag(cwd, data_dir, "ingest", "kb")
+    assert first.returncode == 0, first.stderr
+    state = snapshot(data_dir)
+    assert state is not None
+    return Ingested(cwd, data_dir, first, state)
+
+
+def test_one_command_ingests_every_format_and_reads_the_configs(kb: Ingested) -> None:
+    assert kb.first.stdout.startswith(f"{len(DOC_IDS)} added, 0 updated, 0 unchanged, 0 removed; ")
+    assert kb.first.stderr == "", "the ingest.yaml files are configs, not skipped documents"
+    docs = kb.snapshot["docs"]
+    assert sorted(docs) == DOC_IDS
+    assert {docs[i]["category"] for i in ("faq/faq/q1", "faq/faq/q2")} == {"support"}  # the sidecar config
+    assert docs["catalog/catalog/Prices"]["category"] == "product"  # the folder config
+    assert (docs["manuals/support_guide_ja"]["lang"], docs["manuals/r7_guide"]["lang"]) == ("ja", "en")
+
+
+def test_pdf_chunks_are_stored_with_their_pages(kb: Ingested) -> None:
+    stored = read_collection(kb.data_dir, documents=True)
+    assert stored is not None
+    pages = {
+        text: (meta["page"], meta["pages"])
+        for text, meta in zip(stored["documents"], stored["metadatas"], strict=True)
+        if meta["doc_id"] == "manuals/support_guide_ja"
+    }
+    (text, span), *more = pages.items()  # three short pages: one chunk of 1,000 characters
+    assert not more and "0120-555-123" in text
+    assert span == (1, "1-3")
+    assert not any("page" in meta for meta in stored["metadatas"] if meta["doc_id"].startswith("faq/"))
+
+
+def test_search_finds_every_fact(kb: Ingested) -> None:
+    queries = kb.cwd / "queries.txt"
+    queries.write_text("\n".join(FACTS) + "\n", encoding="utf-8")
+    done = voicerag(kb.cwd, kb.data_dir, "search", "--queries", str(queries), "--top-k", "3")
+    assert done.returncode == 0, done.stderr
+    found = {
+        row["query"]: [hit["doc_id"] for hit in row["results"]] for row in map(json.loads, done.stdout.splitlines())
+    }
+    missed = {query: hits for query, hits in found.items() if FACTS[query] not in hits}
+    assert not missed, missed
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("locked.pdf", office.encrypted_pdf, "encrypted (needs a password)"),
+        ("scan.pdf", office.scanned_pdf, "no extractable text on any of its 1 page(s)"),
+        ("cut.docx", office.corrupt_docx, "not a readable DOCX file ("),
+        ("book.xlsx", office.empty_sheet_xlsx, "sheet 'Empty': is empty"),
+        ("gaps.csv", lambda: b"q,a\nx,y\n,\nz,w\n", "row 3: no values"),
+    ],
+)
+def test_a_broken_file_refuses_the_whole_folder_and_writes_nothing(
+    kb: Ingested, tmp_path: Path, name: str, content: Any, message: str
+) -> None:
+    folder = tmp_path / "kb"
+    shutil.copytree(kb.cwd / "kb", folder)
+    (folder / "faq/faq.csv").write_bytes(
+        office.csv_file([*office.CSV_ROWS, {"id": "q4", "question": "New?", "answer": "Yes."}])
+    )
+    (folder / "broken" / name).parent.mkdir()
+    (folder / "broken" / name).write_bytes(content())
+    before = tree_digest(kb.data_dir)
+    done = voicerag(kb.cwd, kb.data_dir, "ingest", str(folder))
+    assert done.returncode == 2
+    assert one_error_line(done).startswith(f"{folder}/broken/{name}: {message}")
+    assert tree_digest(kb.data_dir) == before
+
+
+def test_reingesting_the_unchanged_folder_writes_nothing(kb: Ingested) -> None:
+    again = voicerag(kb.cwd, kb.data_dir, "ingest", "kb")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith(
+        f"0 added, 0 updated, {len(DOC_IDS)} unchanged, 0 removed; 0 chunks written, 0 deleted"
+    )
+    assert snapshot(kb.data_dir) == kb.snapshot
