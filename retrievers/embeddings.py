@@ -6,9 +6,11 @@ Default models ship inside their PyPI wheels, so nothing is downloaded at run ti
   to ingest, weaker alone.
 - `openai`: OpenAI (or compatible) embeddings, when configured: batched, concurrent, retried.
 
-Models are CPU-bound: `Embeddings` runs them off the event loop, one call at a time per model
+Local models are CPU-bound: `Embeddings` runs them off the event loop, one call at a time per model
 (the engines use every core already), and caches passage vectors by content hash on disk so
 nothing is embedded twice, and recent query vectors in memory (router and retriever share one).
+A model may ask for bigger slices of an ingest (`ingest_batch`): the OpenAI one spreads a slice
+over concurrent requests.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tenacity import (
 )
 
 from retrievers.errors import ServiceError
+from retrievers.secret_url import hide_password
 
 BATCH_SIZE = 32
 # Relevance (cosine + 0.1 x keyword coverage) a document needs to be used in an answer, per model;
@@ -216,7 +219,7 @@ class OpenAIModel:
         # What `Embeddings` hands over at once: enough to keep every concurrent request busy.
         self.ingest_batch = self.batching.batch_size * self.batching.concurrency
         self._client = openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=0)
-        self._where = f"embeddings ({self._model} at {self._client.base_url})"
+        self._where = f"embeddings ({self._model} at {hide_password(str(self._client.base_url))})"
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
         batches = request_batches(texts, self.batching.batch_size, self.batching.max_tokens)
@@ -339,7 +342,8 @@ class Embeddings:
         return self.model.name
 
     def embed_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Vectors for `texts`, in order; cached ones are not recomputed. `progress(n)` after each batch."""
+        """Vectors for `texts`, in order; cached ones are not recomputed. `progress(n)` after each slice
+        (`BATCH_SIZE` texts, or the model's `ingest_batch`)."""
         keys = [VectorCache.key(self.name, text) for text in texts]
         known = self._cache.get_many(keys) if self._cache else {}
         first_of: dict[str, int] = {}  # identical texts are embedded once
