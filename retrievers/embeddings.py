@@ -122,6 +122,7 @@ class OpenAIBatching:
     max_attempts: int = 6  # per request, the first one included
     max_retry_s: float = 120.0  # a request that is still failing after this long gives up
     max_wait_s: float = 30.0  # longest single wait, whatever `retry-after` asks for
+    backoff_s: float = 0.5  # first wait without `retry-after`; doubles with each attempt, plus jitter
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.max_tokens, self.concurrency, self.max_attempts) < 1:
@@ -249,7 +250,9 @@ class OpenAIModel:
         import openai
 
         batching = self.batching
-        backoff = wait_exponential_jitter(initial=0.5, max=batching.max_wait_s, jitter=0.5)
+        backoff = wait_exponential_jitter(
+            initial=batching.backoff_s, max=batching.max_wait_s, jitter=batching.backoff_s
+        )
 
         def wait(state: RetryCallState) -> float:
             hint = _retry_after_s(state.outcome.exception() if state.outcome else None)
