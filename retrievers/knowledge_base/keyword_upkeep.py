@@ -99,25 +99,32 @@ class KeywordUpkeep:
             return None
         return self.index_dir / self.store.name / version
 
-    def _save(self, index: KeywordIndex, folder: Path) -> None:
+    def _save(self, index: KeywordIndex, folder: Path, warn: bool = True) -> bool:
         """Save beside `folder`, then rename into it: another process (or this one's background save)
-        saving the same version never mixes its files with these. A failed save only costs a rebuild later."""
+        saving the same version never mixes its files with these. False when it failed, which only
+        costs a rebuild later."""
         partial = folder.with_name(f"{folder.name}.saving-{uuid.uuid4().hex}")
         try:
             index.save(partial)
             partial.rename(folder)  # fails when another copy got there first: that one serves
+            return True
         except OSError as exc:
-            if not (folder / "chunks.json").exists():
+            if (folder / "chunks.json").exists():
+                return True
+            if warn:
                 log.warning("could not save keyword index to %s: %s", folder, exc)
+            return False
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
     def _save_if_current(self, index: KeywordIndex, version: str) -> None:
-        """The background save of a derived index, skipped once a newer version serves."""
+        """The background save of a derived index, skipped once a newer version serves (whose
+        commit may then prune this copy mid-save: no loss, so no warning)."""
         folder = self.saved_path(version)
         if folder is None or version != self.version:
             return
-        self._save(index, folder)
+        if not self._save(index, folder, warn=False) and version == self.version:
+            log.warning("could not save keyword index to %s", folder)
         self.prune_saved()  # the save may end after a newer version was stamped and pruned
 
     def prune_saved(self) -> None:
