@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import shutil
 import threading
@@ -49,6 +50,7 @@ class KeywordUpkeep:
         self.refresh_interval_s = refresh_interval_s
         # (index, the version it is of), swapped as one reference: a reader never pairs one with the other's
         self._current: tuple[KeywordIndex | None, str | None] = (None, None)  # no index until first use
+        self._swap = threading.Lock()  # a refresh may not put back an older version a write replaced meanwhile
         self._checked_at = 0.0
         self._refresh: asyncio.Task[None] | None = None
         self._saves = _LatestSaver(self._save_if_current)
@@ -143,7 +145,8 @@ class KeywordUpkeep:
         """Build (or load) the index of `version` and serve it from now on. The writer calls this
         for a version it is about to stamp, so the saved copy exists before others see it."""
         index = self.build(version, progress)
-        self._current = (index, version)
+        with self._swap:
+            self._current = (index, version)
         return index
 
     def apply(self, base: str, version: str, plan: WritePlan, progress: ProgressCallback | None = None) -> KeywordIndex:
@@ -163,7 +166,8 @@ class KeywordUpkeep:
         ]
         written = list(zip(plan.ids, plan.texts, plan.metadatas, strict=True))
         derived = index.updated(removed, plan.ids, *_indexed(written))
-        self._current = (derived, version)
+        with self._swap:
+            self._current = (derived, version)
         if self.saved_path(version) is not None:
             self._saves.submit(derived, version)
         return derived
@@ -173,12 +177,18 @@ class KeywordUpkeep:
         self._checked_at = time.monotonic()
 
     def refresh(self) -> KeywordIndex:
-        """Read the stored version; rebuild when it is not the one the index was built from."""
+        """Read the stored version; rebuild when it is not the one the index was built from. A write
+        of this process committed meanwhile wins: its version is newer than the one read here."""
+        seen = self._current
         version = self.store.read_version()
         self.mark_checked()
-        if self.index is None or version != self.version:
-            return self.install(version)
-        return self.index
+        if seen[0] is not None and version == seen[1]:
+            return seen[0]
+        index = self.build(version)
+        with self._swap:
+            if self._current is seen:
+                self._current = (index, version)
+            return self._current[0] or index
 
     async def current(self) -> KeywordIndex:
         """The current index. Built on first use; later changes by other processes are picked up
@@ -254,10 +264,13 @@ class _LatestSaver:
 
 
 def _with_versions(index: KeywordIndex) -> KeywordIndex:
-    """`index`, if it records its chunks' content hashes (readers check chunks against them). Copies
-    saved before it did lack them even on head chunks, which always had one: such a copy is refused."""
+    """`index`, if it records its chunks' content hashes (readers check chunks against them) and its
+    rows are in chunk-id order. Copies saved before it did lack the hashes even on head chunks, which
+    always had one, or are in Chroma's order: such a copy is refused (and rebuilt once)."""
     rows = zip(index.chunk_ids, index.metadatas, strict=True)
     head = next((meta for chunk_id, meta in rows if chunk_id.endswith("::0")), None)
     if head is not None and "content_hash" not in head:
         raise ValueError("saved before chunks carried their document's version")
+    if any(a > b for a, b in itertools.pairwise(index.chunk_ids)):  # ties would rank unlike other processes'
+        raise ValueError("saved before rows were in chunk-id order")
     return index

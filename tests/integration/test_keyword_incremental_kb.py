@@ -4,6 +4,8 @@ background for other processes; a write over another process's version still reb
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,36 @@ async def test_a_derived_index_is_saved_in_the_background_and_loaded_by_the_next
             assert np.array_equal(index.scores(query), mine.scores(query)), query
     finally:
         await fresh.close()
+
+
+async def test_a_refresh_finishing_after_a_write_does_not_put_back_the_older_version(
+    kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
+) -> None:
+    await kb.index_documents(DOCS)
+    await kb.search("warranty")
+    other = KnowledgeBaseManager(
+        make_chroma_client(tmp_path / "data", None), "test-kb", embeddings, chunk_size=400, chunk_overlap=40
+    )
+    try:
+        await other.index_documents([Document(id="theirs", title="Repairs", text="Repairs take a week.", lang="en")])
+    finally:
+        await other.close()
+    release, building = threading.Event(), threading.Event()
+    build_from_chroma = kb.keyword_upkeep.build_from_chroma
+
+    def slow_first_build() -> KeywordIndex:
+        index = build_from_chroma()
+        if not building.is_set():  # the refresh's build: held until the write below is committed
+            building.set()
+            release.wait(30)
+        return index
+
+    kb.keyword_upkeep.build_from_chroma = slow_first_build  # type: ignore[method-assign,assignment]
+    refresh = asyncio.create_task(asyncio.to_thread(kb.keyword_upkeep.refresh))
+    assert await asyncio.to_thread(building.wait, 30)
+    await kb.index_documents([Document(id="mine", title="Parking", text="Parking is free on Sundays.", lang="en")])
+    written = kb.index_version
+    release.set()
+    await refresh
+    assert kb.index_version == written == kb.store.read_version()
+    assert await top(kb, "parking sundays") == ["mine"] and await top(kb, "repairs week") == ["theirs"]
