@@ -242,7 +242,7 @@ def _load_file(found: FoundFile, configs: ConfigReader) -> Iterator[tuple[str, D
         from retrievers.formats.read import office_documents  # parsers load only when needed
 
         for where, draft in office_documents(found, data, path_id, configs):
-            yield where, _document_from_draft(draft, where, file.parent.name)
+            yield where, document_from_draft(draft, where, file.parent.name)
         return
     text = decoded_text(found, data)
     if suffix == ".jsonl":
@@ -320,8 +320,9 @@ def _document_from_record(record: Any, where: str, source: str, *, fallback_id: 
     return validated_document(fields, where, id_hint=hint)
 
 
-def _document_from_draft(draft: dict[str, Any], where: str, folder: str) -> Document:
-    """A reader's fields, with the defaults a text file gets: category from the folder, language detected."""
+def document_from_draft(draft: dict[str, Any], where: str, folder: str = "") -> Document:
+    """A format reader's fields (`retrievers/formats/`, e.g. `html_documents` for a fetched page) as a
+    validated Document, with the defaults a text file gets: category from the folder, language detected."""
     fields = dict(draft)
     fields["category"] = fields.get("category") or (folder if folder in CATEGORIES else "general")
     fields["lang"] = fields.get("lang") or detect_language(f"{fields['title']}\n{fields['text']}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
 from retrievers.document_values import MAX_TITLE_CHARS
+from retrievers.errors import UserInputError
 from retrievers.formats.config import FileConfig, IngestConfig
 from retrievers.language import Language
 
@@ -89,3 +92,17 @@ def table_lines(rows: list[list[str]], *, has_header: bool) -> list[str]:
         return ["; ".join(cell for cell in row if cell) for row in rows]
     header, body = rows[0], rows[1:]
     return [line for line in (row_line(header, row) for row in body) if line]
+
+
+MAX_UNZIPPED_BYTES = 256 * 1024 * 1024  # a DOCX or XLSX is a ZIP: a small one can inflate to gigabytes
+
+
+def opened_zip(data: bytes, name: str, what: str) -> zipfile.ZipFile:
+    """An office file's ZIP container, refused when it is not one or would unzip too large (a zip bomb)."""
+    try:
+        container = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserInputError(f"{name}: not a readable {what} file ({str(exc)[:120]})") from None
+    if sum(info.file_size for info in container.infolist()) > MAX_UNZIPPED_BYTES:
+        raise UserInputError(f"{name}: unzips to more than {MAX_UNZIPPED_BYTES // 2**20} MiB")
+    return container

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from retrievers.errors import UserInputError
-from retrievers.formats.common import Draft, Origin, make_document, row_line
+from retrievers.formats.common import Draft, Origin, make_document, opened_zip, row_line
 
 MAX_COLUMNS = 1000
 
@@ -44,6 +44,7 @@ def xlsx_documents(data: bytes, origin: Origin) -> list[Draft]:
     from openpyxl import load_workbook
     from openpyxl.utils.exceptions import InvalidFileException
 
+    opened_zip(data, origin.name, "XLSX").close()  # the size check; openpyxl opens its own
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as exc:

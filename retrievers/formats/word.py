@@ -13,11 +13,10 @@ import zipfile
 from lxml import etree
 
 from retrievers.errors import UserInputError
-from retrievers.formats.common import Draft, Origin, make_document, short_title, table_lines
+from retrievers.formats.common import Draft, Origin, make_document, opened_zip, short_title, table_lines
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _BODY = "word/document.xml"
-MAX_XML_BYTES = 256 * 1024 * 1024  # unzipped: a small DOCX can inflate to gigabytes (a zip bomb)
 
 
 def docx_document(data: bytes, origin: Origin) -> Draft:
@@ -37,9 +36,7 @@ def docx_document(data: bytes, origin: Origin) -> Draft:
 
 def _tables_as_rows(data: bytes, name: str) -> bytes:
     """A copy of the DOCX whose tables are paragraphs, one a row."""
-    source = zipfile.ZipFile(io.BytesIO(data))
-    if sum(info.file_size for info in source.infolist()) > MAX_XML_BYTES:
-        raise UserInputError(f"{name}: unzips to more than {MAX_XML_BYTES // 2**20} MiB")
+    source = opened_zip(data, name, "DOCX")
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
     body = etree.fromstring(source.read(_BODY), parser)
     tables = body.iter(f"{{{_W}}}tbl")

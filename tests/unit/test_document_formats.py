@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import office_files as office
@@ -18,6 +19,7 @@ from pypdf import PdfReader, PdfWriter
 
 from retrievers.documents import Document, chunk_document, load_documents
 from retrievers.errors import UserInputError
+from retrievers.formats import common
 from retrievers.formats.html import html_documents
 from retrievers.knowledge_base.chroma_store import chunk_metadata
 
@@ -176,6 +178,15 @@ def test_docx_text_and_table_rows(tmp_path: Path) -> None:
     assert "Office: Osaka office; Location: Floor 12" in lines
     assert "Office: Tokyo office" in lines  # the empty cell left out
     assert "在宅勤務の申請は前日までに上長へ提出してください。" in lines
+
+
+@pytest.mark.parametrize(("name", "content"), [("big.docx", office.docx_file), ("big.xlsx", office.xlsx_file)])
+def test_office_file_that_would_unzip_too_large_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, content: Any
+) -> None:
+    monkeypatch.setattr(common, "MAX_UNZIPPED_BYTES", 2048)  # a zip bomb, scaled down
+    bad = write(tmp_path, name, content())
+    assert refusal(bad) == f"{bad}: unzips to more than 0 MiB"
 
 
 def test_corrupt_docx_is_refused(tmp_path: Path) -> None:
