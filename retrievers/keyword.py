@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -31,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import scipy.sparse
@@ -108,6 +109,7 @@ def tokenize(text: str) -> list[str]:
 
 
 _MAX_CACHED_MASKS = 64
+_T = TypeVar("_T")
 
 Mask = np.ndarray  # one bool per row: True where a search may use the chunk
 
@@ -183,7 +185,7 @@ class KeywordIndex:
         gone = {row for chunk_id in (*remove, *chunk_ids) if (row := self._row_of.get(chunk_id)) is not None}
         kept = np.ones(len(self), dtype=bool)
         kept[list(gone)] = False
-        kept_ids = [chunk_id for row, chunk_id in enumerate(self.chunk_ids) if kept[row]] if gone else self.chunk_ids
+        kept_ids = list(itertools.compress(self.chunk_ids, kept)) if gone else self.chunk_ids
 
         order = sorted(range(len(chunk_ids)), key=chunk_ids.__getitem__)
         # Final row of each added chunk: its place among the kept ids, plus the added ones before it.
@@ -210,22 +212,16 @@ class KeywordIndex:
         lengths = np.empty(total, dtype=np.float64)
         lengths[~is_added] = self._lengths[kept]
         lengths[added_rows] = added_lengths
-        final_ids: list[str] = []
-        final_metadatas: list[dict[str, Any]] = []
-        kept_metadatas = [meta for row, meta in enumerate(self.metadatas) if kept[row]] if gone else self.metadatas
-        start = 0
-        for n, i in enumerate(order):
-            stop = int(added_rows[n]) - n  # kept rows before this added one
-            final_ids += kept_ids[start:stop]
-            final_metadatas += kept_metadatas[start:stop]
-            final_ids.append(chunk_ids[i])
-            final_metadatas.append(dict(metadatas[i]))
-            start = stop
-        final_ids += kept_ids[start:]
-        final_metadatas += kept_metadatas[start:]
-
+        kept_metadatas = list(itertools.compress(self.metadatas, kept)) if gone else self.metadatas
         index = KeywordIndex.__new__(KeywordIndex)
-        index._attach(final_ids, final_metadatas, terms, tf, lengths, vocabulary)
+        index._attach(
+            _inserted(kept_ids, [chunk_ids[i] for i in order], added_rows),
+            _inserted(kept_metadatas, [dict(metadatas[i]) for i in order], added_rows),
+            terms,
+            tf,
+            lengths,
+            vocabulary,
+        )
         return index
 
     def __len__(self) -> int:
@@ -418,6 +414,18 @@ def _count_tokens(
         lengths[row] = len(tokens)
     rows = np.repeat(np.arange(count, dtype=np.int64), lengths)
     return rows, np.frombuffer(columns, dtype=np.int64) if columns else np.zeros(0, np.int64), lengths
+
+
+def _inserted(kept: list[_T], added: list[_T], rows: np.ndarray) -> list[_T]:
+    """`kept` with `added[n]` placed so that it ends up at `rows[n]` (rows increasing)."""
+    merged: list[_T] = []
+    start = 0
+    for n, item in enumerate(added):
+        stop = int(rows[n]) - n  # kept items before this added one
+        merged += kept[start:stop]
+        merged.append(item)
+        start = stop
+    return merged + kept[start:]
 
 
 def _merge_columns(old: Any, final_of_old: np.ndarray, added: Any, added_rows: np.ndarray, total: int) -> Any:
