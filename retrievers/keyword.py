@@ -430,24 +430,50 @@ def _inserted(kept: list[_T], added: list[_T], rows: np.ndarray) -> list[_T]:
 
 def _merge_columns(old: Any, final_of_old: np.ndarray, added: Any, added_rows: np.ndarray, total: int) -> Any:
     """A CSC matrix of `total` rows: `old`'s cells moved to rows `final_of_old` (-1: dropped), and
-    `added`'s rows placed at `added_rows`, each column's new cells after its old ones. Whole-array
-    numpy passes only: no sort over the tens of millions of cells a 100k-chunk index holds."""
+    `added`'s rows placed at `added_rows`, each column's new cells after its old ones.
+
+    A write changes a few thousand cells of the tens of millions a 100k-chunk index holds: the old
+    arrays are copied in the long runs between the changes, and row numbers remapped in one gather."""
     width = added.shape[1]
-    moved = final_of_old[old.indices]
-    keep = moved >= 0
-    kept_before = np.concatenate(([0], np.cumsum(keep, dtype=np.int64)))
-    kept_indptr = np.zeros(width + 1, dtype=np.int64)
-    kept_indptr[: len(old.indptr)] = kept_before[old.indptr]
-    kept_indptr[len(old.indptr) :] = kept_indptr[len(old.indptr) - 1]  # new terms: no old cells
+    old_indptr = np.asarray(old.indptr, dtype=np.int64)
     added_indptr = np.asarray(added.indptr, dtype=np.int64)
-    nnz = int(kept_indptr[-1] + added_indptr[-1])
-    index_type = np.int32 if max(nnz, total, width) < np.iinfo(np.int32).max else np.int64
-    added_columns = np.repeat(np.arange(width), np.diff(added_indptr))
-    at = kept_indptr[added_columns + 1]  # each new cell goes at the end of its column's old cells
-    indices = np.insert(moved[keep].astype(index_type), at, added_rows[added.indices].astype(index_type))
-    data = np.insert(old.data[keep], at, added.data.astype(old.data.dtype))
-    indptr = (kept_indptr + added_indptr).astype(index_type)
-    return scipy.sparse.csc_array((data, indices, indptr), shape=(total, width))
+    old_width, old_nnz = len(old_indptr) - 1, int(old_indptr[-1])
+    index_type = np.int32 if max(old_nnz + added.nnz, total, width) < np.iinfo(np.int32).max else np.int64
+    moved = final_of_old.astype(index_type)[old.indices]
+    dropped = np.flatnonzero(moved < 0)  # the cells of removed rows
+    indptr = np.empty(width + 1, dtype=np.int64)
+    indptr[: old_width + 1] = old_indptr - np.searchsorted(dropped, old_indptr)
+    indptr[old_width + 1 :] = indptr[old_width]  # new terms: no old cells
+    indptr += added_indptr
+
+    # Changes in old-array order: new cells at the end of their column's old cells, then drops.
+    filled = np.flatnonzero(np.diff(added_indptr))
+    positions = np.concatenate((old_indptr[np.minimum(filled + 1, old_width)], dropped))
+    kinds = np.concatenate((np.zeros(len(filled), np.int8), np.ones(len(dropped), np.int8)))  # 0: insert, 1: drop
+    columns = np.concatenate((filled, np.full(len(dropped), -1)))
+    order = np.lexsort((kinds, positions))
+    new_rows = added_rows[added.indices].astype(index_type)
+    new_data = added.data.astype(old.data.dtype)
+    indices = np.empty(int(indptr[-1]), dtype=index_type)
+    data = np.empty(int(indptr[-1]), dtype=old.data.dtype)
+    source = target = 0
+    for position, kind, column in zip(
+        positions[order].tolist(), kinds[order].tolist(), columns[order].tolist(), strict=True
+    ):
+        run = position - source
+        indices[target : target + run] = moved[source:position]
+        data[target : target + run] = old.data[source:position]
+        target, source = target + run, position
+        if kind:  # a dropped cell
+            source += 1
+            continue
+        start, stop = int(added_indptr[column]), int(added_indptr[column + 1])
+        indices[target : target + stop - start] = new_rows[start:stop]
+        data[target : target + stop - start] = new_data[start:stop]
+        target += stop - start
+    indices[target:] = moved[source:]
+    data[target:] = old.data[source:]
+    return scipy.sparse.csc_array((data, indices, indptr.astype(index_type)), shape=(total, width))
 
 
 _MATRIX_FILE = "term_frequencies.npz"
