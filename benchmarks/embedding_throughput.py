@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from benchmarks.common import DATA_DIR, ROOT, Progress, Result, bench_settings, log, now, print_table
@@ -56,7 +57,7 @@ def measure(label: str, model: EmbeddingModel, chunks: list[str], **extra: Any) 
     load_before = round(os.getloadavg()[0], 2)
     cpu = os.times()
     started = now()
-    embeddings.embed_passages(chunks, progress=Progress(label, len(chunks)))
+    embeddings.embed_passages(chunks, progress=running_total(Progress(label, len(chunks))))
     seconds = now() - started
     used = os.times()
     cpu_s = (used.user - cpu.user) + (used.system - cpu.system)
@@ -71,6 +72,18 @@ def measure(label: str, model: EmbeddingModel, chunks: list[str], **extra: Any) 
         "load_1min_after": round(os.getloadavg()[0], 2),
         **extra,
     }
+
+
+def running_total(bar: Progress) -> Callable[[int], None]:
+    """`Embeddings` reports each slice's count; `Progress` wants the total so far."""
+    done = 0
+
+    def step(count: int) -> None:
+        nonlocal done
+        done += count
+        bar(done)
+
+    return step
 
 
 def openai_rows(quick: bool) -> list[dict[str, Any]]:

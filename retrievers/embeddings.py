@@ -9,8 +9,8 @@ Default models ship inside their PyPI wheels, so nothing is downloaded at run ti
 Local models are CPU-bound: `Embeddings` runs them off the event loop, one call at a time per model
 (the engines use every core already), and caches passage vectors by content hash on disk so
 nothing is embedded twice, and recent query vectors in memory (router and retriever share one).
-A model may ask for bigger slices of an ingest (`ingest_batch`): the OpenAI one spreads a slice
-over concurrent requests.
+A remote model may offer `passage_batches` (thread-safe, batches as concurrent requests complete):
+an ingest then caches and reports each as it arrives.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -217,25 +217,31 @@ class OpenAIModel:
         self.name = f"openai:{model}"
         self._model = model
         self.batching = batching or OpenAIBatching()
-        # What `Embeddings` hands over at once: enough to keep every concurrent request busy.
-        self.ingest_batch = self.batching.batch_size * self.batching.concurrency
         self._client = openai.OpenAI(api_key=api_key or "unused", base_url=base_url, timeout=timeout_s, max_retries=0)
         self._where = f"embeddings ({self._model} at {hide_password(str(self._client.base_url))})"
 
     def passages(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors: list[np.ndarray | None] = [None] * len(texts)
+        for rows, part in self.passage_batches(texts):
+            for row, vector in zip(rows, part, strict=True):
+                vectors[row] = vector
+        return np.vstack(vectors)  # type: ignore[arg-type]  # every row was filled
+
+    def passage_batches(self, texts: Sequence[str]) -> Iterator[tuple[range, np.ndarray]]:
+        """(rows of `texts`, their normalised vectors) per request, as requests complete: an ingest
+        caches and reports each at once, and the next request starts while slower ones still run.
+        Thread-safe (the SDK client is), so `Embeddings` calls it without its model lock."""
         batches = request_batches(texts, self.batching.batch_size, self.batching.max_tokens)
-        if len(batches) <= 1:
-            parts = [self._insisting(list(texts))]
-        else:
-            with ThreadPoolExecutor(min(self.batching.concurrency, len(batches)), "openai-embed") as pool:
-                futures = [pool.submit(self._insisting, [texts[i] for i in batch]) for batch in batches]
-                try:
-                    parts = [future.result() for future in futures]  # in input order
-                except BaseException:
-                    for future in futures:
-                        future.cancel()  # requests not yet sent are not sent
-                    raise
-        return _normalised(np.vstack(parts)) if texts else np.zeros((0, 0), dtype=np.float32)
+        with ThreadPoolExecutor(min(self.batching.concurrency, max(1, len(batches))), "openai-embed") as pool:
+            futures = {pool.submit(self._insisting, [texts[i] for i in batch]): batch for batch in batches}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], _normalised(future.result())
+            finally:  # a failure, or the caller stopped: requests not yet sent are not sent
+                for future in futures:
+                    future.cancel()
 
     def queries(self, texts: Sequence[str]) -> np.ndarray:
         import openai
@@ -273,7 +279,9 @@ class OpenAIModel:
             raise ServiceError(f"{self._where}: gave up{tried}: {_reason(exc)}") from None
 
     def _request(self, texts: list[str]) -> np.ndarray:
-        response = self._client.embeddings.create(model=self._model, input=texts, encoding_format="float")
+        response = self._client.embeddings.create(
+            model=self._model, input=texts
+        )  # base64: the SDK default, cheaper to parse
         rows = sorted(response.data, key=lambda item: item.index)  # the API numbers them; trust the numbers
         if len(rows) != len(texts):
             raise ServiceError(f"{self._where}: {len(rows)} vectors for {len(texts)} texts")
@@ -345,8 +353,7 @@ class Embeddings:
         return self.model.name
 
     def embed_passages(self, texts: Sequence[str], progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Vectors for `texts`, in order; cached ones are not recomputed. `progress(n)` after each slice
-        (`BATCH_SIZE` texts, or the model's `ingest_batch`)."""
+        """Vectors for `texts`, in order; cached ones are not recomputed. `progress(n)` after each batch."""
         keys = [VectorCache.key(self.name, text) for text in texts]
         known = self._cache.get_many(keys) if self._cache else {}
         first_of: dict[str, int] = {}  # identical texts are embedded once
@@ -356,20 +363,30 @@ class Embeddings:
         missing = list(first_of.values())
         if progress and len(missing) < len(texts):
             progress(len(texts) - len(missing))  # cached and repeated texts count as done
-        step = int(getattr(self.model, "ingest_batch", BATCH_SIZE))  # a remote model wants big slices
-        for start in range(0, len(missing), step):
-            batch = missing[start : start + step]
-            with self._lock:
-                vectors = self.model.passages([texts[i] for i in batch])
-            fresh = {keys[i]: vectors[row] for row, i in enumerate(batch)}
+        for rows, vectors in self._embedded(missing, texts):
+            fresh = {keys[i]: vectors[row] for row, i in enumerate(rows)}
             known.update(fresh)
             if self._cache:
                 self._cache.put_many(fresh)
             if progress:
-                progress(len(batch))
+                progress(len(rows))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         return np.vstack([known[key] for key in keys]).astype(np.float32)
+
+    def _embedded(self, indexes: list[int], texts: Sequence[str]) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(indexes into `texts`, their vectors), batch by batch: `BATCH_SIZE` at a time under the model
+        lock, or as a thread-safe model with `passage_batches` (a remote one) completes them."""
+        stream = getattr(self.model, "passage_batches", None)
+        if stream is not None:
+            for rows, vectors in stream([texts[i] for i in indexes]):
+                yield [indexes[row] for row in rows], vectors
+            return
+        for start in range(0, len(indexes), BATCH_SIZE):
+            batch = indexes[start : start + BATCH_SIZE]
+            with self._lock:
+                vectors = self.model.passages([texts[i] for i in batch])
+            yield batch, vectors
 
     def embed_query(self, text: str) -> np.ndarray:
         """The query vector, from the in-memory cache when the same text was just embedded."""

@@ -148,10 +148,27 @@ def test_ingest_through_embeddings_reports_progress_and_caches(server: FakeOpenA
     done: list[int] = []
     vectors = embeddings.embed_passages(TEXTS, progress=done.append)
     np.testing.assert_allclose(vectors, expected(TEXTS), atol=1e-6)
-    assert sum(done) == len(TEXTS) and len(done) == 8  # progress after every slice of 8 (2 requests of 4)
+    assert sum(done) == len(TEXTS) and len(done) == 15  # progress after every request (of 4)
     assert server.max_embedding_in_flight == 2
     sent = len(server.embedding_requests)
     again = embeddings.embed_passages(TEXTS)
     np.testing.assert_array_equal(again, vectors)
     assert len(server.embedding_requests) == sent  # nothing embedded twice
+    embeddings.close()
+
+
+def test_a_slow_request_does_not_hold_up_the_others(server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """Requests are a pipeline, not rounds: while one is slow, the other slot keeps going, and each
+    finished batch is cached and reported at once (a failure later loses none of it)."""
+    server.script(Behaviour(first_token_delay_s=2.0))
+    server.set(first_token_delay_s=0.05)
+    cache = VectorCache(tmp_path / "vectors.sqlite")
+    embeddings = Embeddings(model(server, batch_size=4, concurrency=2), cache)
+    started = time.monotonic()
+    reported: list[float] = []
+    vectors = embeddings.embed_passages(TEXTS[:32], progress=lambda n: reported.append(time.monotonic() - started))
+    np.testing.assert_allclose(vectors, expected(TEXTS[:32]), atol=1e-6)
+    assert len(reported) == 8
+    assert sum(1 for at in reported if at < 1.8) == 7  # all but the slow one, before it finished
+    assert server.max_embedding_in_flight == 2
     embeddings.close()
