@@ -3,17 +3,20 @@
 The same generated chunks (Japanese and English, ~800 characters, the size `CHUNK_SIZE=1000` cuts
 prose into) go through `Embeddings.embed_passages`, the ingest path, with no vector cache. The
 OpenAI-style rows run against the tests' local fake server with a fixed latency per request
-(`LATENCY_S`, about what the real API takes for a batch), with the product's defaults (batch size,
+(`LATENCY_S`, about what the real API takes for a batch; the server runs in a process of its own,
+so its CPU is not counted), with the product's defaults (batch size,
 concurrency) and, for comparison, one request at a time of 32 texts (what an ingest did before).
 Load average before and after each row is in the table: the local models are CPU-bound.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import random
 import sys
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any
 
 from benchmarks.common import DATA_DIR, ROOT, Progress, Result, bench_settings, log, now, print_table
@@ -86,32 +89,48 @@ def running_total(bar: Progress) -> Callable[[int], None]:
     return step
 
 
-def openai_rows(quick: bool) -> list[dict[str, Any]]:
-    sys.path.insert(0, str(ROOT / "tests"))  # the tests' fake OpenAI-compatible server
-    from fakes.openai_server import FakeOpenAIServer
+def serve_fake_openai(commands: Connection, latency_s: float) -> None:
+    """In a process of its own (its CPU is not the client's): the tests' fake OpenAI-compatible server,
+    answering "url", "reset" and "stats" on `commands` until "stop"."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from fakes.openai_server import Behaviour, FakeOpenAIServer
 
-    defaults = OpenAIBatching()
+    with FakeOpenAIServer(Behaviour(first_token_delay_s=latency_s)) as server:
+        while (command := commands.recv()) != "stop":
+            if command == "reset":
+                server.reset(server.behaviour)
+            answer = {
+                "url": server.base_url,
+                "requests": len(server.embedding_requests),
+                "max_in_flight": server.max_embedding_in_flight,
+            }
+            commands.send(answer)
+
+
+def openai_rows(quick: bool) -> list[dict[str, Any]]:
+    setups = [
+        ("openai, product defaults", OpenAIBatching(), 1024 if quick else 8192),
+        ("openai, 32/request, 1 at a time", OpenAIBatching(batch_size=32, concurrency=1), 128 if quick else 512),
+    ]
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=serve_fake_openai, args=(theirs, LATENCY_S))
+    server.start()
     rows = []
-    with FakeOpenAIServer() as server:
-        server.set(first_token_delay_s=LATENCY_S)
-        setups = [
-            ("openai, product defaults", defaults, 1024 if quick else 8192),
-            ("openai, 32/request, 1 at a time", OpenAIBatching(batch_size=32, concurrency=1), 128 if quick else 512),
-        ]
+    try:
         for label, batching, count in setups:
-            model = OpenAIModel("text-embedding-3-small", "sk-bench", server.base_url, batching=batching)
-            server.reset(server.behaviour)
+            ours.send("url")
+            model = OpenAIModel("text-embedding-3-small", "sk-bench", ours.recv()["url"], batching=batching)
+            model.passages(["warm up"])  # a connection: not throughput
+            ours.send("reset")
+            ours.recv()
             row = measure(label, model, generated_chunks(count))
-            requests = len(server.embedding_requests) - 1  # the warm-up's
-            rows.append(
-                row
-                | {
-                    "batch_size": batching.batch_size,
-                    "concurrency": batching.concurrency,
-                    "requests": requests,
-                    "max_in_flight": server.max_embedding_in_flight,
-                }
-            )
+            ours.send("stats")
+            stats = ours.recv()
+            extra = {"batch_size": batching.batch_size, "concurrency": batching.concurrency}
+            rows.append(row | extra | {"requests": stats["requests"] - 1, "max_in_flight": stats["max_in_flight"]})
+    finally:
+        ours.send("stop")
+        server.join(10)
     return rows
 
 
