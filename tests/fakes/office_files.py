@@ -121,10 +121,13 @@ def japanese_html_page() -> str:
 </div><footer>フッターの著作権表示</footer></body></html>"""
 
 
-def docx_file() -> bytes:
+def docx_file(paragraphs: Sequence[str] = ()) -> bytes:
+    """A policy with a table; `paragraphs` are added after the first (a benchmark's bulk text)."""
     document = DocxDocument()
     document.add_heading("Work policy", level=1)
     document.add_paragraph(DOCX_FACTS[0])
+    for paragraph in paragraphs:
+        document.add_paragraph(paragraph)
     table = document.add_table(rows=3, cols=2)
     for row, values in zip(
         table.rows, (("Office", "Location"), (DOCX_FACTS[1], DOCX_FACTS[2]), ("Tokyo office", "")), strict=True
