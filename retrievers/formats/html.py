@@ -61,7 +61,9 @@ def html_documents(html: str, *, source: str, doc_id: str, origin: Origin | None
 
 def _main_content(soup: BeautifulSoup) -> Tag | None:
     for tag in soup.find_all(NOT_CONTENT):
-        tag.decompose()
+        # A <header> inside <main> or <article> holds that content's own heading: kept.
+        if tag.name not in ("header", "footer") or tag.find_parent(["main", "article"]) is None:
+            tag.decompose()
     for table in reversed(soup.find_all("table")):  # inner tables first: document order, reversed
         _table_as_rows(soup, table)
     for br in soup.find_all("br"):

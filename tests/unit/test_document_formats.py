@@ -161,6 +161,14 @@ def test_inline_tags_do_not_break_a_sentence_but_blocks_and_br_do() -> None:
     assert (fields["source"], fields["id"]) == ("https://example.com/help", "web/help")
 
 
+def test_an_articles_own_header_is_content_the_pages_is_not() -> None:
+    html = (
+        "<body><header>Site banner</header><article><header><h1>Returns</h1></header><p>30 days.</p></article></body>"
+    )
+    (fields,) = html_documents(html, source="https://example.com/returns", doc_id="web/returns")
+    assert (fields["text"], fields["title"]) == ("Returns\n30 days.", "Returns")
+
+
 def test_html_with_no_content_is_refused(tmp_path: Path) -> None:
     bad = write(tmp_path, "menu.html", "<html><body><nav>Home</nav><script>x()</script></body></html>")
     assert refusal(bad) == f"{bad}: no text in the page's main content"
