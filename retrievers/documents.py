@@ -30,11 +30,10 @@ from retrievers.document_values import (
     shown,
 )
 from retrievers.errors import UserInputError
+from retrievers.formats.config import ConfigReader, is_config_file
 
 if TYPE_CHECKING:
     from langchain_text_splitters import RecursiveCharacterTextSplitter
-
-    from retrievers.formats.config import ConfigReader
 from retrievers.language import Language, detect_language
 
 Category = Literal["product", "support", "general"]
@@ -219,8 +218,6 @@ def load_documents(paths: Iterable[Path | str]) -> LoadReport:
     Raises `UserInputError` naming the file and line or field at the first problem, including a
     document id used twice anywhere in the inputs.
     """
-    from retrievers.formats.config import ConfigReader, is_config_file
-
     files, skipped = find_files((Path(p) for p in paths), SUPPORTED_SUFFIXES)
     configs = ConfigReader()
     documents: list[Document] = []

@@ -75,12 +75,8 @@ def tidy_lines(text: str) -> str:
 
 def row_line(header: list[str], values: list[str]) -> str:
     """A table row as `col: value; col: value` (empty cells left out; no header name: the value alone)."""
-    cells = [f"{name}: {value}" if name else value for name, value in zip_longest_names(header, values) if value]
-    return "; ".join(cells)
-
-
-def zip_longest_names(header: list[str], values: list[str]) -> list[tuple[str, str]]:
-    return [(header[i] if i < len(header) else "", value) for i, value in enumerate(values)]
+    names = [*header, *[""] * (len(values) - len(header))]  # a row longer than its header
+    return "; ".join(f"{name}: {value}" if name else value for name, value in zip(names, values, strict=False) if value)
 
 
 def table_lines(rows: list[list[str]], *, has_header: bool) -> list[str]:

@@ -1,4 +1,4 @@
-"""Which reader a office file goes to, by its suffix, with the config that applies to it."""
+"""Which reader an office file goes to, by its suffix, with the config that applies to it."""
 
 from __future__ import annotations
 
