@@ -124,6 +124,7 @@ class ResilientHttp:
         max_bytes: int = 2_000_000,
         retries: int | None = None,  # None: the client's max_retries
         refuse: Callable[[Any], str | None] | None = None,  # a reason to reject a 2xx body (never cached)
+        decode: Decoder | None = None,  # a 2xx body → data (default: JSON)
     ) -> HttpResponse:
         """Send one request and return its JSON; raise `FetchError` on every failure."""
         started = time.perf_counter()
@@ -163,7 +164,7 @@ class ResilientHttp:
             nonlocal attempts
             attempts += 1
             self.counters["attempts"] += 1
-            return await self._attempt(method, target, params, json, headers, auth, timeout_s, max_bytes)
+            return await self._attempt(method, target, params, json, headers, auth, timeout_s, max_bytes, decode)
 
         policy = self.retry_policy if retries is None else dataclasses.replace(self.retry_policy, max_retries=retries)
         retrying = policy.retrying(
@@ -196,6 +197,7 @@ class ResilientHttp:
         auth: httpx.Auth | None,
         timeout_s: float,
         max_bytes: int,
+        decode: Decoder | None = None,
     ) -> tuple[int, Any]:
         """One try, within `timeout_s` and the deadline (everything below sees it as `remaining()`)."""
         budget = min(timeout_s, time_left())
@@ -211,7 +213,7 @@ class ResilientHttp:
                         request, auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT, stream=True
                     )
                     try:
-                        return await self._read(method, response, max_bytes)
+                        return await self._read(method, response, max_bytes, decode)
                     finally:
                         await response.aclose()
         except FetchError:
@@ -234,12 +236,14 @@ class ResilientHttp:
             raise FetchError("bad_response", f"{url.host}: {type(exc).__name__} {exc}") from None
 
     @staticmethod
-    async def _read(method: str, response: httpx.Response, max_bytes: int) -> tuple[int, Any]:
+    async def _read(
+        method: str, response: httpx.Response, max_bytes: int, decode: Decoder | None = None
+    ) -> tuple[int, Any]:
         status = response.status_code
         host = response.request.url.host
         if 200 <= status < 300:
             body = b"" if method == "HEAD" else await read_limited(response, max_bytes)
-            return status, parse_json(body, status)
+            return status, decode(response, body) if decode is not None else parse_json(body, status)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if status == 429:
             raise AttemptFailed(
@@ -250,6 +254,20 @@ class ResilientHttp:
         if status == 401:
             raise FetchError("auth", f"{host} refused the credentials (401)", status=status)
         raise FetchError("bad_response", f"{host} answered {status}", status=status)
+
+    async def request_page(self, url: str, *, timeout_s: float = 15.0, max_bytes: int = 10_000_000) -> Page:
+        """GET a web page or a sitemap (HTML, XML) with everything a source's call has — allow-list,
+        https rule, address guard, breaker, retries — never cached (an ingest wants the page as it is)."""
+        response = await self.request_json(
+            "GET",
+            url,
+            headers={"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.5"},
+            timeout_s=timeout_s,
+            max_bytes=max_bytes,
+            decode=_page,
+        )
+        page: Page = response.data
+        return page
 
     def _failed(self, exc: FetchError) -> FetchError:
         self.counters[f"failed.{exc.kind}"] += 1
@@ -290,6 +308,25 @@ class ResilientHttp:
     async def aclose(self) -> None:
         """Close the connections (the cache belongs to whoever made it)."""
         await self._client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A fetched page: where it ended up (after same-origin redirects), its media type and its bytes."""
+
+    url: str
+    media_type: str  # e.g. "text/html", "application/xml" (no parameters)
+    body: bytes
+    charset: str | None  # from Content-Type, when the server said
+
+
+Decoder = Callable[[httpx.Response, bytes], Any]
+
+
+def _page(response: httpx.Response, body: bytes) -> Page:
+    content_type = response.headers.get("Content-Type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return Page(str(response.url), media_type, body, response.charset_encoding)
 
 
 def _ms(started: float) -> float:

@@ -1,4 +1,4 @@
-"""`voicerag ingest PATH... [--collection NAME] [--dry-run] [--nice N]`: validate everything, then upsert.
+"""`voicerag ingest PATH|URL... [--collection NAME] [--dry-run] [--nice N]`: validate everything, then upsert.
 
 An ingest is a background job: it lowers its own CPU priority first (`--nice`, default INGEST_NICE=10),
 so that a voice worker on the same machine keeps its latency while documents are parsed and embedded.
@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 def ingest(
     paths: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
-            help="Files (.jsonl .json .md .txt .pdf .html .docx .csv .xlsx) or folders, read recursively. "
-            "CSV/XLSX: one document per row unless an ingest.yaml next to them says `unit: sheet` or `unit: file`."
+            help="Files (.jsonl .json .md .txt .pdf .html .docx .csv .xlsx) or folders, read recursively, "
+            "or web pages and sitemaps (https://...; only the hosts named are fetched). "
+            "CSV/XLSX: one document per row unless an ingest.yaml next to them says `unit: sheet` or `unit: file`.",
+            show_default=False,
         ),
     ],
     collection: Annotated[str | None, typer.Option(help="Collection to write to (default: COLLECTION).")] = None,
@@ -51,23 +53,28 @@ def ingest(
     if collection:
         loaded = load_settings(collection=collection)  # validated: a bad name is a usage error (exit 2)
     lower_priority(loaded.ingest_nice if nice is None else nice)  # before parsing and embedding: both are CPU
-    from retrievers.documents import load_documents
+    from retrievers.documents import LoadReport, load_documents
+    from retrievers.web_pages import is_url
 
-    report = load_documents(paths)  # raises UserInputError before anything is written
+    urls = [path for path in paths if is_url(path)]
+    files = [Path(path) for path in paths if not is_url(path)]
+    # raises UserInputError before anything is written
+    report = load_documents(files) if files or not urls else LoadReport([], [], [])
     if report.skipped:
         err.print(
             f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {safe(str(report.skipped[0]))}",
             markup=False,  # a path may hold [brackets]
         )
+    run_async(_ingest(loaded, report.documents, urls, files=len(report.files), dry_run=dry_run))
+
+
+async def _ingest(loaded: Settings, documents: list[Document], urls: list[str], *, files: int, dry_run: bool) -> None:
+    if urls:
+        documents = documents + await _web_documents(loaded, urls, documents)
     if dry_run:
-        out.print(
-            f"{len(report.documents)} documents in {len(report.files)} file(s) are valid; nothing written (--dry-run)"
-        )
+        pages = f" and {len(urls)} URL(s)" if urls else ""
+        out.print(f"{len(documents)} documents in {files} file(s){pages} are valid; nothing written (--dry-run)")
         return
-    run_async(_ingest(loaded, report.documents))
-
-
-async def _ingest(loaded: Settings, documents: list[Document]) -> None:
     async with open_knowledge_base(loaded) as kb:
         if kb.writer_lock.note:
             err.print(kb.writer_lock.note, markup=False)
@@ -104,3 +111,23 @@ def lower_priority(steps: int) -> None:
         with contextlib.suppress(OSError, ValueError):  # a thread that just ended
             tid = int(task.name)
             os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+
+
+async def _web_documents(loaded: Settings, urls: list[str], from_files: list[Document]) -> list[Document]:
+    """The pages named (or listed by a sitemap named), fetched through the product's HTTP layer."""
+    from retrievers.errors import UserInputError
+    from retrievers.http.client import ResilientHttp
+    from retrievers.web_pages import allowed_hosts, web_documents
+
+    http = ResilientHttp(
+        allowed_hosts=allowed_hosts(urls), rate_limit=loaded.http_rate_limit, insecure_hosts=loaded.http_insecure_hosts
+    )
+    try:
+        with progress_bar() as progress:
+            pages = await web_documents(urls, http, progress=lambda done, total: progress("pages", done, total))
+    finally:
+        await http.aclose()
+    taken = {doc.id for doc in from_files}
+    if clash := next((doc.id for doc in pages if doc.id in taken), None):
+        raise UserInputError(f"duplicate id {clash!r}: a file and a web page both have it")
+    return pages
