@@ -134,8 +134,8 @@ def open_collection(count: int, base: list[synthetic.Paragraph]) -> KnowledgeBas
 async def through_manager(kb: KnowledgeBaseManager, docs: list[Document]) -> dict[str, Any]:
     upkeep = kb.keyword_upkeep
     started = now()
-    await kb.keyword_index()
-    load_s = now() - started
+    await kb.keyword_index()  # a saved copy, or a rebuild when there is none for the stored version
+    ready_s = now() - started
     derive: list[float] = []
     saves: list[float] = []
     apply, save = upkeep.apply, upkeep._save
@@ -147,10 +147,12 @@ async def through_manager(kb: KnowledgeBaseManager, docs: list[Document]) -> dic
         finally:
             derive.append(now() - started)
 
-    def timed_save(*args: Any) -> None:
+    def timed_save(*args: Any, **kwargs: Any) -> bool:
         started = now()
-        save(*args)
-        saves.append(now() - started)
+        try:
+            return save(*args, **kwargs)
+        finally:
+            saves.append(now() - started)
 
     upkeep.apply, upkeep._save = timed_apply, timed_save  # type: ignore[method-assign,assignment]
     timings: dict[str, list[float]] = {"changed": [], "added": [], "deleted": []}
@@ -181,7 +183,7 @@ async def through_manager(kb: KnowledgeBaseManager, docs: list[Document]) -> dic
     rebuild_s = now() - started
     await kb.close()
     return {
-        "load_saved_copy_s": round(load_s, 2),
+        "index_ready_at_start_s": round(ready_s, 2),
         "write_and_search_s": {kind: _summary(values) for kind, values in timings.items()},
         "of_which_index_derivation_s": {kind: _summary(values) for kind, values in derived.items()},
         "background_saves": {"count": len(saves), **_summary(saves), "waited_at_end_s": round(waited, 2)},
@@ -227,6 +229,6 @@ def report(figures: dict[str, Any]) -> None:
             ],
             ["(c) rebuild from Chroma (before)", manager["rebuild_from_chroma_s"], "", ""],
             ["(c) background save, median", manager["background_saves"]["median"], "", ""],
-            ["(c) load of the saved copy at start", manager["load_saved_copy_s"], "", ""],
+            ["(c) index ready at start (load or rebuild)", manager["index_ready_at_start_s"], "", ""],
         ],
     )

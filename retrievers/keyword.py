@@ -203,7 +203,8 @@ class KeywordIndex:
         if any(token not in vocabulary for each in tokens for token in each):
             vocabulary = dict(vocabulary)  # a copy: the old index keeps its own (searches may be reading it)
         local_rows, columns, added_lengths = _count_tokens(tokens, len(tokens), vocabulary)
-        terms = self._terms if vocabulary is self._vocabulary else [*self._terms, *list(vocabulary)[len(self._terms) :]]
+        new_terms = itertools.islice(vocabulary, len(self._terms), None)  # a dict keeps insertion order
+        terms = self._terms if vocabulary is self._vocabulary else [*self._terms, *new_terms]
         added = scipy.sparse.csc_array(
             (np.ones(len(columns), dtype=np.float32), (local_rows, columns)), shape=(len(order), len(terms))
         )
@@ -222,6 +223,12 @@ class KeywordIndex:
             lengths,
             vocabulary,
         )
+        added_metadatas = [metadatas[i] for i in order]
+        for key, column in self._columns.items():  # the filter and access columns searches read: carried over
+            derived = np.empty(total, dtype=object)
+            derived[~is_added] = column[kept]
+            derived[added_rows] = [str(meta.get(key, "")) for meta in added_metadatas]
+            index._columns[key] = derived
         return index
 
     def __len__(self) -> int:
