@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import chromadb
 import numpy as np
@@ -24,7 +25,7 @@ from retrievers.knowledge_base import PUBLIC_ONLY, KnowledgeBaseEmbeddings, open
 pytestmark = pytest.mark.integration  # the CLI in subprocesses, Chroma, a model
 
 VOICERAG = str(Path(sys.executable).parent / "voicerag")
-DOCUMENTS = [
+DOCUMENTS: list[dict[str, Any]] = [
     {"id": "returns", "title": "Returns", "lang": "en",
      "text": "Returns are accepted within 30 days of purchase, with the receipt, at any of our stores."},
     {"id": "hours", "title": "Opening hours", "lang": "en",

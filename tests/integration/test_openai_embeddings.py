@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,11 +27,10 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield fake
 
 
-def model(server: FakeOpenAIServer, **batching: float) -> OpenAIModel:
-    options = {"batch_size": 8, "concurrency": 4, "max_attempts": 4, "max_retry_s": 20.0, "max_wait_s": 5.0}
-    return OpenAIModel(
-        "text-embedding-3-small", "sk-test", server.base_url, batching=OpenAIBatching(**options | batching)
-    )  # type: ignore[arg-type]
+def model(server: FakeOpenAIServer, **batching: Any) -> OpenAIModel:
+    options: dict[str, Any] = {"batch_size": 8, "concurrency": 4, "max_attempts": 4, "max_retry_s": 20.0}
+    options |= {"max_wait_s": 5.0, **batching}
+    return OpenAIModel("text-embedding-3-small", "sk-test", server.base_url, batching=OpenAIBatching(**options))
 
 
 def expected(texts: list[str]) -> np.ndarray:
