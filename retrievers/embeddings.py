@@ -234,12 +234,14 @@ class OpenAIModel:
         caches and reports each at once, and the next request starts while slower ones still run.
         Thread-safe (the SDK client is), so `Embeddings` calls it without its model lock."""
         batches = request_batches(texts, self.batching.batch_size, self.batching.max_tokens)
+        abandoned = threading.Event()  # the ingest stopped (a batch failed, Ctrl-C): the others stop too
         with ThreadPoolExecutor(min(self.batching.concurrency, max(1, len(batches))), "openai-embed") as pool:
-            futures = {pool.submit(self._insisting, [texts[i] for i in batch]): batch for batch in batches}
+            futures = {pool.submit(self._insisting, [texts[i] for i in b], abandoned): b for b in batches}
             try:
                 for future in as_completed(futures):
                     yield futures[future], _normalised(future.result())
-            finally:  # a failure, or the caller stopped: requests not yet sent are not sent
+            finally:  # requests not yet sent are not sent; those waiting to retry stop waiting
+                abandoned.set()
                 for future in futures:
                     future.cancel()
 
@@ -251,8 +253,9 @@ class OpenAIModel:
         except openai.OpenAIError as exc:
             raise ServiceError(f"{self._where}: {_reason(exc)}") from None
 
-    def _insisting(self, texts: list[str]) -> np.ndarray:
-        """One request's vectors, retried while the failure is transient and time and attempts remain."""
+    def _insisting(self, texts: list[str], abandoned: threading.Event) -> np.ndarray:
+        """One request's vectors, retried while the failure is transient, time and attempts remain,
+        and nobody `abandoned` the ingest (which also cuts a wait short)."""
         import openai
 
         batching = self.batching
@@ -264,24 +267,32 @@ class OpenAIModel:
             hint = _retry_after_s(state.outcome.exception() if state.outcome else None)
             return min(hint, batching.max_wait_s) if hint is not None else backoff(state)
 
+        def attempt() -> np.ndarray:
+            if abandoned.is_set():
+                raise ServiceError(f"{self._where}: abandoned")  # nobody is waiting for it any more
+            return self._request(texts)
+
+        def nap(seconds: float) -> None:
+            abandoned.wait(seconds)  # cut short when the ingest is abandoned
+
         retrying = Retrying(
             retry=retry_if_exception(_transient),
             stop=stop_after_attempt(batching.max_attempts) | stop_before_delay(batching.max_retry_s),
             wait=wait,
+            sleep=nap,
             reraise=True,
         )
         started = time.monotonic()
         try:
-            return retrying(self._request, texts)
+            return retrying(attempt)
         except openai.OpenAIError as exc:
             attempts = retrying.statistics.get("attempt_number", 1)
             tried = f" after {attempts} attempts in {time.monotonic() - started:.0f} s" if attempts > 1 else ""
             raise ServiceError(f"{self._where}: gave up{tried}: {_reason(exc)}") from None
 
     def _request(self, texts: list[str]) -> np.ndarray:
-        response = self._client.embeddings.create(
-            model=self._model, input=texts
-        )  # base64: the SDK default, cheaper to parse
+        # No encoding_format: the SDK asks for base64, cheaper to parse than floats in JSON.
+        response = self._client.embeddings.create(model=self._model, input=texts)
         rows = sorted(response.data, key=lambda item: item.index)  # the API numbers them; trust the numbers
         if len(rows) != len(texts):
             raise ServiceError(f"{self._where}: {len(rows)} vectors for {len(texts)} texts")

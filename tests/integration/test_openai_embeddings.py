@@ -172,3 +172,13 @@ def test_a_slow_request_does_not_hold_up_the_others(server: FakeOpenAIServer, tm
     assert sum(1 for at in reported if at < 1.8) == 7  # all but the slow one, before it finished
     assert server.max_embedding_in_flight == 2
     embeddings.close()
+
+
+def test_when_one_batch_fails_the_others_stop_waiting_to_retry(server: FakeOpenAIServer) -> None:
+    server.script(Behaviour(status=429, retry_after_s=10), Behaviour(status=400, first_token_delay_s=0.2))
+    started = time.monotonic()
+    with pytest.raises(ServiceError, match="HTTP 400"):
+        model(server, batch_size=4, concurrency=2, max_wait_s=10.0).passages(TEXTS[:8])
+    assert time.monotonic() - started < 3  # not the 10 s the rate-limited batch was told to wait
+    time.sleep(0.5)
+    assert len(server.embedding_requests) == 2  # and it never tried again
