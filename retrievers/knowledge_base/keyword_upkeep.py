@@ -1,15 +1,16 @@
 """Keeps this process's keyword (BM25) index equal to the collection's current version.
 
-The index is derived from Chroma and never edited in place: a new `kb_version` means a new index.
-A write made by this process derives it from the previous index and the write itself (`apply`:
-only the written chunks are tokenised, well under a second at 100k chunks) and saves it under
-`index_dir/<collection>/<version>` in a background thread (the newest version only; `close` waits
-for it). Any other new version is loaded from its saved copy or built from every chunk in Chroma
-(41 s at 100k chunks). Only the newest saved copy is kept; a copy is written beside its place and
-renamed into it, so a reader never loads half of one. A saved copy made by another tokenizer is
-refused and rebuilt (see `KeywordIndex.load`). Writes by another process are noticed at most every
-`refresh_interval_s` and the new index is built in the background while the old one keeps serving.
-Rows are in chunk-id order whichever way an index was made, so every process ranks ties alike.
+The index is derived from Chroma and never edited in place: a new `kb_version` means a new index. A
+write made by this process derives it from the previous index and the write itself (`apply`: only
+the written chunks are tokenised, well under a second at 100k chunks) and saves it under
+`index_dir/<collection>/<version>` in a background thread once writes pause (the newest version
+only; `close` saves at once and waits). Any other new version is loaded from its saved copy or
+built from every chunk in Chroma (41 s at 100k chunks). Only the newest saved copy is kept; a copy
+is written beside its place and renamed into it, so a reader never loads half of one. A saved copy
+made by another tokenizer is refused and rebuilt (see `KeywordIndex.load`). Writes by another
+process are noticed at most every `refresh_interval_s` and the new index is built in the background
+while the old one keeps serving. Rows are in chunk-id order whichever way an index was made, so
+every process ranks ties alike.
 
 An index holds only documents stored whole (`consistency.py`), with each chunk's content hash: it
 is the snapshot readers trust, so a document being rewritten is briefly absent, never mixed.
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # What filters and access control (masks) and counts need, and the version readers check chunks against.
 _INDEXED_METADATA = ("doc_id", "category", "lang", "content_hash", "roles", "tenant")
+SAVE_QUIET_S = 2.0  # a derived index is saved once no write came for this long (or on close)
 
 
 class KeywordUpkeep:
@@ -226,18 +228,23 @@ def _indexed(rows: list[Row]) -> tuple[list[str], list[dict[str, Any]]]:
 
 
 class _LatestSaver:
-    """Runs `save(index, version)` in one background thread, for the newest submitted index only:
-    writes coming faster than saves skip the versions in between."""
+    """Runs `save(index, version)` in one background thread, for the newest submitted index only,
+    once no write came for `quiet_s`: a burst of writes is saved once, and saving (11 s at 100k
+    chunks, much of it holding the GIL) does not slow the writes of the burst. `wait` saves now."""
 
-    def __init__(self, save: Callable[[KeywordIndex, str], None]) -> None:
+    def __init__(self, save: Callable[[KeywordIndex, str], None], quiet_s: float = SAVE_QUIET_S) -> None:
         self._save = save
+        self.quiet_s = quiet_s
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self._pending: tuple[KeywordIndex, str] | None = None
+        self._submitted_at = 0.0
+        self._flushing = False
         self._thread: threading.Thread | None = None
 
     def submit(self, index: KeywordIndex, version: str) -> None:
         with self._lock:
-            self._pending = (index, version)
+            self._pending, self._submitted_at = (index, version), time.monotonic()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="keyword-index-save", daemon=True)
                 self._thread.start()
@@ -245,22 +252,36 @@ class _LatestSaver:
     def _run(self) -> None:
         while True:
             with self._lock:
-                job, self._pending = self._pending, None
-                if job is None:
+                if self._pending is None:
                     self._thread = None
                     return
+                delay = 0.0 if self._flushing else self._submitted_at + self.quiet_s - time.monotonic()
+                job = None
+                if delay <= 0:
+                    job, self._pending = self._pending, None
+            if job is None:
+                self._wake.wait(delay)
+                self._wake.clear()
+                continue
             try:
                 self._save(*job)
             except Exception as exc:  # a failed save only costs a rebuild later
                 log.warning("background save of keyword index %s failed: %s", job[1], exc)
 
     def wait(self) -> None:
-        while True:
+        with self._lock:
+            self._flushing = True
+        self._wake.set()
+        try:
+            while True:
+                with self._lock:
+                    thread = self._thread
+                if thread is None:
+                    return
+                thread.join()
+        finally:
             with self._lock:
-                thread = self._thread
-            if thread is None:
-                return
-            thread.join()
+                self._flushing = False
 
 
 def _with_versions(index: KeywordIndex) -> KeywordIndex:
