@@ -2,9 +2,10 @@
 
 Text comes from pdfminer.six, page by page, as langchain-community's PDFMinerLoader does in its
 "page" mode (one LTPage at a time, layout analysis on). pdfminer rather than pypdf: both read the
-generated Japanese CID-font fixture correctly, but pdfminer ships Adobe-Japan1 CMaps, so a CID font
-without a ToUnicode map still decodes, and `detect_vertical` reads vertical (tategaki) text as
-lines. pypdf opens the file first: the encryption check and the document title.
+generated horizontal Japanese CID-font fixture correctly, but on the vertical (tategaki) one pypdf
+gives one glyph a line where pdfminer's `detect_vertical` gives the columns as lines, right to left;
+and pdfminer ships Adobe-Japan1 CMaps, so a CID font without a ToUnicode map still decodes. pypdf
+opens the file first: the encryption check and the document title.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import re
 from retrievers.errors import UserInputError
 from retrievers.formats.common import Draft, Origin, make_document, short_title, tidy_lines
 
+# pdfminer puts a space between glyphs set apart (vertical text often): Japanese has no spaces between words.
+_JAPANESE = "\u3000-\u30ff\u3400-\u9fff\uf900-\ufaff\uff00-\uffef"  # kana, kanji, Japanese and full-width punctuation
+_SPACE_IN_JAPANESE = re.compile(f"(?<=[{_JAPANESE}]) (?=[{_JAPANESE}])")
 _UNMAPPED = re.compile(r"\(cid:\d+\)")  # pdfminer's stand-in for a glyph it has no character for
 MAX_UNMAPPED = 10  # a page with more is unreadable text, not a stray symbol
 
@@ -69,7 +73,11 @@ def _page_texts(data: bytes, name: str) -> list[str]:
     texts: list[str] = []
     try:
         for number, page in enumerate(extract_pages(io.BytesIO(data), laparams=LAParams(detect_vertical=True)), 1):
-            boxes = (tidy_lines(box.get_text()) for box in page if isinstance(box, LTTextContainer))
+            boxes = (
+                _SPACE_IN_JAPANESE.sub("", tidy_lines(box.get_text()))
+                for box in page
+                if isinstance(box, LTTextContainer)
+            )
             text = "\n\n".join(box for box in boxes if box)  # a text box is a paragraph: the splitter's first cut
             if len(_UNMAPPED.findall(text)) > MAX_UNMAPPED:
                 raise UserInputError(

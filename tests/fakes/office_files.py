@@ -59,6 +59,22 @@ def pdf(pages: Sequence[str], *, font: Path | None = None, title: str = "") -> b
     return bytes(document.output())
 
 
+VERTICAL_COLUMNS = ("縦書きの案内です。", "保証期間は二年間です。")  # read right to left
+
+
+def vertical_japanese_pdf() -> bytes:
+    """Tategaki: each column's characters placed top to bottom, columns from right to left (fpdf2
+    has no vertical writing mode, so the glyphs are placed one by one, as a layout program would)."""
+    document = FPDF()
+    document.add_font("embedded", fname=str(JAPANESE_FONT))
+    document.set_font("embedded", size=14)
+    document.add_page()
+    for column, text in enumerate(VERTICAL_COLUMNS):
+        for row, char in enumerate(text):
+            document.text(150 - 10 * column, 30 + 6 * row, char)
+    return bytes(document.output())
+
+
 def japanese_pdf() -> bytes:
     return pdf(JA_PDF_PAGES, font=JAPANESE_FONT, title="製品サポートガイド")
 

@@ -59,6 +59,12 @@ def test_japanese_pdf_with_an_embedded_cid_font_is_one_document_with_its_pages(
             assert doc.text.index(line) >= start, f"page {number}: {line}"
 
 
+def test_vertical_japanese_text_reads_as_lines_right_column_first(tmp_path: Path) -> None:
+    """pdfminer's detect_vertical groups the glyphs into vertical lines (pypdf reads one glyph a line)."""
+    (doc,) = load_documents([write(tmp_path, "tategaki.pdf", office.vertical_japanese_pdf())]).documents
+    assert doc.text.split("\n\n") == list(office.VERTICAL_COLUMNS)
+
+
 def test_pdf_chunks_say_which_page_they_come_from(tmp_path: Path, japanese_pdf: bytes) -> None:
     (doc,) = load_documents([write(tmp_path, "ja.pdf", japanese_pdf)]).documents
     chunks = chunk_document(doc, size=30, overlap=0)
