@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from retrievers.document_files import FoundFile, decoded_text, named
+from retrievers.errors import UserInputError
 from retrievers.formats.common import Draft, Origin
 from retrievers.formats.config import ConfigReader
 
@@ -32,7 +33,11 @@ def office_documents(found: FoundFile, data: bytes, path_id: str, configs: Confi
     elif suffix == ".csv":
         from retrievers.formats.tables import csv_documents
 
-        docs = csv_documents(decoded_text(found, data), origin)
+        try:
+            text = decoded_text(found, data)
+        except UserInputError as exc:  # Excel in Japan saves CSV as Shift_JIS unless asked
+            raise UserInputError(f"{exc}; save it as CSV UTF-8 (Excel: Save As, CSV UTF-8)") from None
+        docs = csv_documents(text, origin)
     else:
         from retrievers.formats.tables import xlsx_documents
 

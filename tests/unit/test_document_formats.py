@@ -292,7 +292,7 @@ def test_bad_csv_is_refused_naming_the_row(tmp_path: Path, csv_text: str, expect
 
 def test_csv_in_shift_jis_is_refused_as_not_utf8(tmp_path: Path) -> None:
     bad = write(tmp_path, "sjis.csv", "質問,答え\n送料は？,五百円\n".encode("shift_jis"))
-    assert refusal(bad) == f"{bad}:1: not valid UTF-8 (byte 0)"
+    assert refusal(bad) == f"{bad}:1: not valid UTF-8 (byte 0); save it as CSV UTF-8 (Excel: Save As, CSV UTF-8)"
 
 
 def test_row_without_an_id_and_duplicate_ids_are_refused(tmp_path: Path) -> None:
