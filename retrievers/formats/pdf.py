@@ -11,7 +11,10 @@ opens the file first: the encryption check and the document title.
 from __future__ import annotations
 
 import io
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from retrievers.errors import UserInputError
 from retrievers.formats.common import Draft, Origin, make_document, short_title, tidy_lines
@@ -25,8 +28,9 @@ MAX_UNMAPPED = 10  # a page with more is unreadable text, not a stray symbol
 
 def pdf_document(data: bytes, origin: Origin) -> Draft:
     """The file as one Document whose `page_starts` say where each page's text begins."""
-    title, page_count = _open_checked(data, origin.name)
-    pages = _page_texts(data, origin.name)
+    with _parser_warnings_off():
+        title, page_count = _open_checked(data, origin.name)
+        pages = _page_texts(data, origin.name)
     if not any(pages):
         raise UserInputError(
             f"{origin.name}: no extractable text on any of its {page_count} page(s) "
@@ -94,3 +98,18 @@ def _page_texts(data: bytes, name: str) -> list[str]:
 
 def _reason(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+
+
+@contextmanager
+def _parser_warnings_off() -> Iterator[None]:
+    """pypdf and pdfminer log each repair of a damaged file as a warning: noise around a refusal
+    that must be one line, and nothing an operator can act on when the text reads fine."""
+    loggers = [logging.getLogger(name) for name in ("pypdf", "pdfminer")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

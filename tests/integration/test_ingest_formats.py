@@ -108,6 +108,7 @@ def test_search_finds_every_fact(kb: Ingested) -> None:
     [
         ("locked.pdf", office.encrypted_pdf, "encrypted (needs a password)"),
         ("scan.pdf", office.scanned_pdf, "no extractable text on any of its 1 page(s)"),
+        ("cut.pdf", lambda: office.english_pdf()[:-400], "not a readable PDF ("),  # pypdf's warnings kept off stderr
         ("cut.docx", office.corrupt_docx, "not a readable DOCX file ("),
         ("book.xlsx", office.empty_sheet_xlsx, "sheet 'Empty': is empty"),
         ("gaps.csv", lambda: b"q,a\nx,y\n,\nz,w\n", "row 3: no values"),
