@@ -166,7 +166,7 @@ def write_corpus(root: Path) -> None:
     write(root, "more/wrapped.json", json.dumps({"documents": [{"id": "store-hours", "text": "Open 10:00-20:00."}]}))
     write(root, "product/ka100.md", "# Kumo Air KA-100\n\nWireless earbuds with 8 hours of battery.\n")
     write(root, "support/reset_steps.txt", "Hold the power button for ten seconds to reset.\n")
-    write(root, "manual[draft].pdf", b"%PDF-1.4\n\x00\x01")  # [brackets]: not rich markup
+    write(root, "manual[draft].pptx", b"PK\x03\x04\n\x00\x01")  # [brackets]: not rich markup
 
 
 @pytest.fixture(scope="module")
@@ -203,12 +203,12 @@ def test_ingesting_a_folder_reads_every_format_recursively(kb: IngestedKb) -> No
 
 def test_unsupported_file_inside_a_folder_is_skipped_with_a_note(kb: IngestedKb) -> None:
     assert kb.first.returncode == 0
-    assert "skipped 1 file(s) of unsupported type, e.g. kb/manual[draft].pdf" in kb.first.stderr
+    assert "skipped 1 file(s) of unsupported type, e.g. kb/manual[draft].pptx" in kb.first.stderr
     assert "Traceback" not in kb.first.stderr
 
 
 def test_successful_ingest_prints_nothing_on_stderr_but_the_skip_note(kb: IngestedKb) -> None:
-    assert kb.first.stderr.splitlines() == ["skipped 1 file(s) of unsupported type, e.g. kb/manual[draft].pdf"]
+    assert kb.first.stderr.splitlines() == ["skipped 1 file(s) of unsupported type, e.g. kb/manual[draft].pptx"]
 
 
 def test_reingesting_unchanged_files_writes_nothing(kb: IngestedKb) -> None:
@@ -259,11 +259,11 @@ def _case_files(case: Path, name: str) -> tuple[list[str], str]:
     if name == "nonexistent-path":
         return [*args, f"{rel}/nope.jsonl"], f"{rel}/nope.jsonl: no such file or folder"
     if name == "unsupported-extension":
-        write(case, "manual.pdf", b"%PDF-1.4")
-        return [*args, f"{rel}/manual.pdf"], f"{rel}/manual.pdf: unsupported file type '.pdf'"
+        write(case, "manual.pptx", b"PK\x03\x04")
+        return [*args, f"{rel}/manual.pptx"], f"{rel}/manual.pptx: unsupported file type '.pptx'"
     if name == "empty-folder":
         (case / "empty").mkdir()
-        return [*args, f"{rel}/empty"], f"{rel}/empty: no .jsonl, .json, .md or .txt files in this folder"
+        return [*args, f"{rel}/empty"], f"{rel}/empty: no .jsonl, .json, .md, .txt, .pdf, .html, .docx, .csv or .xlsx files in this folder"
     if name == "link-leaving-the-folder":
         secret = write(case, "system/passwd.txt", "root:x:0:0:secret\n")
         (case / "kb").mkdir()

@@ -169,7 +169,7 @@ def test_folder_is_read_recursively_skipping_hidden_and_unsupported_files(tmp_pa
     write(root, "x/c.json", json.dumps([{"id": "c", "text": "text c"}]))
     write(root, ".git/d.md", "# hidden\n")
     write(root, "x/.e.md", "# hidden too\n")
-    manual = write(root, "x/manual.pdf", b"%PDF-1.4")
+    manual = write(root, "x/manual.pptx", b"PK\x03\x04")
     report = load_documents([root])
     assert sorted(doc.id for doc in report.documents) == ["a", "c", "x/y/b"]
     assert report.skipped == [manual]
@@ -298,7 +298,7 @@ def test_nonexistent_path_is_refused(tmp_path: Path) -> None:
     assert refusal(good, missing) == f"{missing}: no such file or folder"
 
 
-@pytest.mark.parametrize(("name", "suffix"), [("manual.pdf", "'.pdf'"), ("README", "'(none)'")])
+@pytest.mark.parametrize(("name", "suffix"), [("slides.pptx", "'.pptx'"), ("README", "'(none)'")])
 def test_unsupported_file_named_directly_is_refused(tmp_path: Path, name: str, suffix: str) -> None:
     file = write(tmp_path, name, "text")
     assert refusal(file).startswith(f"{file}: unsupported file type {suffix}; expected one of .jsonl")
@@ -308,12 +308,12 @@ def test_empty_folder_is_refused_naming_it(tmp_path: Path) -> None:
     good = write(tmp_path, "kb.jsonl", jsonl({"id": "a", "text": "ok"}))
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert refusal(good, empty) == f"{empty}: no .jsonl, .json, .md or .txt files in this folder"
+    assert refusal(good, empty) == f"{empty}: no .jsonl, .json, .md, .txt, .pdf, .html, .docx, .csv or .xlsx files in this folder"
 
 
 def test_folder_with_only_unsupported_or_hidden_files_is_refused(tmp_path: Path) -> None:
     folder = tmp_path / "scans"
-    write(folder, "scan.pdf", b"%PDF")
+    write(folder, "scan.pptx", b"PK")
     write(folder, ".hidden.md", "# hidden\n")
     assert refusal(folder).startswith(f"{folder}: no .jsonl")
 
