@@ -232,7 +232,15 @@ async def run(quick: bool) -> Result:
         "beside `voicerag ingest` (e5) on the same machine",
         ["setup", "queries", "p50 ms", "p95 ms", "mean ms", "load before", "ingest ran throughout"],
         [
-            [r["setup"], r["n"], r["p50"], r["p95"], r["mean"], r["load_1min_before"], r["ingest_ran_throughout"]]
+            [
+                r["setup"],
+                r["n"],
+                r["p50"],
+                r["p95"],
+                r["mean"],
+                r["load_1min_before"],
+                "yes" if r["ingest_ran_throughout"] else "no",
+            ]
             for r in politeness
         ],
     )
