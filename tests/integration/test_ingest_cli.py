@@ -263,7 +263,8 @@ def _case_files(case: Path, name: str) -> tuple[list[str], str]:
         return [*args, f"{rel}/manual.pptx"], f"{rel}/manual.pptx: unsupported file type '.pptx'"
     if name == "empty-folder":
         (case / "empty").mkdir()
-        return [*args, f"{rel}/empty"], f"{rel}/empty: no .jsonl, .json, .md, .txt, .pdf, .html, .docx, .csv or .xlsx files in this folder"
+        kinds = ".jsonl, .json, .md, .txt, .pdf, .html, .docx, .csv or .xlsx"
+        return [*args, f"{rel}/empty"], f"{rel}/empty: no {kinds} files in this folder"
     if name == "link-leaving-the-folder":
         secret = write(case, "system/passwd.txt", "root:x:0:0:secret\n")
         (case / "kb").mkdir()

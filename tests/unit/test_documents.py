@@ -308,7 +308,8 @@ def test_empty_folder_is_refused_naming_it(tmp_path: Path) -> None:
     good = write(tmp_path, "kb.jsonl", jsonl({"id": "a", "text": "ok"}))
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert refusal(good, empty) == f"{empty}: no .jsonl, .json, .md, .txt, .pdf, .html, .docx, .csv or .xlsx files in this folder"
+    kinds = ".jsonl, .json, .md, .txt, .pdf, .html, .docx, .csv or .xlsx"
+    assert refusal(good, empty) == f"{empty}: no {kinds} files in this folder"
 
 
 def test_folder_with_only_unsupported_or_hidden_files_is_refused(tmp_path: Path) -> None:
