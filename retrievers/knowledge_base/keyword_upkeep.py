@@ -4,8 +4,9 @@ The index is derived from Chroma and never edited in place: a new `kb_version` m
 write made by this process derives it from the previous index and the write itself (`apply`: only
 the written chunks are tokenised, well under a second at 100k chunks) and saves it under
 `index_dir/<collection>/<version>` in a background thread once writes pause (the newest version
-only; `close` saves at once and waits). Any other new version is loaded from its saved copy or
-built from every chunk in Chroma (41 s at 100k chunks). Only the newest saved copy is kept; a copy
+only; `close` saves at once and waits). Any other new version is caught up from the chunks it
+changed (`keyword_catch_up.py`), or, when much changed, loaded from its saved copy or built from
+every chunk in Chroma (41 s at 100k chunks). Only the newest saved copy is kept; a copy
 is written beside its place and renamed into it, so a reader never loads half of one. A saved copy
 made by another tokenizer is refused and rebuilt (see `KeywordIndex.load`). Writes by another
 process are noticed at most every `refresh_interval_s` and the new index is built in the background
@@ -35,6 +36,7 @@ from retrievers.keyword import KeywordIndex
 from retrievers.knowledge_base.chroma_store import EMPTY_VERSION, ChromaStore, Row
 from retrievers.knowledge_base.consistency import verify
 from retrievers.knowledge_base.ingest import ProgressCallback, WritePlan
+from retrievers.knowledge_base.keyword_catch_up import catch_up
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +188,10 @@ class KeywordUpkeep:
         self.mark_checked()
         if seen[0] is not None and version == seen[1]:
             return seen[0]
-        index = self.build(version)
+        # Caught up from the chunks that changed (`keyword_catch_up.py`), else loaded or rebuilt.
+        index = catch_up(self.store, seen[0], _indexed) if seen[0] is not None else None
+        if index is None:
+            index = self.build(version)
         with self._swap:
             if self._current is seen:
                 self._current = (index, version)
