@@ -12,9 +12,9 @@ import sys
 from benchmarks.common import ROOT, log, now, print_table
 
 BENCHMARKS = (
-    "ingest", "query_latency", "access_filter", "graph_overhead", "sources", "agent_overhead", "audit", "masking",
-    "admission", "turn_record", "caller_refusal", "context_budget", "early_lookups",
-    "langsmith_tracing", "otel_tracing", "tts_text", "voice_e2e", "barge_in", "capacity", "extraction",
+    "ingest", "embedding_throughput", "extraction", "query_latency", "access_filter", "graph_overhead", "sources",
+    "agent_overhead", "audit", "masking", "admission", "turn_record", "caller_refusal", "context_budget",
+    "early_lookups", "langsmith_tracing", "otel_tracing", "tts_text", "voice_e2e", "barge_in", "capacity",
 )  # fmt: skip
 
 

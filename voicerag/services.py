@@ -14,7 +14,7 @@ from graph.persona import load_persona
 from graph.services import GraphOptions, Services
 from graph.speakable import Budget
 from graph.usage import price_metadata
-from retrievers.embeddings import Embeddings, VectorCache, default_dense_weight, load_model
+from retrievers.embeddings import Embeddings, OpenAIBatching, VectorCache, default_dense_weight, load_model
 from retrievers.errors import UserInputError
 from retrievers.http.cache import make_response_cache
 from retrievers.http.client import ResilientHttp
@@ -50,6 +50,11 @@ def build_embeddings(settings: Settings) -> Embeddings:
         openai_model=settings.openai_embedding_model,
         api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
         base_url=str(settings.openai_base_url) if settings.openai_base_url else None,
+        batching=OpenAIBatching(
+            batch_size=settings.openai_embedding_batch,
+            concurrency=settings.openai_embedding_concurrency,
+            max_tokens=settings.openai_embedding_max_tokens,
+        ),
     )
     return Embeddings(model, VectorCache(data_dir / "embedding-cache.sqlite"))
 

@@ -137,3 +137,26 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, re.MULTILINE))
     missing = sorted(name.upper() for name in Settings.model_fields if name.upper() not in documented)
     assert not missing, f".env.example lacks {missing}"
+
+
+def test_the_openai_embedding_batching_settings_reach_the_model(tmp_path: Path) -> None:
+    from retrievers.embeddings import OpenAIModel
+    from voicerag.services import build_embeddings
+
+    settings = load_settings(
+        _env_file=None,
+        voicerag_data_dir=tmp_path,
+        embeddings="openai",
+        openai_api_key="sk-test",
+        openai_embedding_batch=7,
+        openai_embedding_concurrency=2,
+        openai_embedding_max_tokens=9000,
+    )
+    embeddings = build_embeddings(settings)
+    try:
+        model = embeddings.model
+        assert isinstance(model, OpenAIModel)
+        batching = model.batching
+        assert (batching.batch_size, batching.concurrency, batching.max_tokens) == (7, 2, 9000)
+    finally:
+        embeddings.close()
