@@ -327,7 +327,8 @@ class FakeOpenAIServer:
             {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "fake"}]}
         )
 
-    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+    async def _recorded(self, request: web.Request) -> tuple[Any, web.Response | None]:
+        """The request's JSON body (None when not JSON), recorded; a 401 when it has no bearer key."""
         raw = await request.read()
         try:
             body = json.loads(raw)
@@ -338,7 +339,13 @@ class FakeOpenAIServer:
         )
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return self._error(401)
+            return body, self._error(401)
+        return body, None
+
+    async def _chat_completions(self, request: web.Request) -> web.StreamResponse:
+        body, refused = await self._recorded(request)
+        if refused is not None:
+            return refused
         if not isinstance(body, dict):
             return self._error(400, detail="the body is not a JSON object")
         messages = body.get("messages")
@@ -379,17 +386,9 @@ class FakeOpenAIServer:
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         """`POST /v1/embeddings`: one vector per input, numbered, in the input's order."""
-        raw = await request.read()
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.headers), body if isinstance(body, dict) else {})
-        )
-        auth = request.headers.get("Authorization", "")
-        if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return self._error(401)
+        body, refused = await self._recorded(request)
+        if refused is not None:
+            return refused
         if not isinstance(body, dict) or not isinstance(body.get("model"), str) or not body["model"]:
             return self._error(400, detail="you must provide a model parameter")
         inputs = body.get("input")
