@@ -87,9 +87,8 @@ async def test_writes_of_this_process_update_the_index_without_a_rebuild(kb: Kno
     assert rebuilds == [] and len(versions) == 5  # every write a new version, none read from Chroma
 
 
-async def test_a_write_over_another_process_s_version_rebuilds(
-    kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
-) -> None:
+async def written_by_another_process(kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path) -> None:
+    """`kb` holds DOCS and has its index; then another process writes a document of its own."""
     await kb.index_documents(DOCS)
     await kb.search("warranty")
     other = KnowledgeBaseManager(
@@ -99,6 +98,12 @@ async def test_a_write_over_another_process_s_version_rebuilds(
         await other.index_documents([Document(id="theirs", title="Repairs", text="Repairs take a week.", lang="en")])
     finally:
         await other.close()
+
+
+async def test_a_write_over_another_process_s_version_rebuilds(
+    kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
+) -> None:
+    await written_by_another_process(kb, embeddings, tmp_path)
     rebuilds = counting_rebuilds(kb)
     kb.refresh_interval_s = 3600  # this process has not noticed the other write
     await kb.index_documents([Document(id="mine", title="Parking", text="Parking is free on Sundays.", lang="en")])
@@ -137,15 +142,7 @@ async def test_a_derived_index_is_saved_in_the_background_and_loaded_by_the_next
 async def test_a_refresh_finishing_after_a_write_does_not_put_back_the_older_version(
     kb: KnowledgeBaseManager, embeddings: Embeddings, tmp_path: Path
 ) -> None:
-    await kb.index_documents(DOCS)
-    await kb.search("warranty")
-    other = KnowledgeBaseManager(
-        make_chroma_client(tmp_path / "data", None), "test-kb", embeddings, chunk_size=400, chunk_overlap=40
-    )
-    try:
-        await other.index_documents([Document(id="theirs", title="Repairs", text="Repairs take a week.", lang="en")])
-    finally:
-        await other.close()
+    await written_by_another_process(kb, embeddings, tmp_path)
     release, building = threading.Event(), threading.Event()
     build_from_chroma = kb.keyword_upkeep.build_from_chroma
 
