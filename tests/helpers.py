@@ -9,10 +9,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from graph.builder import warm_up
 from graph.persona import load_persona
 from graph.services import Services
-from retrievers.documents import Document
+from retrievers.documents import Document, load_documents
+from retrievers.errors import UserInputError
 from voicerag.services import build_services
 from voicerag.settings import load_settings
 
@@ -118,3 +121,16 @@ def completes_without_waiting(coroutine: Coroutine[Any, Any, T]) -> T:
         return finished.value  # type: ignore[no-any-return]
     coroutine.close()
     raise AssertionError(f"{coroutine.__qualname__} suspended: it waited on I/O or a timer")
+
+
+def refusal(*paths: Path) -> str:
+    """The message `load_documents` refuses `paths` with (one line)."""
+    with pytest.raises(UserInputError) as caught:
+        load_documents(paths)
+    message = str(caught.value)
+    assert "\n" not in message, "a refusal is one line"
+    return message
+
+
+def by_id(*paths: Path) -> dict[str, Document]:
+    return {doc.id: doc for doc in load_documents(paths).documents}

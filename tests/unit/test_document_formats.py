@@ -14,26 +14,13 @@ from typing import Any
 
 import pytest
 from fakes import office_files as office
-from helpers import write
+from helpers import by_id, refusal, write
 from pypdf import PdfReader, PdfWriter
 
-from retrievers.documents import Document, chunk_document, load_documents
-from retrievers.errors import UserInputError
+from retrievers.documents import chunk_document, load_documents
 from retrievers.formats import common
 from retrievers.formats.html import html_documents
 from retrievers.knowledge_base.chroma_store import chunk_metadata
-
-
-def refusal(*paths: Path) -> str:
-    with pytest.raises(UserInputError) as caught:
-        load_documents(paths)
-    message = str(caught.value)
-    assert "\n" not in message, "a refusal is one line"
-    return message
-
-
-def by_id(*paths: Path) -> dict[str, Document]:
-    return {doc.id: doc for doc in load_documents(paths).documents}
 
 
 @pytest.fixture(scope="module")

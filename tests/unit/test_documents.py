@@ -10,26 +10,11 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import jsonl, write
+from helpers import by_id, jsonl, refusal, write
 from pydantic import ValidationError
 
 from retrievers import documents
 from retrievers.documents import Document, chunk_document, load_documents
-from retrievers.errors import UserInputError
-
-
-def refusal(*paths: Path) -> str:
-    """The message `load_documents` refuses `paths` with."""
-    with pytest.raises(UserInputError) as caught:
-        load_documents(paths)
-    message = str(caught.value)
-    assert "\n" not in message, "a refusal is one line"
-    return message
-
-
-def by_id(*paths: Path) -> dict[str, Document]:
-    return {doc.id: doc for doc in load_documents(paths).documents}
-
 
 # --------------------------------------------------------------------------------------------
 # Formats
