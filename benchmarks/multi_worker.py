@@ -1,0 +1,143 @@
+"""multi_worker: how long a second process (no shared disk) takes to serve a version written elsewhere.
+
+A writer (`KnowledgeBaseManager`) and a reader (`KeywordUpkeep` with no index folder: a worker on
+another machine, which cannot load the writer's saved copy) share one collection of 100k one-chunk
+documents (embedded Chroma, cached in benchmarks/.data/multi_worker, written straight to Chroma
+with random vectors as `synthetic.py` does). After each write by the writer, the reader's `refresh`
+is timed: the catch-up (`keyword_catch_up.py`: ids and metadata of every chunk, texts of the
+changed ones, `KeywordIndex.updated`), against the full rebuild from Chroma it did before (timed on
+the reader's first build, which is one). Writes: one document changed and one added (3 times), then
+1% of the documents rewritten. Each caught-up index is checked against the writer's own (which
+equals a rebuild), and its new text is found by keyword.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from statistics import median
+from typing import Any
+
+import numpy as np
+from chromadb.errors import NotFoundError
+
+from benchmarks import synthetic
+from benchmarks.common import DATA_DIR, Result, bench_settings, log, now, print_table
+from benchmarks.keyword_incremental import DIMENSIONS, HashVectors, marked
+from retrievers.documents import Document
+from retrievers.embeddings import Embeddings
+from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.knowledge_base.keyword_upkeep import KeywordUpkeep
+
+NAME = "multi_worker"
+SMALL_WRITES = 3
+LARGE_WRITE_SHARE = 0.01
+
+
+def open_collection(count: int, base: list[synthetic.Paragraph]) -> KnowledgeBaseManager:
+    folder = DATA_DIR / NAME
+    client = make_chroma_client(folder, None)
+    name = f"workers-{count}"
+    spec = {"chunks": count, "base": synthetic.digest(base), "vectors": "random"}
+    marker = folder / f"{name}.json"
+
+    def manager() -> KnowledgeBaseManager:
+        return KnowledgeBaseManager(client, name, Embeddings(HashVectors(), None), index_dir=None, result_cache_size=0)
+
+    kb = manager()
+    if marker.exists() and json.loads(marker.read_text()) == spec and kb.collection.count() == count:
+        return kb
+    log(f"building {name} (cached in {folder} for the next runs)")
+    marker.unlink(missing_ok=True)
+    with contextlib.suppress(NotFoundError, ValueError):
+        client.delete_collection(name)
+    kb = manager()
+    vectors = np.random.default_rng(0).standard_normal((len(base), DIMENSIONS)).astype(np.float32)
+    synthetic.write(kb, count, base, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    marker.write_text(json.dumps(spec))
+    return kb
+
+
+def catch_up_timed(kb: KnowledgeBaseManager, reader: KeywordUpkeep, marker: str, expect: str) -> dict[str, Any]:
+    """The reader's refresh after a write elsewhere: its time, whether it rebuilt, and checks."""
+    rebuilds: list[int] = []
+    build = reader.build_from_chroma
+
+    def counting(*args: Any) -> Any:
+        rebuilds.append(1)
+        return build(*args)
+
+    reader.build_from_chroma = counting  # type: ignore[method-assign,assignment]
+    started = now()
+    index = reader.refresh()
+    seconds = now() - started
+    reader.build_from_chroma = build  # type: ignore[method-assign]
+    writer = kb.keyword_upkeep.index
+    assert reader.version == kb.index_version and writer is not None
+    assert index.chunk_ids == writer.chunk_ids and index.metadatas == writer.metadatas
+    assert [index.chunk_ids[hit.row] for hit in index.search(marker, 3)] == [f"{expect}::0"]
+    return {"s": seconds, "rebuilt": bool(rebuilds)}
+
+
+async def run(quick: bool) -> Result:
+    count = 10_000 if quick else 100_000
+    settings = bench_settings(DATA_DIR / NAME)
+    base = synthetic.paragraphs(settings.chunk_size, settings.chunk_overlap)
+    docs = synthetic.documents(base, 0, count)
+    kb = open_collection(count, base)
+    await kb.keyword_index()
+    reader = KeywordUpkeep(kb.store, None, refresh_interval_s=0)
+    log(f"the reader's first index: a full build from Chroma ({count:,} chunks)")
+    started = now()
+    reader.refresh()
+    rebuild_s = now() - started
+
+    started = now()
+    listed = sum(len(page) for page in kb.store.pages(texts=False))
+    listing_s = now() - started
+    assert listed == count
+
+    run_id = uuid.uuid4().hex[:6]
+    rng = np.random.default_rng(7)
+    small: list[dict[str, Any]] = []
+    for n in range(SMALL_WRITES):
+        doc = docs[int(rng.integers(len(docs)))]
+        added = marked(docs[n].model_copy(update={"id": f"bench-added-{run_id}-{n}"}), f"zq{run_id}a{n}")
+        await kb.index_documents([marked(doc, f"zq{run_id}c{n}"), added])
+        small.append(catch_up_timed(kb, reader, f"zq{run_id}a{n}", added.id))
+    rewritten = [docs[int(i)] for i in rng.choice(len(docs), int(count * LARGE_WRITE_SHARE), replace=False)]
+    changed: list[Document] = [marked(doc, f"zq{run_id}l{n}") for n, doc in enumerate(rewritten)]
+    log(f"rewriting {len(changed):,} documents")
+    await kb.index_documents(changed)
+    large = catch_up_timed(kb, reader, f"zq{run_id}l0", changed[0].id)
+    await kb.close()
+    figures = {
+        "chunks": count,
+        "full_rebuild_s": round(rebuild_s, 2),
+        "list_ids_and_metadata_s": round(listing_s, 2),
+        "catch_up_small_write_s": {
+            "median": round(median(r["s"] for r in small), 2),
+            "max": round(max(r["s"] for r in small), 2),
+        },
+        "catch_up_1pct_write_s": round(large["s"], 2),
+        "rebuilt_instead": sum(r["rebuilt"] for r in [*small, large]),
+    }
+    report(figures)
+    return Result(NAME, quick, figures)
+
+
+def report(figures: dict[str, Any]) -> None:
+    print_table(
+        f"multi_worker: a version written elsewhere, served by a process with no shared disk "
+        f"({figures['chunks']:,} chunks), s",
+        ["step", "s"],
+        [
+            ["full rebuild from Chroma (before)", figures["full_rebuild_s"]],
+            ["catch-up, 1 changed + 1 added document, median", figures["catch_up_small_write_s"]["median"]],
+            ["catch-up, 1 changed + 1 added document, max", figures["catch_up_small_write_s"]["max"]],
+            ["  of which: listing ids and metadata", figures["list_ids_and_metadata_s"]],
+            ["catch-up, 1% of documents rewritten", figures["catch_up_1pct_write_s"]],
+            ["refreshes that rebuilt instead", figures["rebuilt_instead"]],
+        ],
+    )
