@@ -210,3 +210,18 @@ def test_chunks_changing_while_their_texts_are_read_fall_back_to_a_rebuild(
     monkeypatch.setattr(upkeep, "build_from_chroma", counting_build)
     assert_equals_a_rebuild(upkeep.refresh(), upkeep)  # the rebuild sees the newest chunks: exact
     assert rebuilds == [1]
+
+
+def test_a_saved_copy_on_a_shared_disk_is_loaded_rather_than_caught_up(
+    store: ChromaStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(keyword_catch_up, "MIN_CHUNKS", 10)
+    other, _ = started(store, 30, seed=7)
+    reader = KeywordUpkeep(store, tmp_path / "shared-index", refresh_interval_s=0)
+    reader.refresh()
+    reads = Reads(reader, monkeypatch)
+    other.random_writes(2)
+    writer = KeywordUpkeep(store, tmp_path / "shared-index", refresh_interval_s=0)
+    writer.install(store.read_version())  # built and saved where the reader looks
+    assert_equals_a_rebuild(reader.refresh(), reader)
+    assert reads.rebuilds == 0 and reads.fetched == []  # loaded: neither rebuilt nor caught up
