@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from statistics import median
 from typing import Any
 
@@ -27,12 +30,15 @@ from benchmarks.common import DATA_DIR, Result, bench_settings, log, now, print_
 from benchmarks.keyword_incremental import DIMENSIONS, HashVectors, marked
 from retrievers.documents import Document
 from retrievers.embeddings import Embeddings
+from retrievers.keyword import KeywordIndex
 from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
 from retrievers.knowledge_base.keyword_upkeep import KeywordUpkeep
 
 NAME = "multi_worker"
 SMALL_WRITES = 3
 LARGE_WRITE_SHARE = 0.01
+SEARCH_QUERY = "battery life of the headphones"
+SEARCH_EVERY_S = 0.05
 
 
 def open_collection(count: int, base: list[synthetic.Paragraph]) -> KnowledgeBaseManager:
@@ -43,7 +49,9 @@ def open_collection(count: int, base: list[synthetic.Paragraph]) -> KnowledgeBas
     marker = folder / f"{name}.json"
 
     def manager() -> KnowledgeBaseManager:
-        return KnowledgeBaseManager(client, name, Embeddings(HashVectors(), None), index_dir=None, result_cache_size=0)
+        return KnowledgeBaseManager(
+            client, name, Embeddings(HashVectors(), None), index_dir=folder / "keyword-index", result_cache_size=0
+        )
 
     kb = manager()
     if marker.exists() and json.loads(marker.read_text()) == spec and kb.collection.count() == count:
@@ -69,15 +77,32 @@ def catch_up_timed(kb: KnowledgeBaseManager, reader: KeywordUpkeep, marker: str,
         return build(*args)
 
     reader.build_from_chroma = counting  # type: ignore[method-assign,assignment]
+    serving = reader.index
+    assert serving is not None
+    refreshed: list[KeywordIndex] = []
     started = now()
-    index = reader.refresh()
-    seconds = now() - started
+    refresh = threading.Thread(target=lambda: refreshed.append(reader.refresh()))  # in the background, as served
+    refresh.start()
+    searches = searching(serving, until=refresh.is_alive)  # turns searching the old index meanwhile
+    refresh.join()
+    seconds, index = now() - started, refreshed[0]
     reader.build_from_chroma = build  # type: ignore[method-assign]
     writer = kb.keyword_upkeep.index
     assert reader.version == kb.index_version and writer is not None
     assert index.chunk_ids == writer.chunk_ids and index.metadatas == writer.metadatas
     assert [index.chunk_ids[hit.row] for hit in index.search(marker, 3)] == [f"{expect}::0"]
-    return {"s": seconds, "rebuilt": bool(rebuilds)}
+    return {"s": seconds, "rebuilt": bool(rebuilds), "search_ms": searches}
+
+
+def searching(index: KeywordIndex, until: Callable[[], bool]) -> list[float]:
+    """Latencies (ms) of keyword searches on `index`, one every `SEARCH_EVERY_S`, while `until()`."""
+    latencies: list[float] = []
+    while until():
+        started = now()
+        index.search(SEARCH_QUERY, 10)
+        latencies.append((now() - started) * 1000)
+        time.sleep(SEARCH_EVERY_S)
+    return latencies
 
 
 async def run(quick: bool) -> Result:
@@ -98,6 +123,9 @@ async def run(quick: bool) -> Result:
     listing_s = now() - started
     assert listed == count
 
+    idle_until = now() + 3.0
+    assert reader.index is not None
+    idle = searching(reader.index, until=lambda: now() < idle_until)
     run_id = uuid.uuid4().hex[:6]
     rng = np.random.default_rng(7)
     small: list[dict[str, Any]] = []
@@ -122,9 +150,20 @@ async def run(quick: bool) -> Result:
         },
         "catch_up_1pct_write_s": round(large["s"], 2),
         "rebuilt_instead": sum(r["rebuilt"] for r in [*small, large]),
+        "search_ms_idle": _ms(idle),
+        "search_ms_during_catch_up": _ms([ms for r in [*small, large] for ms in r["search_ms"]]),
     }
     report(figures)
     return Result(NAME, quick, figures)
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "median": round(median(ordered), 1),
+        "p99": round(ordered[int(0.99 * (len(ordered) - 1))], 1),
+        "max": round(ordered[-1], 1),
+    }
 
 
 def report(figures: dict[str, Any]) -> None:
@@ -139,5 +178,11 @@ def report(figures: dict[str, Any]) -> None:
             ["  of which: listing ids and metadata", figures["list_ids_and_metadata_s"]],
             ["catch-up, 1% of documents rewritten", figures["catch_up_1pct_write_s"]],
             ["refreshes that rebuilt instead", figures["rebuilt_instead"]],
+            ["keyword search, idle: median / max ms", _pair(figures["search_ms_idle"])],
+            ["keyword search during a catch-up: median / max ms", _pair(figures["search_ms_during_catch_up"])],
         ],
     )
+
+
+def _pair(ms: dict[str, float]) -> str:
+    return f"{ms['median']} / {ms['max']}"
