@@ -139,6 +139,8 @@ async def run(quick: bool) -> Result:
     log(f"rewriting {len(changed):,} documents")
     await kb.index_documents(changed)
     large = catch_up_timed(kb, reader, f"zq{run_id}l0", changed[0].id)
+    for n in range(SMALL_WRITES):  # back to `count` chunks: the next run reuses the collection
+        await kb.delete(f"bench-added-{run_id}-{n}")
     await kb.close()
     figures = {
         "chunks": count,
