@@ -105,7 +105,8 @@ async def test_a_discarded_speculative_run_still_pays_for_the_final_one(lookups:
     assert result["status"] == "ok" and result["cached"] is True  # from the speculative run's call
     assert "The stock value is 42." in state["answer"]
     assert [d["doc_id"] for d in state["documents"]] == ["w"] and not state["keyword_only"]
-    assert lookups.services.lookups is not None and lookups.services.lookups.reused == 4  # admission, route, search, stock
+    assert lookups.services.lookups is not None
+    assert lookups.services.lookups.reused == 4  # admission, route, search, stock
 
 
 @on_module_loop
