@@ -15,7 +15,7 @@ BENCHMARKS = (
     "ingest", "embedding_throughput", "extraction", "query_latency", "access_filter", "graph_overhead", "sources",
     "agent_overhead", "audit", "masking", "admission", "turn_record", "caller_refusal", "context_budget",
     "early_lookups", "langsmith_tracing", "otel_tracing", "tts_text", "voice_e2e", "barge_in", "capacity",
-    "keyword_incremental",
+    "keyword_incremental", "multi_worker",
 )  # fmt: skip
 
 
