@@ -33,7 +33,7 @@ demo: $(STAMP)
 # most tests wait on a command or a server, so two workers use both cores.
 TEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint typecheck
-	$(BIN)/pytest -m "not evals" -q -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -m "not evals" -q -n $(TEST_WORKERS) --dist loadscope --durations=15
 
 system-deps:
 	@./scripts/system-deps.sh

@@ -151,10 +151,12 @@ def run_cli(cwd: Path, env: dict[str, str], *args: str, timeout_s: float = 60) -
 
 
 def cli_env(data_dir: Path, **settings: str) -> dict[str, str]:
-    """This environment without any voicerag setting, plus the data dir and `settings`."""
+    """This environment without any voicerag setting, plus the data dir and `settings`. An ingest runs
+    at normal priority unless a test says otherwise (INGEST_NICE): niced, it would crawl beside the other
+    pytest worker, and what these tests time is the ingest, not the scheduler."""
     names = {name.upper() for name in Settings.model_fields}
     env = {k: v for k, v in os.environ.items() if k.upper() not in names and k != "FORCE_COLOR"}
-    return {**env, "VOICERAG_DATA_DIR": str(data_dir), **settings}
+    return {**env, "VOICERAG_DATA_DIR": str(data_dir), "INGEST_NICE": "0", **settings}
 
 
 def points(stdout: str) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -17,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ingest_driver
 import pytest
 from helpers import jsonl, write
-
-from voicerag.settings import Settings
 
 pytestmark = pytest.mark.integration  # the CLI in subprocesses: embedded Chroma and a model
 
@@ -71,11 +69,8 @@ run()
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment without any voicerag setting, plus the test's own."""
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings and k != "FORCE_COLOR"}
-    env.update(VOICERAG_DATA_DIR=str(data_dir), EMBEDDINGS="use", **extra)
-    return env
+    """The caller's environment without any voicerag setting, plus the test's own (the fast offline model)."""
+    return ingest_driver.cli_env(data_dir, **{"EMBEDDINGS": "use", **extra})
 
 
 def voicerag(cwd: Path, data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

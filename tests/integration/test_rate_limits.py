@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import ingest_driver
 import pytest
 from fakes.openai_server import Behaviour, FakeOpenAIServer
 from fakes.redis_server import free_port
@@ -37,7 +37,7 @@ from retrievers.sources.registry import SourceRegistry
 from retrievers.turn.admission import TurnAdmission
 from voicerag.cli.turn import run_turn
 from voicerag.services import build_chat_model
-from voicerag.settings import Settings, load_settings
+from voicerag.settings import load_settings
 
 pytestmark = pytest.mark.integration
 
@@ -240,10 +240,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cli_env(data_dir: Path, **extra: str) -> dict[str, str]:
-    settings = {name.upper() for name in Settings.model_fields}
-    env = {k: v for k, v in os.environ.items() if k.upper() not in settings and k != "FORCE_COLOR"}
-    env.update(VOICERAG_DATA_DIR=str(data_dir), EMBEDDINGS="use", **extra)
-    return env
+    """The caller's environment without any voicerag setting, plus the test's own (the fast offline model)."""
+    return ingest_driver.cli_env(data_dir, **{"EMBEDDINGS": "use", **extra})
 
 
 def voicerag_ask(data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
