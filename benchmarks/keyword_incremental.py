@@ -106,10 +106,13 @@ def in_memory(docs: list[Document]) -> dict[str, Any]:
 # ------------------------------------------------------------------ (c): through the manager, on Chroma
 
 
-def open_collection(count: int, base: list[synthetic.Paragraph]) -> KnowledgeBaseManager:
-    folder = DATA_DIR / NAME
+def open_collection(
+    count: int, base: list[synthetic.Paragraph], *, benchmark: str = NAME, prefix: str = "incremental"
+) -> KnowledgeBaseManager:
+    """A `count`-chunk collection of random vectors, built once and kept in the benchmark's data folder."""
+    folder = DATA_DIR / benchmark
     client = make_chroma_client(folder, None)
-    name = f"incremental-{count}"
+    name = f"{prefix}-{count}"
     spec = {"chunks": count, "base": synthetic.digest(base), "vectors": "random"}
     marker = folder / f"{name}.json"
 

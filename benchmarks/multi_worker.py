@@ -13,8 +13,6 @@ equals a rebuild), and its new text is found by keyword.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 import time
 import uuid
@@ -23,15 +21,13 @@ from statistics import median
 from typing import Any
 
 import numpy as np
-from chromadb.errors import NotFoundError
 
-from benchmarks import synthetic
+from benchmarks import keyword_incremental, synthetic
 from benchmarks.common import DATA_DIR, Result, bench_settings, log, now, print_table
-from benchmarks.keyword_incremental import DIMENSIONS, HashVectors, marked
+from benchmarks.keyword_incremental import marked
 from retrievers.documents import Document
-from retrievers.embeddings import Embeddings
 from retrievers.keyword import KeywordIndex
-from retrievers.knowledge_base import KnowledgeBaseManager, make_chroma_client
+from retrievers.knowledge_base import KnowledgeBaseManager
 from retrievers.knowledge_base.keyword_upkeep import KeywordUpkeep
 
 NAME = "multi_worker"
@@ -42,29 +38,7 @@ SEARCH_EVERY_S = 0.05
 
 
 def open_collection(count: int, base: list[synthetic.Paragraph]) -> KnowledgeBaseManager:
-    folder = DATA_DIR / NAME
-    client = make_chroma_client(folder, None)
-    name = f"workers-{count}"
-    spec = {"chunks": count, "base": synthetic.digest(base), "vectors": "random"}
-    marker = folder / f"{name}.json"
-
-    def manager() -> KnowledgeBaseManager:
-        return KnowledgeBaseManager(
-            client, name, Embeddings(HashVectors(), None), index_dir=folder / "keyword-index", result_cache_size=0
-        )
-
-    kb = manager()
-    if marker.exists() and json.loads(marker.read_text()) == spec and kb.collection.count() == count:
-        return kb
-    log(f"building {name} (cached in {folder} for the next runs)")
-    marker.unlink(missing_ok=True)
-    with contextlib.suppress(NotFoundError, ValueError):
-        client.delete_collection(name)
-    kb = manager()
-    vectors = np.random.default_rng(0).standard_normal((len(base), DIMENSIONS)).astype(np.float32)
-    synthetic.write(kb, count, base, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
-    marker.write_text(json.dumps(spec))
-    return kb
+    return keyword_incremental.open_collection(count, base, benchmark=NAME, prefix="workers")
 
 
 def catch_up_timed(kb: KnowledgeBaseManager, reader: KeywordUpkeep, marker: str, expect: str) -> dict[str, Any]:
