@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from retrievers.document_files import named
@@ -52,8 +53,8 @@ async def web_documents(
     pages: dict[str, Page | None] = {}  # ordered, without repeats; a page named is fetched once
     for url in urls:
         first = await _fetch(http, url)
-        if _is_sitemap(first):
-            for listed in await _sitemap_pages(http, first, depth=1):
+        if (root := _sitemap_root(first)) is not None:
+            for listed in await _sitemap_pages(http, first.url, root, depth=1):
                 pages.setdefault(listed, None)
         else:
             pages[url] = first
@@ -87,20 +88,17 @@ async def _fetch(http: ResilientHttp, url: str) -> Page:
         raise UserInputError(f"{named(url)}: cannot fetch ({exc.kind}: {exc})") from None
 
 
-def _is_sitemap(page: Page) -> bool:
-    if page.media_type not in ("application/xml", "text/xml") and not page.url.lower().endswith(".xml"):
-        return False
-    return _root_name(page) in _SITEMAP_ROOTS
-
-
-def _root_name(page: Page) -> str:
+def _sitemap_root(page: Page) -> Any | None:
+    """The parsed sitemap (`urlset` or `sitemapindex`), or None when the page is not one."""
     from lxml import etree
 
+    if page.media_type not in ("application/xml", "text/xml") and not page.url.lower().endswith(".xml"):
+        return None
     try:
         root = etree.fromstring(page.body, parser=_xml_parser())
     except etree.XMLSyntaxError:
-        return ""
-    return str(etree.QName(root).localname) if root is not None else ""
+        return None
+    return root if root is not None and etree.QName(root).localname in _SITEMAP_ROOTS else None
 
 
 def _xml_parser() -> object:
@@ -110,33 +108,32 @@ def _xml_parser() -> object:
     return etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False)
 
 
-async def _sitemap_pages(http: ResilientHttp, sitemap: Page, *, depth: int) -> list[str]:
+async def _sitemap_pages(http: ResilientHttp, sitemap_url: str, root: Any, *, depth: int) -> list[str]:
     """The page URLs of a sitemap; a sitemap index's sitemaps are read in turn."""
     from lxml import etree
 
-    try:
-        root = etree.fromstring(sitemap.body, parser=_xml_parser())
-    except etree.XMLSyntaxError as exc:
-        raise UserInputError(f"{named(sitemap.url)}: not a readable sitemap ({exc})") from None
     locations = [str(loc.text or "").strip() for loc in root.iter("{*}loc")]
     if not locations:
-        raise UserInputError(f"{named(sitemap.url)}: the sitemap lists no pages")
-    sitemap_host = urlsplit(sitemap.url).hostname
+        raise UserInputError(f"{named(sitemap_url)}: the sitemap lists no pages")
+    sitemap_host = urlsplit(sitemap_url).hostname
     for location in locations:
         if not is_url(location):
-            raise UserInputError(f"{named(sitemap.url)}: {named(location)} is not an http(s) URL")
+            raise UserInputError(f"{named(sitemap_url)}: {named(location)} is not an http(s) URL")
         if urlsplit(location).hostname != sitemap_host:
             raise UserInputError(
-                f"{named(sitemap.url)}: lists {named(location)} on another host; name a URL of that host "
+                f"{named(sitemap_url)}: lists {named(location)} on another host; name a URL of that host "
                 "on the command line to allow it"
             )
     if etree.QName(root).localname == "urlset":
         return locations
     if depth >= MAX_SITEMAP_DEPTH:
-        raise UserInputError(f"{named(sitemap.url)}: sitemap indexes nested deeper than {MAX_SITEMAP_DEPTH}")
+        raise UserInputError(f"{named(sitemap_url)}: sitemap indexes nested deeper than {MAX_SITEMAP_DEPTH}")
     pages: list[str] = []
     for location in locations:
-        pages.extend(await _sitemap_pages(http, await _fetch(http, location), depth=depth + 1))
+        nested = await _fetch(http, location)
+        if (nested_root := _sitemap_root(nested)) is None:
+            raise UserInputError(f"{named(location)}: listed as a sitemap, but not one")
+        pages.extend(await _sitemap_pages(http, nested.url, nested_root, depth=depth + 1))
     return pages
 
 
