@@ -62,7 +62,10 @@ from voicerag.worker import turn_handling
 
 on_module_loop = pytest.mark.asyncio(loop_scope="module")  # the loop the module's services live on
 
-THRESHOLD_MS = 300  # the filler threshold of these calls (production default: 700)
+THRESHOLD_MS = 300  # the filler threshold of the filler tests' calls (production default: 700)
+# Every other call's threshold: a loaded CI machine (two pytest workers, an embedding model) can
+# take a fast turn past 300 ms, and those tests are not about the filler.
+QUIET_THRESHOLD_MS = 3000
 FILLER_TARGET_MS = 300  # the filler must be heard this soon after the threshold
 CANCEL_TARGET_MS = 50  # a barge-in must have stopped the graph this soon (measured and printed) ...
 CANCEL_BOUND_MS = 200  # ... and asserted with slack for a loaded machine
@@ -140,13 +143,14 @@ class Call:
         session_id: str = "",
         sinks: list[Sink] | None = None,
         tracers: Sequence[Tracer] = (),
+        filler_threshold_ms: int = QUIET_THRESHOLD_MS,
     ) -> None:
         self.graph = RecordingGraph(build_graph(services))
         self.assistant = Assistant(
             cast(VoiceGraph, self.graph),
             persona=services.persona,
             caller=caller,
-            filler=filler_policy(services, THRESHOLD_MS),
+            filler=filler_policy(services, filler_threshold_ms),
             session_id=session_id,
             sinks=sinks,
             tracers=tracers,
@@ -350,7 +354,7 @@ async def test_llm_router_and_grader_output_is_never_spoken(services: Services, 
 @on_module_loop
 async def test_a_slow_source_gets_a_filler_heard_soon_after_the_threshold_then_at_once(services: Services) -> None:
     with_sources(services, named("stock", delay_s=1.0))
-    async with Call(services, voice=True) as call:
+    async with Call(services, voice=True, filler_threshold_ms=THRESHOLD_MS) as call:
         observed = await call.ask("Is the stock fine?")
         expected = await call.ask("And the stock now?")
         heard_ms = (first_heard(call.speaker, observed) - observed.started) * 1000
@@ -376,7 +380,7 @@ async def test_a_japanese_filler_is_heard_before_the_slow_answer_arrives(
     """LiveKit feeds a non-streaming TTS whole sentences and holds a short one until more text
     comes: the short Japanese filler must still be heard at once, not with the answer."""
     meteo.fail("/v1/forecast", Failure(delay_s=0.8))  # a slow weather API (then the real answer)
-    async with Call(services, voice=True) as call:
+    async with Call(services, voice=True, filler_threshold_ms=THRESHOLD_MS) as call:
         turn = await call.ask("大阪の天気は？")
         filler, answer = call.tts.requests[0], call.tts.requests[1]
         heard_ms = (first_heard(call.speaker, turn) - turn.started) * 1000
@@ -390,7 +394,7 @@ async def test_a_japanese_filler_is_heard_before_the_slow_answer_arrives(
 @on_module_loop
 async def test_fast_turns_get_no_filler(services: Services) -> None:
     with_sources(services, named("stock", delay_s=0.01))
-    async with Call(services) as call:
+    async with Call(services, filler_threshold_ms=700) as call:  # the production default
         turns = [await call.ask("Is the stock fine?"), await call.ask("What is the warranty on the Kumo Halo?")]
 
     for turn in turns:

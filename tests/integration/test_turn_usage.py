@@ -29,6 +29,9 @@ pytestmark = pytest.mark.integration
 
 
 model = routing_grading_answering("The KH-300 has a two-year warranty.")
+# Budgets no loaded CI machine reaches: these tests count the calls a turn makes, and a router that
+# used up the 1.5 s turn deadline would leave the search no time, the grader no documents, one call fewer.
+GENEROUS = {"turn_deadline_ms": 30_000, "llm_router_timeout_s": 15.0}
 
 
 def reported(server: FakeOpenAIServer) -> tuple[int, int]:
@@ -53,6 +56,9 @@ async def services(tmp_path: Path) -> AsyncIterator[Services]:
     built = offline_services(tmp_path)
     await built.knowledge_base.index_documents(
         [Document(id="w", title="KH-300 warranty", text="The KH-300 has a two-year warranty.", lang="en")]
+    )
+    built.options = dataclasses.replace(
+        built.options, deadline_ms=GENEROUS["turn_deadline_ms"], router_timeout_s=GENEROUS["llm_router_timeout_s"]
     )
     await warm_up(built)
     yield built
@@ -115,7 +121,8 @@ async def test_ask_json_and_the_log_line_carry_the_usage_from_settings(
     )
     await built.aclose()
     env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "test", "LLM_MODEL": "my-model",
-           "LLM_PRICES": '{"my-model": {"input": 1.0, "output": 3.0}}', "ROUTER": "llm", "GRADER": "llm"}  # fmt: skip
+           "LLM_PRICES": '{"my-model": {"input": 1.0, "output": 3.0}}', "ROUTER": "llm", "GRADER": "llm",
+           **{name.upper(): str(value) for name, value in GENEROUS.items()}}  # fmt: skip
     result = await asyncio.to_thread(voicerag, ["ask", "What is the warranty on the KH-300?", "--json"], data, **env)
     assert result.code == 0, result.stderr
     usage = json.loads(result.stdout)["usage"]
