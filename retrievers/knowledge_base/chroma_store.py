@@ -5,7 +5,8 @@ hash (the version of the document it belongs to); the head chunk (`::0`) also ca
 count, so "is this document stored, and unchanged?" is a lookup by id, never a scan (what counts
 as stored: `consistency.py`). The collection's metadata holds the embedding model (checked on
 open), `kb_version` (a stamp that changes with every committed write), `kb_format` (the storage
-scheme) and, while a write is under way, `kb_writing`: still there when a writer is found dead.
+scheme), `kb_changes` (which documents each recent version changed: `change_log.py`) and, while a
+write is under way, `kb_writing`: still there when a writer is found dead.
 
 Every Chroma call of the knowledge base is a method here, and goes through `ChromaEndpoint.calling`:
 failures become `ServiceError`, timeouts `ChromaTimeout` (the timeout itself is the client's,
@@ -18,20 +19,24 @@ import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Where
 from chromadb.errors import NotFoundError
 
 from retrievers.access import stored_roles
 from retrievers.documents import Chunk, Document
 from retrievers.errors import UserInputError
+from retrievers.knowledge_base import change_log
+from retrievers.knowledge_base.change_log import Change
 from retrievers.knowledge_base.chroma_client import ChromaEndpoint
 
 WRITE_BATCH = 1000  # chunks per Chroma upsert (Chroma's own cap is ~5k)
 _PAGE = 5000  # chunks per page when reading many
+_DOCUMENTS_PER_GET = 100  # documents per metadata-filtered read (their chunks come back in one page)
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]")
 EMPTY_VERSION = "empty"  # the version of a collection nothing was ever written to
 STORAGE_FORMAT = 2  # 2: every chunk carries its document's content hash
@@ -47,6 +52,7 @@ class StoreState:
     version: str
     writing: bool  # a write began and never finished: its writer died or failed half-way
     current_format: bool  # False: written by an older scheme, not verified since
+    changes: list[Change]  # the recent versions' changes (`change_log.py`), oldest first
 
 
 def chunk_metadata(doc: Document, chunk: Chunk, chunk_count: int, content_hash: str | None = None) -> dict[str, Any]:
@@ -106,7 +112,7 @@ class ChromaStore:
                 self.name,
                 embedding_function=None,  # never Chroma's default model: it downloads one
                 configuration={"hnsw": {"space": "cosine"}},
-                metadata=self._metadata(EMPTY_VERSION),
+                metadata=self._metadata(EMPTY_VERSION, []),
             )
         built_with = (collection.metadata or {}).get("embedding_model")
         if built_with and built_with != self.embedding_model:
@@ -118,13 +124,15 @@ class ChromaStore:
 
     # ---- the collection's state: version stamp, write in progress, storage format
 
-    def _metadata(self, version: str, writing: str | None = None) -> dict[str, Any]:
+    def _metadata(self, version: str, changes: list[Change], writing: str | None = None) -> dict[str, Any]:
         """The collection's whole metadata (Chroma replaces it as a whole on every change)."""
         meta: dict[str, Any] = {
             "embedding_model": self.embedding_model,
             "kb_version": version,
             "kb_format": STORAGE_FORMAT,
         }
+        if changes:
+            meta["kb_changes"] = change_log.dump(changes)
         if writing:
             meta["kb_writing"] = writing
         return meta
@@ -141,6 +149,7 @@ class ChromaStore:
             version=str(meta.get("kb_version", EMPTY_VERSION)),
             writing=bool(meta.get("kb_writing")),
             current_format=meta.get("kb_format") == STORAGE_FORMAT,
+            changes=change_log.parse(meta.get("kb_changes")),
         )
 
     def read_version(self) -> str:
@@ -148,15 +157,18 @@ class ChromaStore:
 
     def begin_write(self) -> None:
         """Mark a write as under way (the version stays: readers keep the last committed one)."""
-        version = self.read_version()
+        state = self.read_state()
         with self.endpoint.calling(f"marking a write on {self.name!r}"):
-            self.collection.modify(metadata=self._metadata(version, writing=uuid.uuid4().hex))
+            self.collection.modify(metadata=self._metadata(state.version, state.changes, writing=uuid.uuid4().hex))
 
-    def stamp_version(self, version: str) -> None:
-        """Announce a new version, and end the write under way: every process rebuilds (or loads)
-        its keyword index on seeing it."""
+    def stamp_version(self, version: str, base: str | None = None, documents: Iterable[str] | None = None) -> None:
+        """Announce a new version, and end the write under way: every process updates its keyword
+        index on seeing it. `base` (the version written over) and `documents` (every document the
+        write touched) go in the change log in the same call; without them the log says "unknown"
+        (a repair), and readers compare every chunk."""
+        changes = change_log.appended(self.read_state().changes, version, base or "", documents if base else None)
         with self.endpoint.calling(f"stamping a version on {self.name!r}"):
-            self.collection.modify(metadata=self._metadata(version))
+            self.collection.modify(metadata=self._metadata(version, changes))
 
     # ---- reads
 
@@ -210,6 +222,22 @@ class ChromaStore:
                 if meta:
                     found[str(meta["doc_id"])] = dict(meta)
         return found
+
+    def chunks_of(self, doc_ids: Iterable[str]) -> list[Row]:
+        """Every stored chunk of the given documents, whole or not (a metadata filter, no scan)."""
+        wanted = sorted(doc_ids)
+        rows: list[Row] = []
+        for start in range(0, len(wanted), _DOCUMENTS_PER_GET):
+            batch = wanted[start : start + _DOCUMENTS_PER_GET]
+            where = cast(Where, {"doc_id": {"$in": batch}})  # mypy reads "$in" as a str, not Chroma's Literal
+            with self.endpoint.calling(f"reading documents of {self.name!r}"):
+                page = self.collection.get(where=where, include=["documents", "metadatas"])
+            documents, metadatas = page["documents"] or [], page["metadatas"] or []
+            rows.extend(
+                (chunk_id, text or "", dict(meta or {}))
+                for chunk_id, text, meta in zip(page["ids"], documents, metadatas, strict=True)
+            )
+        return rows
 
     def chunks_by_id(self, chunk_ids: Sequence[str]) -> dict[str, StoredChunk]:
         """The chunks that exist among `chunk_ids`: id → (text, metadata)."""

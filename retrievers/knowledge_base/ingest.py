@@ -60,6 +60,12 @@ class WritePlan:
     def empty(self) -> bool:
         return not self.ids and not self.stale_ids
 
+    def documents(self) -> set[str]:
+        """Every document the plan writes or deletes chunks of (replaced whole, as readers see them)."""
+        touched = {str(meta["doc_id"]) for meta in self.metadatas}
+        touched.update(chunk_id.rpartition("::")[0] for chunk_id in self.stale_ids)
+        return touched
+
 
 def plan_ingest(
     store: ChromaStore,

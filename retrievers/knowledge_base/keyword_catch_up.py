@@ -2,8 +2,14 @@
 
 Workers that share a Chroma server but no disk cannot load each other's saved index, and a rebuild
 reads and tokenises every chunk (41 s at 100k chunks). A write changes few chunks, so the next
-index is derived from the current one: read only the ids and metadata of every chunk (no texts, no
-vectors), keep the chunks of whole documents (`consistency.verify`, as a rebuild does), compare
+index is derived from the current one.
+
+When the collection's change log (`change_log.py`) names the documents changed since the index's
+version (`catch_up_documents`), only their chunks are read (a metadata filter), the whole ones kept
+(`consistency.verify`, as a rebuild does), and they replace those documents' rows.
+
+Otherwise (`catch_up`: the log does not reach back, or a repair left no list): read only the ids and
+metadata of every chunk (no texts, no vectors), keep the chunks of whole documents, compare
 each kept chunk's indexed metadata (its `content_hash` first of all) with the index's row, fetch
 the texts of only the new or changed chunks, and derive with `KeywordIndex.updated`, which equals a
 rebuild on the same chunks. When much changed (`MAX_CHANGED_SHARE`), a rebuild is as cheap and
@@ -85,6 +91,23 @@ def catch_up(store: ChromaStore, index: KeywordIndex, indexed: Indexer) -> Keywo
         log.info("keyword index: chunks changed while being read, rebuilding")
         return None  # a write went on meanwhile: its own version stamp follows, and a rebuild is exact
     return index.updated(found.removed, [chunk_id for chunk_id, _, _ in fetched], texts, metadatas)
+
+
+def catch_up_documents(store: ChromaStore, index: KeywordIndex, documents: set[str], indexed: Indexer) -> KeywordIndex:
+    """The index with `documents` as `store` holds them now (whole ones only; gone ones removed).
+
+    A write under way meanwhile may show a document half-written: it is left out, as a rebuild
+    would, and that write's own entry in the log names it, so the next catch-up reads it again."""
+    rows = store.chunks_of(documents)
+    whole = verify((chunk_id, meta) for chunk_id, _, meta in rows)
+    kept = sorted((row for row in rows if whole.keeps(row[0])), key=lambda row: row[0])
+    removed = [
+        chunk_id
+        for chunk_id, meta in zip(index.chunk_ids, index.metadatas, strict=True)
+        if meta.get("doc_id") in documents
+    ]
+    texts, metadatas = indexed(kept)
+    return index.updated(removed, [chunk_id for chunk_id, _, _ in kept], texts, metadatas)
 
 
 def _same(metadatas: list[dict[str, Any]], fetched: list[Row], expected: Mapping[str, dict[str, Any]]) -> bool:

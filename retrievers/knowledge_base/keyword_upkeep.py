@@ -33,10 +33,11 @@ from typing import Any
 
 from retrievers.documents import embedding_text
 from retrievers.keyword import KeywordIndex
+from retrievers.knowledge_base.change_log import documents_between
 from retrievers.knowledge_base.chroma_store import EMPTY_VERSION, ChromaStore, Row
 from retrievers.knowledge_base.consistency import verify
 from retrievers.knowledge_base.ingest import ProgressCallback, WritePlan
-from retrievers.knowledge_base.keyword_catch_up import catch_up
+from retrievers.knowledge_base.keyword_catch_up import catch_up, catch_up_documents
 
 log = logging.getLogger(__name__)
 
@@ -156,20 +157,26 @@ class KeywordUpkeep:
     def apply(self, base: str, version: str, plan: WritePlan, progress: ProgressCallback | None = None) -> KeywordIndex:
         """The index of `version`: `base` with `plan` written. Derived from the current index when
         that is `base`'s (the write's chunks only are tokenised; the documents it touches are
-        replaced whole, as readers must see them), else built (`install`). Serves it at once;
-        it is saved in the background."""
+        replaced whole, as readers must see them); when it is of an older version the change log
+        reaches, the documents changed since and the plan's are read back from Chroma (which holds
+        the write already); else built (`install`). Serves it at once; saved in the background."""
         index, current = self._current
-        if index is None or current != base:
+        if index is None or current is None:
             return self.install(version, progress)
-        touched = {meta.get("doc_id") for meta in plan.metadatas}
-        touched.update(chunk_id.rpartition("::")[0] for chunk_id in plan.stale_ids)
-        removed = [
-            chunk_id
-            for chunk_id, meta in zip(index.chunk_ids, index.metadatas, strict=True)
-            if meta.get("doc_id") in touched
-        ]
-        written = list(zip(plan.ids, plan.texts, plan.metadatas, strict=True))
-        derived = index.updated(removed, plan.ids, *_indexed(written))
+        touched = plan.documents()
+        if current != base:  # another process wrote `base`: caught up and written in one step
+            since = documents_between(self.store.read_state().changes, current, base)
+            if since is None:
+                return self.install(version, progress)
+            derived = catch_up_documents(self.store, index, since | touched, _indexed)
+        else:
+            removed = [
+                chunk_id
+                for chunk_id, meta in zip(index.chunk_ids, index.metadatas, strict=True)
+                if meta.get("doc_id") in touched
+            ]
+            written = list(zip(plan.ids, plan.texts, plan.metadatas, strict=True))
+            derived = index.updated(removed, plan.ids, *_indexed(written))
         with self._swap:
             self._current = (derived, version)
         if self.saved_path(version) is not None:
@@ -184,15 +191,22 @@ class KeywordUpkeep:
         """Read the stored version; rebuild when it is not the one the index was built from. A write
         of this process committed meanwhile wins: its version is newer than the one read here."""
         seen = self._current
-        version = self.store.read_version()
+        state = self.store.read_state()
+        version = state.version
         self.mark_checked()
         if seen[0] is not None and version == seen[1]:
             return seen[0]
-        # A saved copy loads fastest (1 s at 100k chunks); else caught up from the chunks that changed
-        # (`keyword_catch_up.py`: no shared disk needed); else rebuilt.
+        # A saved copy loads fastest (1 s at 100k chunks); else caught up from the documents the change
+        # log names, or from comparing every chunk (`keyword_catch_up.py`: no shared disk needed); else rebuilt.
         saved = self.saved_path(version)
         loadable = saved is not None and (saved / "chunks.json").exists()
-        index = catch_up(self.store, seen[0], _indexed) if seen[0] is not None and not loadable else None
+        index = None
+        if seen[0] is not None and not loadable:
+            changed = documents_between(state.changes, seen[1] or EMPTY_VERSION, version)
+            if changed is not None:
+                index = catch_up_documents(self.store, seen[0], changed, _indexed)
+            else:
+                index = catch_up(self.store, seen[0], _indexed)
         if index is None:
             index = self.build(version)
         with self._swap:

@@ -8,7 +8,8 @@ A write, under the writer lock (`writer_lock.py`; one writer per knowledge base 
 3. delete the stale chunks (heads first);
 4. derive the keyword index of a new version from the previous one and the write (or, after a
    repair or another process's write, build and save it from what Chroma now holds);
-5. stamp that version, which also clears the mark: only now do other processes switch to it.
+5. stamp that version, with the documents it touched (`change_log.py`), which also clears the
+   mark: only now do other processes switch to it, reading only those documents.
 
 A process killed at any step leaves the mark. The next writer finds it and first repairs (`recover`):
 it deletes every document that is not whole and every stray chunk, then commits a fresh version, so
@@ -122,15 +123,19 @@ class Writer:
         it the index is built and saved first, so other processes that see the version load the
         saved copy instead of rebuilding (41 s at 100k chunks)."""
         version = uuid.uuid4().hex
+        base: str | None = None
+        documents: set[str] | None = None  # what the write touched; unknown after a repair
         if write is None:
             self.upkeep.install(version, progress)
         else:
             base, plan = write
             self.upkeep.apply(base, version, plan, progress)
+            documents = plan.documents()
         self.lock.ensure_held()
         if progress:
             progress("stamp", 0, 1)
-        self.store.stamp_version(version)
+        # With the write's documents in the change log, other processes read only those (no scan).
+        self.store.stamp_version(version, base, documents)
         if progress:
             progress("stamp", 1, 1)
         self.upkeep.mark_checked()

@@ -28,6 +28,7 @@ from retrievers.documents import Document, chunk_document, embedding_text, load_
 from retrievers.embeddings import Embeddings, VectorCache
 from retrievers.keyword import KeywordIndex
 from retrievers.knowledge_base import IngestReport, KnowledgeBaseManager, make_chroma_client
+from retrievers.knowledge_base.change_log import documents_between
 
 pytestmark = pytest.mark.integration
 
@@ -87,10 +88,12 @@ def manager(data_dir: Path, chroma_url: str | None = None, collection: str = "cr
 
 async def observed(kb: KnowledgeBaseManager, docs: list[Document]) -> dict[str, Any]:
     """What a reader can tell about a knowledge base: every chunk (id, text, metadata), the
-    collection's metadata but its version, the keyword index, and a search per document."""
+    collection's metadata but its version and change log (how it got there), the keyword index, and
+    a search per document."""
     got = kb.collection.get(include=["documents", "metadatas"])
     meta = dict(kb.collection.metadata or {})
     meta.pop("kb_version", None)
+    meta.pop("kb_changes", None)
     index = await kb.keyword_index()
     searches = {}
     for doc in docs:
@@ -178,10 +181,14 @@ async def assert_rerun_leaves_what_a_clean_ingest_does(
     kb: KnowledgeBaseManager, scenario: Scenario, point: str
 ) -> IngestReport:
     docs = scenario.docs()
+    before = kb.store.read_version()
     report = await kb.index_documents(docs, prune_sources=True)
     assert report.recovered == (point not in UNMARKED)
     assert report.added + report.updated + report.unchanged == len(docs)
     assert await observed(kb, docs) == scenario.reference
+    # The repair's removals are not listed: a reader on the version before must compare every chunk.
+    listed = documents_between(kb.store.read_state().changes, before, kb.store.read_version())
+    assert (listed is None) == report.recovered
     return report
 
 
