@@ -7,7 +7,8 @@ DOCX files with a table and 2,400 characters of text, a CSV and an XLSX of 5,000
 Extraction is timed through the real loader (reading, parsing, validation), best of 3. The
 embedding step is then timed on the chunks of that same text (the settings' chunk size) with the
 default model, e5, through the product's `Embeddings` with no cache: chunks/s, and the seconds it
-costs per page, file or row next to the seconds extraction costs for it.
+costs per page, file or row next to the seconds extraction costs for it. Last, a folder of PDFs (4
+copies of each, English and Japanese) read by one process and by `--workers 2`: pages/s.
 """
 
 from __future__ import annotations
@@ -170,4 +171,30 @@ async def run(quick: bool) -> Result:
             for r in rows
         ],
     )
-    return Result(NAME, quick, {"model": E5Model.name, "chunk_size": settings.chunk_size, "rows": rows})
+    pooled = pdf_folder_in_processes(inputs)
+    return Result(
+        NAME, quick, {"model": E5Model.name, "chunk_size": settings.chunk_size, "rows": rows, "processes": pooled}
+    )
+
+
+def pdf_folder_in_processes(inputs: dict[str, tuple[Path, int, str]]) -> list[dict[str, Any]]:
+    """A folder of 8 PDFs read by 1 and by 2 processes (`voicerag ingest --workers`): pages/s."""
+    folder = FOLDER / "pdf_folder"
+    folder.mkdir()
+    pages = 0
+    for fmt in ("pdf (en)", "pdf (ja, CID font)"):
+        path, units, _ = inputs[fmt]
+        for copy in range(4):
+            shutil.copyfile(path, folder / f"{path.parent.name}_{copy}.pdf")
+            pages += units
+    rows = []
+    for workers in (1, 2):
+        seconds, docs = best_of(1, lambda workers=workers: load_documents([folder], workers=workers).documents)  # type: ignore[misc]
+        rows.append({"workers": workers, "pages": pages, "documents": len(docs), "s": round(seconds, 2)})
+        log(f"  {pages} PDF pages, {workers} process(es): {pages / seconds:.1f} pages/s")
+    print_table(
+        "extraction: a folder of PDFs read by one process and by two (`--workers 2`)",
+        ["processes", "pages", "s", "pages/s"],
+        [[r["workers"], r["pages"], r["s"], round(r["pages"] / r["s"], 1)] for r in rows],
+    )
+    return rows

@@ -212,23 +212,35 @@ class LoadReport:
     skipped: list[Path]
 
 
-def load_documents(paths: Iterable[Path | str]) -> LoadReport:
-    """Read and validate every document under `paths` (files or folders, recursively).
+def load_documents(paths: Iterable[Path | str], workers: int = 1) -> LoadReport:
+    """Read and validate every document under `paths` (files or folders, recursively); with
+    `workers` > 1, files are read and parsed by that many processes (`document_pool.py`).
 
-    Raises `UserInputError` naming the file and line or field at the first problem, including a
-    document id used twice anywhere in the inputs.
+    Raises `UserInputError` naming the file and line or field at the first problem (in file order,
+    whatever the workers), including a document id used twice anywhere in the inputs.
     """
     files, skipped = find_files((Path(p) for p in paths), SUPPORTED_SUFFIXES)
-    configs = ConfigReader()
     documents: list[Document] = []
     first_seen: dict[str, str] = {}
-    for file in files:
-        for where, doc in _load_file(file, configs):
+    if workers > 1 and len(files) > 1:
+        from retrievers.document_pool import read_in_processes
+
+        per_file: Iterable[list[tuple[str, Document]]] = read_in_processes(files, workers)
+    else:
+        configs = ConfigReader()
+        per_file = (list(_load_file(file, configs)) for file in files)
+    for loaded in per_file:
+        for where, doc in loaded:
             if doc.id in first_seen:
                 raise UserInputError(f"{where}: duplicate id {doc.id!r} (first seen at {first_seen[doc.id]})")
             first_seen[doc.id] = where
             documents.append(doc)
     return LoadReport(documents, [f.path for f in files], [path for path in skipped if not is_config_file(path)])
+
+
+def file_documents(found: FoundFile, configs: ConfigReader | None = None) -> list[tuple[str, Document]]:
+    """(where, document) of every document in one file (`configs`: shared by a call's files)."""
+    return list(_load_file(found, configs or ConfigReader()))
 
 
 def _load_file(found: FoundFile, configs: ConfigReader) -> Iterator[tuple[str, Document]]:

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     chroma_timeout_s: float = Field(10.0, gt=0, le=300, description="each call to a Chroma server gives up after this")
     ingest_lock_timeout_s: float = Field(600.0, ge=0, le=86400, description="how long an ingest waits for another")
     ingest_nice: int = Field(10, ge=0, le=19, description="CPU niceness `voicerag ingest` adds to itself")
+    ingest_workers: int = Field(1, ge=1, le=64, description="processes `voicerag ingest` reads files with")
     collection: str = Field("voicerag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")  # Chroma's rule
     embeddings: Literal["e5", "use", "openai"] = "e5"
     embeddings_threads: int = Field(2, ge=1, le=64)

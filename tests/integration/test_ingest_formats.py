@@ -138,3 +138,19 @@ def test_reingesting_the_unchanged_folder_writes_nothing(kb: Ingested) -> None:
         f"0 added, 0 updated, {len(DOC_IDS)} unchanged, 0 removed; 0 chunks written, 0 deleted"
     )
     assert snapshot(kb.data_dir) == kb.snapshot
+
+
+def test_files_read_by_several_processes_make_the_same_knowledge_base(kb: Ingested, tmp_path: Path) -> None:
+    """`--workers 2`: the folder's files are parsed in two processes; what is stored is identical,
+    heads' metadata (content hashes, pages, configs applied) included."""
+    data_dir = tmp_path / "data"
+    done = voicerag(kb.cwd, data_dir, "ingest", "kb", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(";")[0] == kb.first.stdout.split(";")[0]  # "N added, 0 updated, ..."
+    assert snapshot(data_dir) == kb.snapshot
+
+
+def test_a_bad_workers_count_is_a_usage_error(kb: Ingested, tmp_path: Path) -> None:
+    done = voicerag(kb.cwd, tmp_path / "data", "ingest", "kb", "--workers", "0")
+    assert done.returncode == 2 and "--workers" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()

@@ -1,4 +1,4 @@
-"""`voicerag ingest PATH|URL... [--collection NAME] [--dry-run] [--nice N]`: validate everything, then upsert.
+"""`voicerag ingest PATH|URL... [--collection NAME] [--dry-run] [--nice N] [--workers N]`: validate, then upsert.
 
 An ingest is a background job: it lowers its own CPU priority first (`--nice`, default INGEST_NICE=10),
 so that a voice worker on the same machine keeps its latency while documents are parsed and embedded.
@@ -47,6 +47,16 @@ def ingest(
             help="Lower this ingest's CPU priority by N (0: normal priority; default: INGEST_NICE, 10).",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Read and parse files in N processes (PDF, HTML, DOCX and spreadsheets are CPU-bound; "
+            "default: INGEST_WORKERS, 1). Embedding is not split: local models already use every core.",
+        ),
+    ] = None,
 ) -> None:
     """Add or update documents in the knowledge base. Nothing is written if any input is bad."""
     loaded = settings()
@@ -59,7 +69,8 @@ def ingest(
     urls = [path for path in paths if is_url(path)]
     files = [Path(path) for path in paths if not is_url(path)]
     # raises UserInputError before anything is written
-    report = load_documents(files) if files or not urls else LoadReport([], [], [])
+    readers = loaded.ingest_workers if workers is None else workers
+    report = load_documents(files, readers) if files or not urls else LoadReport([], [], [])
     if report.skipped:
         err.print(
             f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {safe(str(report.skipped[0]))}",
