@@ -225,7 +225,7 @@ def load_documents(paths: Iterable[Path | str], workers: int = 1) -> LoadReport:
     if workers > 1 and len(files) > 1:
         from retrievers.document_pool import read_in_processes
 
-        per_file: Iterable[list[tuple[str, Document]]] = read_in_processes(files, workers)
+        per_file: Iterable[list[tuple[str, Document]]] = read_in_processes(file_documents, files, workers)
     else:
         configs = ConfigReader()
         per_file = (list(_load_file(file, configs)) for file in files)
