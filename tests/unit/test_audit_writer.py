@@ -117,6 +117,33 @@ async def test_close_keeps_to_its_timeout_when_the_database_hangs(tmp_path: Path
     assert lost == 2 and took < 1.0 + CLOSE_SLACK_S
 
 
+def test_records_first_written_while_the_interpreter_exits_are_not_lost(tmp_path: Path) -> None:
+    """The writer thread's first append (which creates the SQLite folder and table) starts only
+    after the main thread has ended and the interpreter has shut its thread pools: it must still
+    get everything written (it used a thread pool for the folder and lost all 50 records)."""
+    script = textwrap.dedent(
+        """
+        import atexit, threading
+        from voicerag.audit import AuditRecord, open_audit_writer
+        from voicerag.settings import load_settings
+        writer = open_audit_writer(load_settings())
+        gate, append = threading.Event(), writer.store.append
+        def after_the_gate(batch):
+            gate.wait()
+            return append(batch)
+        writer.store.append = after_the_gate
+        atexit.register(gate.set)  # runs at exit, before the writer's own flush (atexit is LIFO)
+        for i in range(50):
+            writer.write(AuditRecord(turn_id=f"t{i}", session_id="s", user_id="u", front_door="chat",
+                                     latency_ms=1, question="q", answer="a"))
+        """
+    )
+    env = {**os.environ, "VOICERAG_DATA_DIR": str(tmp_path / "new-folder"), "VOICERAG_ENV_FILE": ""}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert asyncio.run(chain_of(tmp_path / "new-folder" / "audit.sqlite")) == [f"t{i}" for i in range(50)]
+
+
 def test_a_normal_exit_loses_nothing(tmp_path: Path) -> None:
     """The process writes and exits without calling close(): the exit flushes the queue."""
     script = textwrap.dedent(

@@ -24,14 +24,17 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from voicerag.audit.record import AuditRecord
 from voicerag.audit.store import AuditStore
 
 log = logging.getLogger("voicerag.audit")
+
+_T = TypeVar("_T")
 
 BATCH = 500  # records per transaction at most
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0
@@ -118,6 +121,10 @@ class AuditWriter:
 
     def _run(self) -> None:
         with asyncio.Runner() as runner:
+            # Calls the store hands to a thread (`asyncio.to_thread`: the SQLite folder; a PostgreSQL
+            # host's address lookup) run on this thread instead: at interpreter exit, when the atexit
+            # flush runs, thread pools refuse new work, and the queued records would be lost.
+            runner.get_loop().set_default_executor(_InlineExecutor())
             try:
                 while (batch := self._next_batch()) is not None:
                     if not self._append(runner, batch):
@@ -178,3 +185,17 @@ class AuditWriter:
                 await work
 
         runner.run(bounded())
+
+
+class _InlineExecutor(ThreadPoolExecutor):
+    """Runs each call at once on the calling thread (the writer's own, where blocking is fine).
+    A `ThreadPoolExecutor` only because asyncio's `set_default_executor` accepts nothing else; it
+    never starts a thread, so the interpreter's shutdown of thread pools does not concern it."""
+
+    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+        future: Future[_T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the awaiting coroutine, as a pool would
+            future.set_exception(exc)
+        return future
