@@ -116,13 +116,19 @@ def offered_question(state: State, offers: tuple[str, ...]) -> str | None:
     return questions[-1] if questions else None
 
 
+def _page_note(doc: SearchHit) -> str:
+    """Where in a paged document (a PDF) the passage is, so the answer can say "page 3"."""
+    pages = doc["metadata"].get("pages")
+    return f" (p. {pages})" if pages else ""
+
+
 def _context_block(docs: list[SearchHit], live: list[SourceResult]) -> str:
     """What the model may answer from: live results first (they answer the question as asked),
     then the graded documents."""
     parts = [
         f"[{r['source']}] {r['summary']}\n{json.dumps(r['data'], ensure_ascii=False)[:LIVE_DATA_CHARS]}" for r in live
     ]
-    parts += [f"[{n}] {d['title']}\n{d['text']}" for n, d in enumerate(docs, start=1)]
+    parts += [f"[{n}] {d['title']}{_page_note(d)}\n{d['text']}" for n, d in enumerate(docs, start=1)]
     return "\n\n".join(parts)
 
 

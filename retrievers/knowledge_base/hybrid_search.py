@@ -128,7 +128,8 @@ class HybridSearch:
             if chunk is None:  # deleted or rewritten since the keyword index was built
                 continue
             meta = chunk[1]
-            text = _join_overlapping([stored[c][0] for c in windows[doc_id] if c in stored], chunk_overlap)
+            window = [stored[c] for c in windows[doc_id] if c in stored]
+            text = _join_overlapping([chunk_text for chunk_text, _ in window], chunk_overlap)
             results.append(
                 SearchHit(
                     doc_id=doc_id,
@@ -144,10 +145,21 @@ class HybridSearch:
                     lang=str(meta.get("lang", "")),
                     source=str(meta.get("source", "")),
                     chunk_index=int(meta.get("chunk_index", 0)),
-                    metadata={k: v for k, v in meta.items() if k not in RESERVED_METADATA},
+                    metadata={k: v for k, v in meta.items() if k not in RESERVED_METADATA} | _pages_of(window),
                 )
             )
         return results
+
+
+def _pages_of(window: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """`page` (the first) and `pages` ("3" or "3-4") of the passage a hit returns — its best chunk and
+    the neighbours joined to it — when the document is paged (a PDF); else nothing."""
+    spans = [(int(meta["page"]), str(meta.get("pages", meta["page"]))) for _, meta in window if "page" in meta]
+    if not spans:
+        return {}
+    first = min(page for page, _ in spans)
+    last = max(int(pages.rpartition("-")[2]) for _, pages in spans)
+    return {"page": first, "pages": str(first) if first == last else f"{first}-{last}"}
 
 
 def rank(found: Candidates, *, top_k: int, dense_weight: float) -> list[tuple[str, float]]:

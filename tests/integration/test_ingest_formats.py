@@ -17,8 +17,15 @@ from typing import Any
 
 import pytest
 from fakes import office_files as office
+from fakes.openai_server import Behaviour, FakeOpenAIServer
+from helpers import services_with_chat_model
 from ingest_driver import cli_env
+from langchain_core.messages import HumanMessage
 from test_ingest_cli import one_error_line, read_collection, snapshot, tree_digest
+
+from graph.builder import build_graph
+from graph.context import Context
+from retrievers.documents import Document
 
 pytestmark = pytest.mark.integration
 
@@ -154,3 +161,38 @@ def test_a_bad_workers_count_is_a_usage_error(kb: Ingested, tmp_path: Path) -> N
     done = voicerag(kb.cwd, tmp_path / "data", "ingest", "kb", "--workers", "0")
     assert done.returncode == 2 and "--workers" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_search_says_which_pages_of_a_pdf_the_passage_is_on(tmp_path: Path) -> None:
+    """A PDF longer than a chunk: the hit for a fact on page 3 says so (`pages`), in `search --json`
+    and in the table, and the answer prompt's context names the page (graph/nodes/generate.py)."""
+    filler = [" ".join(f"Section {p}.{n} covers the R7's lamp colours and cable routing." for n in range(25))
+              for p in (1, 2)]  # fmt: skip
+    fact = "Resetting the R7: hold the reset pin for twelve seconds until the lamp blinks amber."
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "r7_manual.pdf").write_bytes(office.pdf([*filler, fact], title="R7 Manual"))
+    data_dir = tmp_path / "data"
+    assert voicerag(tmp_path, data_dir, "ingest", "kb").returncode == 0
+    done = voicerag(tmp_path, data_dir, "search", "reset pin twelve seconds", "--json")
+    assert done.returncode == 0, done.stderr
+    (best, *_) = json.loads(done.stdout)["results"]
+    assert best["doc_id"] == "r7_manual" and best["pages"] in ("3", "2-3")  # the passage may begin on page 2
+    table = voicerag(tmp_path, data_dir, "search", "lamp colours cable routing section 1.3")
+    assert table.returncode == 0 and "pages" in table.stdout, table.stdout  # the column, when a hit is paged
+
+
+async def test_the_answer_prompt_names_the_page_of_a_pdf_passage(tmp_path: Path) -> None:
+    filler = " ".join(f"Section {n} covers the R7's lamp colours and cable routing." for n in range(25))
+    fact = "Resetting the R7: hold the reset pin for twelve seconds until the lamp blinks amber."
+    manual = Document(id="r7", title="R7 Manual", text=f"{filler}\n{filler}\n{fact}", lang="en",
+                      page_starts=(0, len(filler) + 1, 2 * len(filler) + 2))  # fmt: skip
+    with FakeOpenAIServer(Behaviour(reply="Hold the reset pin for twelve seconds, as page 3 says.")) as server:
+        async with services_with_chat_model(tmp_path, server.base_url, [manual]) as services:
+            state = await build_graph(services).ainvoke(
+                {"messages": [HumanMessage("How long do I hold the R7's reset pin?")]}, context=Context()
+            )
+    pages = state["graded"][0]["metadata"]["pages"]
+    assert pages in ("3", "2-3")  # the passage: the fact's chunk and its neighbours
+    (answer_request,) = [r for r in server.chat_requests if not r.tool_names]
+    assert f"[1] R7 Manual (p. {pages})" in json.dumps(answer_request.messages, ensure_ascii=False)

@@ -70,7 +70,11 @@ async def _one(
     hits = await kb.search(query, top_k=top_k, category=category, viewer=viewer)
     return {
         "query": query,
-        "results": [{"doc_id": h["doc_id"], "title": h["title"], "score": h["score"]} for h in hits],
+        "results": [
+            {"doc_id": h["doc_id"], "title": h["title"], "score": h["score"]}
+            | ({"pages": h["metadata"]["pages"]} if "pages" in h["metadata"] else {})  # a PDF's passage
+            for h in hits
+        ],
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 2),
     }
 
@@ -81,8 +85,17 @@ def _print_table(result: dict[str, Any]) -> None:
     table.add_column("doc_id")
     table.add_column("title")
     table.add_column("score", justify="right")
+    paged = any("pages" in hit for hit in result["results"])
+    if paged:
+        table.add_column("pages", justify="right")
     for rank, hit in enumerate(result["results"], start=1):
-        table.add_row(str(rank), Text(safe(hit["doc_id"])), Text(safe(hit["title"])), f"{hit['score']:.3f}")
+        cells: list[str | Text] = [
+            str(rank),
+            Text(safe(hit["doc_id"])),
+            Text(safe(hit["title"])),
+            f"{hit['score']:.3f}",
+        ]
+        table.add_row(*cells, *([str(hit.get("pages", ""))] if paged else []))
     if not result["results"]:
         table.caption = "no documents found"
     out.print(table)
