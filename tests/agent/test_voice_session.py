@@ -510,15 +510,22 @@ async def test_the_leak_check_sees_a_lookup_left_running() -> None:
 
 
 @on_module_loop
-async def test_a_speculative_generation_discarded_by_livekit_is_cancelled(services: Services) -> None:
+async def test_a_speculative_generation_discarded_by_livekit_is_cancelled(services: Services, tmp_path: Path) -> None:
     """Preemptive generation: the STT's preflight transcript starts the graph before the caller
-    has finished; when the caller goes on talking, LiveKit discards it, and the run must stop."""
+    has finished; when the caller goes on talking, LiveKit discards it, and the run must stop. The
+    audit log keeps the one turn the caller had."""
     stock = with_sources(services, named("stock", delay_s=0.8)).sources.get("stock")
     assert isinstance(stock, TimedSource)
-    async with Call(services, voice=True) as call:
+    writer = AuditWriter(AuditStore(sqlite_url(tmp_path / "audit.sqlite")))
+    async with Call(services, voice=True, sinks=[audit_sink(writer)]) as call:
         utterance = Utterance("Is the stock fine in Osaka?", preflight="Is the stock", preflight_s=0.1, speech_s=0.5)
         said = await call.speak(utterance)
         runs = [run.messages[-1].text for run in call.graph.runs]
+    assert await writer.aclose(timeout_s=10) == 0
+    store = AuditStore(sqlite_url(tmp_path / "audit.sqlite"))
+    audited = [record.question for record in await store.read()]
+    await store.close()
+    assert audited == ["Is the stock fine in Osaka?"]  # not the discarded "Is the stock"
 
     resumed = utterance.heard_at["interim_transcript"]
     assert runs == ["Is the stock", "Is the stock fine in Osaka?"]  # the speculative run, then the real one

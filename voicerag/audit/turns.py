@@ -30,9 +30,13 @@ def audit_record(turn: TurnRecord) -> AuditRecord:
 
 
 def audit_sink(writer: AuditWriter) -> Sink:
-    """Each turn's record, masked, to `writer` (a full queue drops it: counted and logged there)."""
+    """Each turn's record, masked, to `writer` (a full queue drops it: counted and logged there).
+    A speculative run (`TurnRecord.speculative`) said nothing to the caller, and the run that did
+    reuses its lookups (`graph/lookup_reuse.py`): the log keeps the turn the caller had, once."""
 
     def write(turn: TurnRecord) -> None:
+        if turn.speculative:  # a preemptive run LiveKit discarded unheard: not a turn (its log line and trace say so)
+            return
         writer.write(audit_record(turn))
 
     return write
