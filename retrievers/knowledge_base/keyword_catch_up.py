@@ -101,13 +101,17 @@ def catch_up_documents(store: ChromaStore, index: KeywordIndex, documents: set[s
     rows = store.chunks_of(documents)
     whole = verify((chunk_id, meta) for chunk_id, _, meta in rows)
     kept = sorted((row for row in rows if whole.keeps(row[0])), key=lambda row: row[0])
-    removed = [
+    texts, metadatas = indexed(kept)
+    return index.updated(rows_of(index, documents), [chunk_id for chunk_id, _, _ in kept], texts, metadatas)
+
+
+def rows_of(index: KeywordIndex, documents: set[str]) -> list[str]:
+    """The chunk ids `index` holds of `documents` (replaced whole on a write, as readers see them)."""
+    return [
         chunk_id
         for chunk_id, meta in zip(index.chunk_ids, index.metadatas, strict=True)
         if meta.get("doc_id") in documents
     ]
-    texts, metadatas = indexed(kept)
-    return index.updated(removed, [chunk_id for chunk_id, _, _ in kept], texts, metadatas)
 
 
 def _same(metadatas: list[dict[str, Any]], fetched: list[Row], expected: Mapping[str, dict[str, Any]]) -> bool:

@@ -37,7 +37,7 @@ from retrievers.knowledge_base.change_log import documents_between
 from retrievers.knowledge_base.chroma_store import EMPTY_VERSION, ChromaStore, Row
 from retrievers.knowledge_base.consistency import verify
 from retrievers.knowledge_base.ingest import ProgressCallback, WritePlan
-from retrievers.knowledge_base.keyword_catch_up import catch_up, catch_up_documents
+from retrievers.knowledge_base.keyword_catch_up import catch_up, catch_up_documents, rows_of
 
 log = logging.getLogger(__name__)
 
@@ -170,13 +170,8 @@ class KeywordUpkeep:
                 return self.install(version, progress)
             derived = catch_up_documents(self.store, index, since | touched, _indexed)
         else:
-            removed = [
-                chunk_id
-                for chunk_id, meta in zip(index.chunk_ids, index.metadatas, strict=True)
-                if meta.get("doc_id") in touched
-            ]
             written = list(zip(plan.ids, plan.texts, plan.metadatas, strict=True))
-            derived = index.updated(removed, plan.ids, *_indexed(written))
+            derived = index.updated(rows_of(index, touched), plan.ids, *_indexed(written))
         with self._swap:
             self._current = (derived, version)
         if self.saved_path(version) is not None:

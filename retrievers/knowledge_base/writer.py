@@ -6,8 +6,9 @@ A write, under the writer lock (`writer_lock.py`; one writer per knowledge base 
 2. upsert the chunks, every head chunk last: a document counts as stored only when its head and all
    its chunks, carrying the head's hash, are there (`consistency.py`), so until then it is absent;
 3. delete the stale chunks (heads first);
-4. derive the keyword index of a new version from the previous one and the write (or, after a
-   repair or another process's write, build and save it from what Chroma now holds);
+4. derive the keyword index of a new version from the previous one and the write (over another
+   process's version: also the documents its change log names; after a repair, or past the log,
+   build and save it from what Chroma now holds);
 5. stamp that version, with the documents it touched (`change_log.py`), which also clears the
    mark: only now do other processes switch to it, reading only those documents.
 

@@ -62,6 +62,13 @@ class AuditDatabase:
         self.postgres = url.get_backend_name() == "postgresql"
         self.path = None if self.postgres else Path(url.database or "")
         self.engine = self._postgres_engine() if self.postgres else self._sqlite_engine()
+        self._folder_ready = False
+
+    def ensure_folder(self) -> None:
+        """Create the SQLite file's folder (blocking: call it off any event loop)."""
+        if self.path is not None and not self._folder_ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._folder_ready = True
 
     @property
     def where(self) -> str:
@@ -129,8 +136,8 @@ class AuditDatabase:
     async def create_schema(self) -> None:
         """The table and its triggers, once, whichever process comes first. A table that exists is
         left as it is: its owner may not be us (see `schema.postgres_setup_sql`)."""
-        if self.path is not None:  # off the event loop (`langgraph dev` refuses blocking calls on any loop)
-            await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        if self.path is not None and not self._folder_ready:
+            await asyncio.to_thread(self.ensure_folder)  # off the loop: `langgraph dev` refuses blocking calls on any
         async with self.appending() as connection:
             if self.postgres:
                 if await connection.run_sync(lambda sync: inspect(sync).has_table(TABLE)):

@@ -24,17 +24,14 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Coroutine
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from voicerag.audit.record import AuditRecord
 from voicerag.audit.store import AuditStore
 
 log = logging.getLogger("voicerag.audit")
-
-_T = TypeVar("_T")
 
 BATCH = 500  # records per transaction at most
 RETRY_FIRST_S, RETRY_MAX_S = 0.2, 5.0
@@ -120,11 +117,11 @@ class AuditWriter:
     # ----------------------------------------------------------------- the writer thread
 
     def _run(self) -> None:
+        # The SQLite folder now, outside any event loop: the store would create it through a thread
+        # pool, which interpreter exit shuts before the atexit flush runs (every queued record lost).
+        with contextlib.suppress(OSError):  # the first append then says what is wrong, and retries
+            self.store.database.ensure_folder()
         with asyncio.Runner() as runner:
-            # Calls the store hands to a thread (`asyncio.to_thread`: the SQLite folder; a PostgreSQL
-            # host's address lookup) run on this thread instead: at interpreter exit, when the atexit
-            # flush runs, thread pools refuse new work, and the queued records would be lost.
-            runner.get_loop().set_default_executor(_InlineExecutor())
             try:
                 while (batch := self._next_batch()) is not None:
                     if not self._append(runner, batch):
@@ -185,17 +182,3 @@ class AuditWriter:
                 await work
 
         runner.run(bounded())
-
-
-class _InlineExecutor(ThreadPoolExecutor):
-    """Runs each call at once on the calling thread (the writer's own, where blocking is fine).
-    A `ThreadPoolExecutor` only because asyncio's `set_default_executor` accepts nothing else; it
-    never starts a thread, so the interpreter's shutdown of thread pools does not concern it."""
-
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
-        future: Future[_T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # handed to the awaiting coroutine, as a pool would
-            future.set_exception(exc)
-        return future
