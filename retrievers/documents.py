@@ -227,8 +227,8 @@ def load_documents(paths: Iterable[Path | str], workers: int = 1) -> LoadReport:
 
         per_file: Iterable[list[tuple[str, Document]]] = read_in_processes(file_documents, files, workers)
     else:
-        configs = ConfigReader()
-        per_file = (list(_load_file(file, configs)) for file in files)
+        configs = ConfigReader()  # each folder's config read once
+        per_file = (file_documents(file, configs) for file in files)
     for loaded in per_file:
         for where, doc in loaded:
             if doc.id in first_seen:
