@@ -11,7 +11,7 @@ import bisect
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -212,9 +212,12 @@ class LoadReport:
     skipped: list[Path]
 
 
-def load_documents(paths: Iterable[Path | str], workers: int = 1) -> LoadReport:
+def load_documents(
+    paths: Iterable[Path | str], workers: int = 1, progress: Callable[[str, int, int], None] | None = None
+) -> LoadReport:
     """Read and validate every document under `paths` (files or folders, recursively); with
     `workers` > 1, files are read and parsed by that many processes (`document_pool.py`).
+    `progress("read", files done, files)` after each file (a folder of PDFs takes minutes).
 
     Raises `UserInputError` naming the file and line or field at the first problem (in file order,
     whatever the workers), including a document id used twice anywhere in the inputs.
@@ -229,7 +232,9 @@ def load_documents(paths: Iterable[Path | str], workers: int = 1) -> LoadReport:
     else:
         configs = ConfigReader()  # each folder's config read once
         per_file = (file_documents(file, configs) for file in files)
-    for loaded in per_file:
+    for done, loaded in enumerate(per_file, start=1):
+        if progress is not None:
+            progress("read", done, len(files))
         for where, doc in loaded:
             if doc.id in first_seen:
                 raise UserInputError(f"{where}: duplicate id {doc.id!r} (first seen at {first_seen[doc.id]})")

@@ -38,3 +38,11 @@ def test_the_first_broken_file_in_order_is_named_whatever_the_processes(corpus: 
             load_documents([folder], workers=workers)
         errors.append(str(raised.value))
     assert errors[0] == errors[1] and "a_scanned.pdf" in errors[0]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reading_reports_progress_file_by_file(corpus: Path, workers: int) -> None:
+    reported: list[tuple[str, int, int]] = []
+    loaded = load_documents([corpus], workers=workers, progress=lambda *step: reported.append(step))
+    files = len(loaded.files)
+    assert reported == [("read", done, files) for done in range(1, files + 1)]

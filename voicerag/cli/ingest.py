@@ -70,7 +70,8 @@ def ingest(
     files = [Path(path) for path in paths if not is_url(path)]
     # raises UserInputError before anything is written
     readers = loaded.ingest_workers if workers is None else workers
-    report = load_documents(files, readers) if files or not urls else LoadReport([], [], [])
+    with progress_bar() as reading:
+        report = load_documents(files, readers, reading) if files or not urls else LoadReport([], [], [])
     if report.skipped:
         err.print(
             f"skipped {len(report.skipped)} file(s) of unsupported type, e.g. {safe(str(report.skipped[0]))}",
