@@ -126,18 +126,26 @@ class Terminal:
         """Everything the pane showed (history included), wrapped lines joined."""
         return self.tmux("capture-pane", "-p", "-J", "-S", "-", "-t", "main")
 
-    def ask(self, line: str, timeout_s: float = 10) -> None:
+    def ask(self, line: str, timeout_s: float = 30) -> None:
         """Type `line` and press Enter until the console shows it as the user's turn. LiveKit's
         console drops an Enter pressed before its session has started, just after the prompt
-        appears (the typed text stays in the input line)."""
+        appears (the typed text stays in the input line), and on a loaded machine also one pressed
+        just after the agent's reply (the text is then cleared: it is typed again)."""
         before = len(headers(self.text(), "You"))
-        self.tmux("send-keys", "-t", "main", "-l", line)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            if not self.typed(line):
+                self.tmux("send-keys", "-t", "main", "-l", line)
+                self.wait_for(lambda pane: self.typed(line, pane), 2)
             self.tmux("send-keys", "-t", "main", "Enter")
             if len(headers(self.wait_for(lambda pane: len(headers(pane, "You")) > before, 2), "You")) > before:
                 return
         raise AssertionError(f"the console did not take {line!r} within {timeout_s} s:\n{self.text()}")
+
+    def typed(self, line: str, pane: str | None = None) -> bool:
+        """Whether the console's input line (the last "❯" line) holds `line`."""
+        prompts = [row for row in (pane if pane is not None else self.text()).splitlines() if "❯" in row]
+        return bool(prompts) and line in prompts[-1]
 
     def wait_for(self, seen: Callable[[str], bool], timeout_s: float) -> str:
         """Poll the pane until `seen(pane)` or the timeout; the pane either way (never a traceback)."""
