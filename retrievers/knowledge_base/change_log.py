@@ -2,7 +2,7 @@
 
 A worker that does not share the writer's disk catches its keyword index up with a new version from
 what changed (`keyword_catch_up.py`). Without a record of the change it must list every chunk's
-metadata to find out (22 s at 100k chunks); with one, it reads only the changed documents' chunks.
+metadata to find out (9-22 s at 100k chunks, by load); with one, only the changed documents' chunks.
 So every stamp also records its write: (the new version, the version it was written over, the
 document ids it touched), newest last, in the collection's metadata — written in the same call as
 the stamp, so a reader never sees a version without its entry.
